@@ -1,0 +1,3 @@
+from mldoctor.cli import main
+
+main()

@@ -1,0 +1,212 @@
+"""Host facts: OS, user and groups, CPU, memory, /dev/shm, disks and ports."""
+
+from __future__ import annotations
+
+import errno
+import grp
+import os
+import platform
+import pwd
+import socket
+import tempfile
+from dataclasses import dataclass, field
+
+from mldoctor.facts.common import DiskUsage, disk_usage, read_text
+
+
+@dataclass
+class OsRelease:
+    id: str = ""
+    id_like: list[str] = field(default_factory=list)
+    version_id: str = ""
+    pretty_name: str = ""
+
+
+@dataclass
+class UserFacts:
+    uid: int
+    name: str
+    active_groups: list[str] = field(default_factory=list)
+    """Groups this process carries (what the kernel checks on the socket)."""
+    member_of: list[str] = field(default_factory=list)
+    """Groups the account database lists for the user (what a fresh login would carry)."""
+
+
+@dataclass
+class CpuFacts:
+    logical: int
+    usable: float
+    """CPUs this process may use: the affinity mask, capped by a cgroup quota."""
+    model: str = ""
+    load_1m: float = 0.0
+
+
+@dataclass
+class MemoryFacts:
+    total_bytes: int
+    available_bytes: int
+    swap_total_bytes: int = 0
+    cgroup_limit_bytes: int | None = None
+
+
+@dataclass
+class PortFacts:
+    port: int
+    free: bool
+    error: str | None = None
+    pid: int | None = None
+    process: str | None = None
+    username: str | None = None
+
+
+@dataclass
+class HostFacts:
+    hostname: str
+    os: OsRelease
+    kernel: str
+    arch: str
+    python: str
+    user: UserFacts
+    cpu: CpuFacts
+    memory: MemoryFacts
+    shm: DiskUsage
+    disks: list[DiskUsage] = field(default_factory=list)
+    ports: list[PortFacts] = field(default_factory=list)
+    systemd: bool = False
+    """Whether systemd is the init system (decides `systemctl` vs `service` in fixes)."""
+
+
+def gather(ports: list[int]) -> HostFacts:
+    return HostFacts(
+        hostname=socket.gethostname(),
+        os=_os_release(),
+        kernel=platform.release(),
+        arch=platform.machine(),
+        python=platform.python_version(),
+        user=_user(),
+        cpu=_cpu(),
+        memory=_memory(),
+        shm=disk_usage("/dev/shm") if os.path.isdir("/dev/shm") else DiskUsage("/dev/shm", error="missing"),
+        disks=[disk_usage(path) for path in _distinct(["/", os.getcwd(), tempfile.gettempdir()])],
+        ports=[_port(port) for port in ports],
+        systemd=os.path.isdir("/run/systemd/system"),
+    )
+
+
+def _distinct(paths: list[str]) -> list[str]:
+    return list(dict.fromkeys(os.path.realpath(p) for p in paths))
+
+
+def _os_release() -> OsRelease:
+    text = read_text("/etc/os-release") or read_text("/usr/lib/os-release") or ""
+    values = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition("=")
+        if sep:
+            values[key.strip()] = value.strip().strip('"')
+    return OsRelease(
+        id=values.get("ID", ""),
+        id_like=values.get("ID_LIKE", "").split(),
+        version_id=values.get("VERSION_ID", ""),
+        pretty_name=values.get("PRETTY_NAME", ""),
+    )
+
+
+def _group_name(gid: int) -> str:
+    try:
+        return grp.getgrgid(gid).gr_name
+    except KeyError:
+        return str(gid)
+
+
+def _user() -> UserFacts:
+    uid = os.getuid()
+    try:
+        entry = pwd.getpwuid(uid)
+        name, primary = entry.pw_name, entry.pw_gid
+    except KeyError:
+        name, primary = str(uid), os.getgid()
+    member_of = [_group_name(primary)] + [g.gr_name for g in grp.getgrall() if name in g.gr_mem]
+    active = sorted({_group_name(gid) for gid in [os.getegid(), *os.getgroups()]})
+    return UserFacts(uid=uid, name=name, active_groups=active, member_of=sorted(set(member_of)))
+
+
+def _cgroup_cpu_quota() -> float | None:
+    cpu_max = read_text("/sys/fs/cgroup/cpu.max")
+    if cpu_max:
+        parts = cpu_max.split()
+        if len(parts) == 2 and parts[0] != "max":
+            return int(parts[0]) / int(parts[1])
+        return None
+    quota = read_text("/sys/fs/cgroup/cpu/cpu.cfs_quota_us")
+    period = read_text("/sys/fs/cgroup/cpu/cpu.cfs_period_us")
+    if quota and period and int(quota) > 0:
+        return int(quota) / int(period)
+    return None
+
+
+def _cpu() -> CpuFacts:
+    logical = os.cpu_count() or 1
+    usable: float = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else logical
+    quota = _cgroup_cpu_quota()
+    if quota is not None:
+        usable = min(usable, quota)
+    model = ""
+    for line in (read_text("/proc/cpuinfo", limit=64 << 10) or "").splitlines():
+        if line.startswith("model name"):
+            model = line.partition(":")[2].strip()
+            break
+    return CpuFacts(logical=logical, usable=usable, model=model, load_1m=os.getloadavg()[0])
+
+
+def _cgroup_memory_limit() -> int | None:
+    for path in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        text = (read_text(path) or "").strip()
+        if text.isdigit() and int(text) < 1 << 60:
+            return int(text)
+    return None
+
+
+def _memory() -> MemoryFacts:
+    import psutil
+
+    vm = psutil.virtual_memory()
+    return MemoryFacts(
+        total_bytes=vm.total,
+        available_bytes=vm.available,
+        swap_total_bytes=psutil.swap_memory().total,
+        cgroup_limit_bytes=_cgroup_memory_limit(),
+    )
+
+
+def _port(port: int) -> PortFacts:
+    """Try to bind the port like a server would; when it is taken, find who holds it."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind(("0.0.0.0", port))
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE:
+                return PortFacts(port=port, free=False, error=exc.strerror or str(exc))
+        else:
+            return PortFacts(port=port, free=True)
+    return _port_holder(port)
+
+
+def _port_holder(port: int) -> PortFacts:
+    import psutil
+
+    facts = PortFacts(port=port, free=False)
+    try:
+        connections = psutil.net_connections(kind="inet")
+    except (psutil.AccessDenied, OSError):
+        return facts
+    for conn in connections:
+        if conn.laddr and conn.laddr.port == port and conn.status == psutil.CONN_LISTEN and conn.pid:
+            facts.pid = conn.pid
+            try:
+                proc = psutil.Process(conn.pid)
+                facts.process, facts.username = proc.name(), proc.username()
+            except (psutil.Error, KeyError):
+                pass
+            break
+    return facts

@@ -1,0 +1,100 @@
+"""The report model: what every rule produces and every renderer consumes.
+
+Statuses follow DCGM's vocabulary. ERROR is reserved for "the check itself could not run" (a rule that
+crashed, a fact that could not be read) and never describes the host: a host problem is FAIL or WARN.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from mldoctor.facts import Facts
+
+SCHEMA_VERSION = 1
+
+
+class Status(str, Enum):
+    PASS = "PASS"
+    WARN = "WARN"
+    FAIL = "FAIL"
+    SKIP = "SKIP"
+    ERROR = "ERROR"
+
+    @property
+    def blocks_dependants(self) -> bool:
+        """A check in this state leaves nothing for the checks that depend on it to look at."""
+        return self in (Status.FAIL, Status.ERROR, Status.SKIP)
+
+
+@dataclass(frozen=True)
+class Finding:
+    """What a rule says about the host, before the runner gives it an id, a title and a docs link.
+
+    `subject` names one of several results of the same check (`bench.matmul` + `bf16`); `blocked_by` is the id
+    of the check whose failure made this one moot, so the report can point at the first broken link.
+    """
+
+    status: Status
+    summary: str
+    details: tuple[str, ...] = ()
+    fix: str | None = None
+    subject: str | None = None
+    blocked_by: str | None = None
+
+    @classmethod
+    def ok(cls, summary: str, details: tuple[str, ...] = (), subject: str | None = None) -> Finding:
+        return cls(Status.PASS, summary, details, subject=subject)
+
+    @classmethod
+    def warn(cls, summary: str, fix: str, details: tuple[str, ...] = (), subject: str | None = None) -> Finding:
+        return cls(Status.WARN, summary, details, fix, subject=subject)
+
+    @classmethod
+    def fail(cls, summary: str, fix: str, details: tuple[str, ...] = (), subject: str | None = None) -> Finding:
+        return cls(Status.FAIL, summary, details, fix, subject=subject)
+
+    @classmethod
+    def skip(cls, summary: str, blocked_by: str | None = None, details: tuple[str, ...] = ()) -> Finding:
+        return cls(Status.SKIP, summary, details, blocked_by=blocked_by)
+
+    @classmethod
+    def error(cls, summary: str, details: tuple[str, ...] = ()) -> Finding:
+        return cls(Status.ERROR, summary, details)
+
+
+@dataclass
+class CheckResult:
+    id: str
+    title: str
+    area: str
+    status: Status
+    summary: str
+    details: list[str] = field(default_factory=list)
+    fix: str | None = None
+    docs: str = ""
+    blocked_by: str | None = None
+
+
+@dataclass
+class Report:
+    schema_version: int
+    tool_version: str
+    created: str
+    host: str
+    facts: Facts
+    results: list[CheckResult]
+
+    def counts(self) -> Counter[Status]:
+        return Counter(result.status for result in self.results)
+
+    def exit_code(self, strict: bool = False) -> int:
+        """0 nothing failed, 1 a FAIL (or, with strict, a WARN or ERROR)."""
+        counts = self.counts()
+        failing = counts[Status.FAIL]
+        if strict:
+            failing += counts[Status.WARN] + counts[Status.ERROR]
+        return 1 if failing else 0

@@ -1,0 +1,15 @@
+"""The Report as versioned JSON: the machine-readable contract (stable check ids, schema_version)."""
+
+from __future__ import annotations
+
+import json
+
+from mldoctor.model import Report, Status
+from mldoctor.serde import to_data
+
+
+def render(report: Report) -> str:
+    data = to_data(report)
+    counts = report.counts()
+    data["summary"] = {status.value: counts[status] for status in Status}
+    return json.dumps(data, indent=2) + "\n"

@@ -1,0 +1,384 @@
+"""Docker checks: CLI, daemon, socket permission, version, flavour, storage, disk, logging, compose."""
+
+from __future__ import annotations
+
+from mldoctor.facts import Facts
+from mldoctor.facts.docker import DockerFacts, daemon_json_path
+from mldoctor.facts.host import HostFacts
+from mldoctor.model import Finding
+from mldoctor.policy import Policy
+from mldoctor.rules.fixes import docker_logs_hint, docker_service, gib, install
+from mldoctor.rules.registry import check
+
+ROOT_EQUIVALENT = (
+    "Membership of the docker group is root-equivalent: anyone in it can start a container that mounts / "
+    "(https://docs.docker.com/engine/security/#docker-daemon-attack-surface). Do not `chmod 666` the socket."
+)
+ENGINE_DOCS = "https://docs.docker.com/engine/install/"
+COMPOSE_DOCS = "https://docs.docker.com/compose/install/linux/"
+
+
+def _api(version: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(part) for part in version.split("."))
+    except ValueError:
+        return (0,)
+
+
+@check("docker.cli", "Docker CLI", facts=("docker", "host"))
+def docker_cli(facts: Facts, policy: Policy) -> Finding:
+    cli = facts.docker.cli
+    if cli.path is None:
+        return Finding.warn(
+            "no `docker` command on PATH",
+            fix=install(facts.host, {"debian": "docker.io", "rhel": "docker-ce-cli", "arch": "docker"}, ENGINE_DOCS),
+            details=(
+                "mldoctor talks to the daemon itself, but the fixes it prints and your own workflow "
+                "use the docker CLI.",
+            ),
+        )
+    if cli.version is None:
+        return Finding.warn(
+            f"{cli.path} did not report its version",
+            fix=f"run `{cli.path} --version` to see why; reinstall it if it is broken",
+        )
+    return Finding.ok(f"docker {cli.version} ({cli.path})")
+
+
+def _daemon_failure(docker: DockerFacts, host: HostFacts | None, timeout_hint: str) -> Finding:
+    endpoint, connection = docker.endpoint, docker.connection
+    kind, url, error = connection.error_kind, endpoint.url, connection.error or ""
+    where = f"{url} (from {endpoint.source})" if endpoint.source != "default" else url
+    start = docker_service("enable --now", docker.flavour, host)
+    restart = docker_service("restart", docker.flavour, host)
+    logs = docker_logs_hint(docker.flavour, host)
+    details = (f"error: {error}",) if error else ()
+    if kind == "missing_socket":
+        if docker.rootless_socket:
+            return Finding.fail(
+                f"no daemon at {where}, but a rootless daemon listens at {docker.rootless_socket}",
+                fix=f"export DOCKER_HOST=unix://{docker.rootless_socket}",
+                details=details,
+            )
+        if endpoint.source == "DOCKER_HOST":
+            return Finding.fail(
+                f"DOCKER_HOST points at {url}, which does not exist",
+                fix="unset DOCKER_HOST   # to use the default socket; or start the daemon that should listen there",
+                details=details,
+            )
+        if not docker.dockerd_installed and docker.flavour == "engine":
+            return Finding.fail(
+                f"Docker Engine is not installed (no dockerd, no socket at {url})",
+                fix=install(host, {"debian": "docker.io", "rhel": "docker-ce", "arch": "docker"}, ENGINE_DOCS)
+                + f" && {start}",
+                details=details,
+            )
+        return Finding.fail(f"the Docker daemon is not running (no socket at {url})", fix=start, details=details)
+    if kind == "refused":
+        if endpoint.socket_path:
+            summary = f"nothing answers on {where}: a stale socket (the daemon stopped or crashed)"
+        else:
+            summary = f"connection refused by {where}: no daemon listens there"
+        return Finding.fail(summary, fix=f"{restart}   # then see why it stopped: {logs}", details=details)
+    if kind == "timeout":
+        return Finding.fail(
+            f"the daemon at {where} accepted the connection but did not answer within {timeout_hint}",
+            fix=f"{restart}   # a hung daemon; its log: {logs}. A slow one: mldoctor check --timeout 30",
+            details=details,
+        )
+    if kind == "tls":
+        return Finding.fail(
+            f"the TLS handshake with {where} failed",
+            fix="check DOCKER_CERT_PATH (ca.pem, cert.pem, key.pem) and DOCKER_TLS_VERIFY; "
+            "`docker version` shows the same error",
+            details=details,
+        )
+    if kind == "ssh_no_paramiko":
+        return Finding.fail(
+            f"{where} is an ssh:// address and the paramiko package is not installed",
+            fix="python3 -m pip install 'docker[ssh]'   # in the environment mldoctor runs from",
+            details=details,
+        )
+    if kind == "bad_host":
+        return Finding.fail(
+            f"DOCKER_HOST={url!r} is not a valid daemon address",
+            fix="unset DOCKER_HOST   # or set it to unix:///var/run/docker.sock, tcp://HOST:2376 or ssh://USER@HOST",
+            details=details,
+        )
+    if kind == "context_missing":
+        return Finding.fail(
+            f"the docker context {endpoint.context!r} does not exist",
+            fix="docker context use default   # and unset DOCKER_CONTEXT if it is set",
+            details=details,
+        )
+    if kind == "unreachable":
+        return Finding.fail(
+            f"cannot reach {where}",
+            fix="check the host name and the network, or unset DOCKER_HOST to use the local daemon",
+            details=details,
+        )
+    if kind == "api_error":
+        return Finding.fail(
+            f"the daemon at {where} answered with an error",
+            fix=f"{restart}   # its log: {logs}",
+            details=details,
+        )
+    return Finding.fail(
+        f"could not talk to the daemon at {where}",
+        fix=f"`docker version` shows the same failure; {restart}",
+        details=details,
+    )
+
+
+@check("docker.daemon", "Docker daemon", facts=("docker", "host"))
+def docker_daemon(facts: Facts, policy: Policy) -> Finding:
+    docker = facts.docker
+    if docker.connection.ok:
+        return Finding.ok(
+            f"the daemon answers at {docker.endpoint.url} in {docker.connection.elapsed_s * 1000:.0f} ms",
+            details=(
+                f"endpoint from {docker.endpoint.source}"
+                + (f" (context {docker.endpoint.context})" if docker.endpoint.context else ""),
+            ),
+        )
+    if docker.connection.error_kind == "permission":
+        return Finding.skip("permission denied on the socket", blocked_by="docker.permission")
+    return _daemon_failure(docker, facts.host, "the timeout")
+
+
+@check("docker.permission", "Docker socket permission", facts=("docker", "host"))
+def docker_permission(facts: Facts, policy: Policy) -> Finding:
+    docker, user = facts.docker, facts.host.user
+    sock = docker.socket
+    if sock is None:
+        return Finding.ok(f"{docker.endpoint.url or 'the endpoint'} is not a local socket: no file permission applies")
+    if not sock.exists:
+        return Finding.skip(f"no socket at {sock.path}", blocked_by="docker.daemon")
+    denied = docker.connection.error_kind == "permission" or not sock.accessible
+    if not denied:
+        how = (
+            "as root"
+            if user.uid == 0
+            else (f"through group {sock.group}" if sock.group in user.active_groups else f"as {sock.owner}")
+        )
+        return Finding.ok(f"{user.name} can use {sock.path} ({how})")
+    mode = f"{sock.mode:04o}"
+    details = (
+        f"{sock.path}: owner {sock.owner}, group {sock.group}, mode {mode}; "
+        f"your groups now: {', '.join(user.active_groups) or 'none'}",
+        ROOT_EQUIVALENT,
+    )
+    if not sock.mode & 0o060 or sock.group in ("root", ""):
+        return Finding.fail(
+            f"{sock.path} is {sock.owner}:{sock.group} mode {mode}: no group may use it",
+            fix="sudo groupadd -f docker && "
+            + docker_service("restart", docker.flavour, facts.host)
+            + f"   # dockerd gives its socket to the docker group; then: sudo usermod -aG docker {user.name}",
+            details=details,
+        )
+    if sock.group in user.member_of:
+        return Finding.fail(
+            f"{user.name} is in group {sock.group}, but this login session does not carry it yet",
+            fix=f"log out and back in (or run `newgrp {sock.group}` in this shell)",
+            details=details,
+        )
+    return Finding.fail(
+        f"{user.name} may not use {sock.path} (it belongs to group {sock.group})",
+        fix=f"sudo usermod -aG {sock.group} {user.name}   # then log out and back in",
+        details=details,
+    )
+
+
+@check("docker.version", "Docker version", facts=("docker",), requires=("docker.daemon",))
+def docker_version(facts: Facts, policy: Policy) -> Finding:
+    daemon = facts.docker.daemon
+    api = _api(daemon.api_version)
+    product = "Podman" if facts.docker.flavour == "podman" else "Docker Engine"
+    summary = f"{product} {daemon.server_version} (API {daemon.api_version})"
+    upgrade = f"upgrade the engine: {ENGINE_DOCS}"
+    if api < (1, 40):
+        return Finding.fail(f"{summary}: GPU requests (`--gpus`) need API 1.40, Docker 19.03 or newer", fix=upgrade)
+    if api < (1, 41):
+        return Finding.warn(
+            f"{summary}: older than Docker 20.10, which added cgroup v2 support (current distros use cgroup v2)",
+            fix=upgrade,
+        )
+    return Finding.ok(summary, details=(f"daemon accepts API {daemon.min_api_version} to {daemon.api_version}",))
+
+
+FLAVOURS = {
+    "engine": "Docker Engine (rootful)",
+    "rootless": "rootless Docker Engine",
+    "snap": "Docker Engine from the snap",
+    "desktop": "Docker Desktop",
+    "podman": "Podman's Docker-compatible API",
+}
+
+
+@check("docker.flavour", "Docker flavour", facts=("docker", "host"), requires=("docker.daemon",))
+def docker_flavour(facts: Facts, policy: Policy) -> Finding:
+    docker = facts.docker
+    flavour = docker.flavour
+    name = FLAVOURS.get(flavour, flavour)
+    config = daemon_json_path(flavour, docker.config.command_line if docker.config else [])
+    details = (f"daemon configuration: {config}",) if config else ()
+    if flavour == "desktop" and "microsoft" not in facts.host.kernel.lower():
+        return Finding.warn(
+            f"{name}: containers run inside a VM, where NVIDIA GPUs are not available on Linux",
+            fix="docker context use default   # Docker Engine on this host; install it first if needed: " + ENGINE_DOCS,
+            details=details,
+        )
+    if flavour == "podman":
+        return Finding.warn(
+            f"{name}: GPU containers there go through CDI, not Docker's --gpus",
+            fix="sudo nvidia-ctk cdi generate --output=/etc/cdi/nvidia.yaml"
+            "   # then: podman run --device nvidia.com/gpu=all ...",
+            details=details,
+        )
+    if docker.rootless_socket and flavour != "rootless":
+        return Finding.warn(
+            f"{name}, and a rootless daemon at {docker.rootless_socket} too: images and GPU settings differ "
+            "between the two",
+            fix="use one daemon: stop the other (`systemctl --user disable --now docker` for the rootless one)",
+            details=details,
+        )
+    return Finding.ok(name, details=details)
+
+
+DISCOURAGED_STORAGE = {
+    "vfs": "copies every layer in full: slow and disk-hungry",
+    "devicemapper": "deprecated, and removed in Docker 25",
+    "aufs": "removed in Docker 24",
+    "overlay": "the legacy overlay driver; overlay2 replaced it",
+}
+
+
+@check("docker.storage", "Docker storage and cgroups", facts=("docker", "host"), requires=("docker.daemon",))
+def docker_storage(facts: Facts, policy: Policy) -> Finding:
+    docker = facts.docker
+    daemon = docker.daemon
+    summary = (
+        f"{daemon.storage_driver} storage, {daemon.cgroup_driver or '?'} cgroup driver, "
+        f"cgroup v{daemon.cgroup_version or '?'}"
+    )
+    details = tuple(f"daemon warning: {w}" for w in daemon.warnings)
+    why = DISCOURAGED_STORAGE.get(daemon.storage_driver)
+    if why:
+        config = daemon_json_path(docker.flavour, []) or "daemon.json"
+        return Finding.warn(
+            f"{summary}: {daemon.storage_driver} {why}",
+            fix=f'set "storage-driver": "overlay2" in {config}, then '
+            + docker_service("restart", docker.flavour, facts.host)
+            + "   # existing images stay with the old driver: `docker save` what you need first",
+            details=details,
+        )
+    return Finding.ok(summary, details=details)
+
+
+def _reclaim_fix(docker: DockerFacts) -> str:
+    r = docker.reclaimable
+    commands = []
+    if r is not None and r.error is None:
+        for amount, command in (
+            (r.images, "docker image prune -a"),
+            (r.build_cache, "docker builder prune"),
+            (r.containers, "docker container prune"),
+            (r.volumes, "docker volume prune   # deletes data in unused volumes"),
+        ):
+            if amount:
+                commands.append(f"{command}   # frees {gib(amount)}")
+    if commands:
+        return "\n".join(commands)
+    return (
+        f'docker system prune   # or move the data-root to a bigger disk: "data-root" in '
+        f"{daemon_json_path(docker.flavour, []) or 'daemon.json'}"
+    )
+
+
+@check("docker.disk", "Docker disk space", facts=("docker",), requires=("docker.daemon",))
+def docker_disk(facts: Facts, policy: Policy) -> Finding:
+    docker = facts.docker
+    if not docker.local or docker.root_dir is None:
+        return Finding.skip(f"the daemon is not on this host ({docker.endpoint.url}): its disk cannot be read here")
+    usage = docker.root_dir
+    if usage.error:
+        return Finding.error(f"could not read free space of {usage.path}: {usage.error}")
+    summary = (
+        f"{gib(usage.free_bytes)} free of {gib(usage.total_bytes)} ({usage.free_pct:.0f}%), "
+        f"{usage.inodes_free_pct:.0f}% inodes free, on {usage.path}"
+    )
+    status = policy.disk_status(usage)
+    limits = (
+        f"limits: FAIL under {policy.disk_fail_gib:g} GiB or {policy.disk_fail_pct:g}%, "
+        f"WARN under {policy.disk_warn_gib:g} GiB or {policy.disk_warn_pct:g}%",
+    )
+    if status == "fail":
+        return Finding.fail(summary, fix=_reclaim_fix(docker), details=limits)
+    if status == "warn":
+        return Finding.warn(summary, fix=_reclaim_fix(docker), details=limits)
+    return Finding.ok(summary)
+
+
+def _log_max_size(docker: DockerFacts) -> str | None:
+    config = docker.config
+    opts = config.settings.get("log-opts") or {}
+    if isinstance(opts, dict) and opts.get("max-size"):
+        return str(opts["max-size"])
+    for i, arg in enumerate(config.command_line):
+        value = (
+            arg.partition("=")[2]
+            if arg.startswith("--log-opt=")
+            else (config.command_line[i + 1] if arg == "--log-opt" and i + 1 < len(config.command_line) else "")
+        )
+        if value.startswith("max-size="):
+            return value.partition("=")[2]
+    return None
+
+
+@check("docker.logging", "Docker container logs", facts=("docker", "host"), requires=("docker.daemon",))
+def docker_logging(facts: Facts, policy: Policy) -> Finding:
+    docker = facts.docker
+    driver = docker.daemon.logging_driver
+    if driver != "json-file":
+        note = " (rotates by default)" if driver == "local" else ""
+        return Finding.ok(f"log driver {driver}{note}")
+    config = docker.config
+    if config is None:
+        return Finding.skip("the daemon is not on this host: its configuration cannot be read here")
+    if config.error:
+        return Finding.skip(f"cannot read {config.path}: {config.error}")
+    max_size = _log_max_size(docker)
+    if max_size:
+        return Finding.ok(f"json-file logs, rotated at {max_size}")
+    path = config.path or "daemon.json"
+    return Finding.warn(
+        "json-file logs without max-size: a chatty training container fills the disk",
+        fix=(
+            f'add to {path}:  "log-opts": {{"max-size": "100m", "max-file": "3"}}\n'
+            f"then: {docker_service('restart', docker.flavour, facts.host)}   "
+            "# applies to containers created afterwards"
+        ),
+        details=(f"{path}: {'present' if config.found else 'absent'}",),
+    )
+
+
+@check("docker.compose", "Docker Compose", facts=("docker", "host"))
+def docker_compose(facts: Facts, policy: Policy) -> Finding:
+    cli = facts.docker.cli
+    if cli.compose_plugin:
+        return Finding.ok(f"docker compose {cli.compose_plugin} (plugin)")
+    fix = install(
+        facts.host,
+        {"debian": "docker-compose-plugin", "rhel": "docker-compose-plugin", "arch": "docker-compose"},
+        COMPOSE_DOCS,
+    )
+    if "docker-compose-plugin" in fix:
+        fix += f"   # from Docker's package repository ({COMPOSE_DOCS}); Ubuntu's own: docker-compose-v2"
+    if cli.compose_standalone and cli.compose_standalone.startswith("1."):
+        return Finding.warn(
+            f"only docker-compose {cli.compose_standalone}: Compose v1 is end-of-life since 2023",
+            fix=fix + "   # Compose v2, as `docker compose`",
+        )
+    if cli.compose_standalone:
+        return Finding.ok(f"docker-compose {cli.compose_standalone} (standalone)")
+    return Finding.warn("neither `docker compose` nor `docker-compose` is installed", fix=fix)

@@ -1,0 +1,134 @@
+"""Host checks: disk, memory, CPU, /dev/shm, ports."""
+
+from __future__ import annotations
+
+from mldoctor.facts import Facts
+from mldoctor.model import Finding, Status
+from mldoctor.policy import GIB, Policy
+from mldoctor.rules.fixes import gib
+from mldoctor.rules.registry import check
+
+
+@check("host.disk", "Host disk space", facts=("host",))
+def host_disk(facts: Facts, policy: Policy) -> Finding:
+    """Free space where training writes: /, the working directory and the temp directory (one row each fs)."""
+    rows, worst, worst_usage = [], "ok", None
+    rank = {"ok": 0, "warn": 1, "fail": 2}
+    seen: dict[int, list[str]] = {}
+    for usage in facts.host.disks:
+        if usage.error:
+            rows.append(f"{usage.path}: {usage.error}")
+            continue
+        if usage.device in seen:
+            seen[usage.device].append(usage.path)
+            continue
+        seen[usage.device] = [usage.path]
+        status = policy.disk_status(usage)
+        rows.append(
+            f"{usage.path}: {gib(usage.free_bytes)} free of {gib(usage.total_bytes)} "
+            f"({usage.free_pct:.0f}%, {usage.inodes_free_pct:.0f}% inodes free) {status.upper()}"
+        )
+        if worst_usage is None or rank[status] > rank[worst]:
+            worst, worst_usage = status, usage
+    if worst_usage is None:
+        return Finding.error("could not read free space of any of " + ", ".join(u.path for u in facts.host.disks))
+    summary = f"{gib(worst_usage.free_bytes)} free ({worst_usage.free_pct:.0f}%) on {worst_usage.path}"
+    details = (
+        *rows,
+        f"limits: FAIL under {policy.disk_fail_gib:g} GiB or {policy.disk_fail_pct:g}%, "
+        f"WARN under {policy.disk_warn_gib:g} GiB or {policy.disk_warn_pct:g}%",
+    )
+    where = worst_usage.path
+    fix = f"free space on {where}: `du -xh --max-depth=1 {where} | sort -h | tail` shows what uses it"
+    if worst == "fail":
+        return Finding.fail(summary, fix=fix, details=details)
+    if worst == "warn":
+        return Finding.warn(summary, fix=fix, details=details)
+    return Finding.ok(summary if len(seen) == 1 else f"{summary}; {len(seen)} filesystems checked", details=details)
+
+
+@check("host.memory", "Host memory", facts=("host",))
+def host_memory(facts: Facts, policy: Policy) -> Finding:
+    memory = facts.host.memory
+    summary = f"{gib(memory.available_bytes)} available of {gib(memory.total_bytes)}"
+    details = [f"swap: {gib(memory.swap_total_bytes)}"]
+    if memory.cgroup_limit_bytes is not None and memory.cgroup_limit_bytes < memory.total_bytes:
+        details.append(f"this process is limited to {gib(memory.cgroup_limit_bytes)} by its cgroup")
+    if memory.available_bytes < policy.min_available_memory_gib * GIB:
+        return Finding.warn(
+            f"{summary}: under {policy.min_available_memory_gib:g} GiB left for data loading and checkpoints",
+            fix="stop what holds memory: `ps aux --sort=-rss | head` lists the largest processes",
+            details=tuple(details),
+        )
+    return Finding.ok(summary, details=tuple(details))
+
+
+@check("host.cpu", "Host CPU", facts=("host",))
+def host_cpu(facts: Facts, policy: Policy) -> Finding:
+    cpu = facts.host.cpu
+    summary = f"{cpu.usable:g} usable of {cpu.logical} logical CPUs, load {cpu.load_1m:.1f}"
+    details = (f"model: {cpu.model}",) if cpu.model else ()
+    if cpu.usable < policy.min_cpus:
+        return Finding.warn(
+            f"{summary}: under {policy.min_cpus:g} CPUs, data-loader workers starve the GPU",
+            fix="run on a machine (or a container/cgroup/Slurm allocation) with more CPUs per GPU",
+            details=details,
+        )
+    if cpu.load_1m > 1.5 * cpu.logical:
+        return Finding.warn(
+            f"{summary}: the host is busy, benchmarks and input pipelines will be slow",
+            fix="`top -o %CPU` shows what is running",
+            details=details,
+        )
+    return Finding.ok(summary, details=details)
+
+
+@check("host.shm", "Host shared memory (/dev/shm)", facts=("host",))
+def host_shm(facts: Facts, policy: Policy) -> Finding:
+    shm = facts.host.shm
+    fix = f"sudo mount -o remount,size={max(8, int(policy.min_shm_gib * 2))}G /dev/shm"
+    if shm.error:
+        return Finding.warn(
+            "no /dev/shm: PyTorch DataLoader workers pass batches through it",
+            fix="sudo mount -t tmpfs -o size=8G tmpfs /dev/shm",
+        )
+    summary = f"{gib(shm.total_bytes)} ({gib(shm.free_bytes)} free)"
+    if shm.total_bytes < policy.min_shm_gib * GIB:
+        return Finding.warn(
+            f"/dev/shm is {summary}: under {policy.min_shm_gib:g} GiB, DataLoader workers die with a bus error",
+            fix=fix,
+        )
+    return Finding.ok(summary)
+
+
+@check("host.port", "Host ports", facts=("host",))
+def host_port(facts: Facts, policy: Policy) -> Finding | None:
+    """Only with --port: a training or notebook server's port must be free before it starts."""
+    ports = facts.host.ports
+    if not ports:
+        return None
+    busy = [p for p in ports if not p.free]
+    rows = []
+    for p in ports:
+        if p.free:
+            rows.append(f"{p.port}: free")
+        elif p.error:
+            rows.append(f"{p.port}: cannot bind ({p.error})")
+        elif p.pid:
+            rows.append(f"{p.port}: held by {p.process or 'a process'} (pid {p.pid}, user {p.username or '?'})")
+        else:
+            rows.append(f"{p.port}: in use by a process this user cannot see")
+    if not busy:
+        return Finding.ok(", ".join(str(p.port) for p in ports) + " free", details=tuple(rows))
+    fixes = []
+    for p in busy:
+        if p.error:
+            fixes.append(f"port {p.port}: {p.error} (ports under 1024 need root) - choose another port")
+        elif p.process == "docker-proxy":
+            fixes.append(f"port {p.port} is published by a container: docker ps --filter publish={p.port}")
+        elif p.pid:
+            fixes.append(f"kill {p.pid}   # {p.process or 'the process'} holds port {p.port}; or choose another port")
+        else:
+            fixes.append(f"sudo ss -ltnp 'sport = :{p.port}'   # shows who holds port {p.port}")
+    summary = "; ".join(rows[ports.index(p)] for p in busy)
+    return Finding(Status.FAIL, summary, tuple(rows), "\n".join(fixes))

@@ -1,0 +1,63 @@
+"""The check registry: a check is a pure rule function plus what it needs.
+
+    @check("docker.disk", "Docker disk space", facts=("docker",), requires=("docker.daemon",))
+    def docker_disk(facts: Facts, policy: Policy) -> Finding: ...
+
+`facts` names the fact sections the rule reads (only those are gathered); `requires` names checks that must
+have passed first. A rule may return one Finding, several (each with a `subject`, giving ids like
+`bench.matmul.bf16`), or none (a check that does not apply to this run, such as host.port without --port).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from mldoctor.model import Finding
+
+AREAS = {
+    "docker": "Docker",
+    "host": "Host",
+}
+
+RuleResult = Finding | Iterable[Finding] | None
+Rule = Callable[..., RuleResult]
+
+
+@dataclass(frozen=True)
+class Check:
+    id: str
+    title: str
+    rule: Rule
+    facts: tuple[str, ...] = ()
+    requires: tuple[str, ...] = ()
+
+    @property
+    def area(self) -> str:
+        return self.id.split(".", 1)[0]
+
+    @property
+    def docs(self) -> str:
+        return f"docs/checks.md#{self.id.replace('.', '')}"
+
+
+REGISTRY: dict[str, Check] = {}
+
+
+def check(
+    check_id: str, title: str, *, facts: tuple[str, ...] = (), requires: tuple[str, ...] = ()
+) -> Callable[[Rule], Rule]:
+    """Register a rule. Prerequisites must be registered first, so registry order is evaluation order."""
+
+    def register(rule: Rule) -> Rule:
+        if check_id in REGISTRY:
+            raise ValueError(f"check {check_id} registered twice")
+        missing = [r for r in requires if r not in REGISTRY]
+        if missing:
+            raise ValueError(f"check {check_id} requires unregistered {missing}")
+        if check_id.split(".", 1)[0] not in AREAS:
+            raise ValueError(f"check {check_id} is in no known area")
+        REGISTRY[check_id] = Check(check_id, title, rule, tuple(facts), tuple(requires))
+        return rule
+
+    return register

@@ -1,0 +1,141 @@
+"""Select checks, gather the facts they need, evaluate them in dependency order, build the Report."""
+
+from __future__ import annotations
+
+import fnmatch
+import socket
+from collections.abc import Iterable
+from datetime import datetime, timezone
+
+from mldoctor import __version__
+from mldoctor.facts import Facts, GatherOptions, gather
+from mldoctor.model import SCHEMA_VERSION, CheckResult, Finding, Report, Status
+from mldoctor.policy import Policy
+from mldoctor.rules import REGISTRY, Check
+
+
+class SelectionError(ValueError):
+    """An --only/--skip pattern that matches no check (a typo would otherwise silently check nothing)."""
+
+
+def _matches(pattern: str, check_id: str) -> bool:
+    """A pattern matches an id exactly, as a glob, or as a dotted prefix (`docker` matches `docker.disk`)."""
+    return fnmatch.fnmatchcase(check_id, pattern) or check_id.startswith(pattern.rstrip(".") + ".")
+
+
+def select(only: Iterable[str] = (), skip: Iterable[str] = ()) -> list[Check]:
+    only, skip = list(only), list(skip)
+    for pattern in only + skip:
+        if not any(_matches(pattern, check_id) for check_id in REGISTRY):
+            raise SelectionError(f"no check matches {pattern!r}; `mldoctor checks` lists the check ids")
+    return [
+        c
+        for c in REGISTRY.values()
+        if (not only or any(_matches(p, c.id) for p in only)) and not any(_matches(p, c.id) for p in skip)
+    ]
+
+
+def _with_prerequisites(selected: list[Check]) -> list[Check]:
+    needed = {c.id for c in selected}
+    for c in reversed(list(REGISTRY.values())):
+        if c.id in needed:
+            needed.update(c.requires)
+    return [c for c in REGISTRY.values() if c.id in needed]
+
+
+def _blocked(check: Check, results: dict[str, CheckResult]) -> Finding | None:
+    """A SKIP pointing at the first broken link, when a prerequisite did not pass."""
+    for prerequisite in check.requires:
+        result = results.get(prerequisite)
+        if result is None or not result.status.blocks_dependants:
+            continue
+        if result.status is Status.SKIP and result.blocked_by:
+            root = results.get(result.blocked_by)
+            state = root.status.value.lower() if root else "failed"
+            return Finding.skip(f"skipped: {result.blocked_by} {_verb(state)}", blocked_by=result.blocked_by)
+        if result.status is Status.SKIP:
+            return Finding.skip(f"skipped: {result.summary}", blocked_by=prerequisite)
+        return Finding.skip(f"skipped: {prerequisite} {_verb(result.status.value.lower())}", blocked_by=prerequisite)
+    return None
+
+
+def _verb(state: str) -> str:
+    return {"fail": "failed", "error": "could not run", "skip": "was skipped"}.get(state, state)
+
+
+def _evaluate_one(check: Check, facts: Facts, policy: Policy) -> list[Finding]:
+    missing = [s for s in check.facts if getattr(facts, s) is None]
+    if missing:
+        reasons = "; ".join(facts.errors.get(s, f"{s} facts were not gathered") for s in missing)
+        return [Finding.error(f"facts unavailable: {reasons}")]
+    try:
+        outcome = check.rule(facts, policy)
+    except Exception as exc:  # crash isolation: one broken rule must not hide the others
+        return [
+            Finding.error(
+                f"the check crashed: {type(exc).__name__}: {exc}",
+                details=("this is a bug in mldoctor; please report it with `--format json`",),
+            )
+        ]
+    if outcome is None:
+        return []
+    return [outcome] if isinstance(outcome, Finding) else list(outcome)
+
+
+def _result(check: Check, finding: Finding) -> CheckResult:
+    check_id = f"{check.id}.{finding.subject}" if finding.subject else check.id
+    return CheckResult(
+        id=check_id,
+        title=check.title,
+        area=check.area,
+        status=finding.status,
+        summary=finding.summary,
+        details=list(finding.details),
+        fix=finding.fix,
+        docs=check.docs,
+        blocked_by=finding.blocked_by,
+    )
+
+
+def evaluate(checks: list[Check], facts: Facts, policy: Policy) -> list[CheckResult]:
+    """Run `checks` (and, unreported, the prerequisites they need) against facts; pure, no I/O."""
+    wanted = {c.id for c in checks}
+    by_id: dict[str, CheckResult] = {}
+    reported: list[CheckResult] = []
+    for check in _with_prerequisites(checks):
+        blocked = _blocked(check, by_id)
+        findings = [blocked] if blocked else _evaluate_one(check, facts, policy)
+        results = [_result(check, f) for f in findings]
+        if results:
+            by_id[check.id] = _worst(results)
+        if check.id in wanted:
+            reported.extend(results)
+    return reported
+
+
+STATUS_ORDER = [Status.PASS, Status.SKIP, Status.WARN, Status.ERROR, Status.FAIL]
+
+
+def _worst(results: list[CheckResult]) -> CheckResult:
+    return max(results, key=lambda r: STATUS_ORDER.index(r.status))
+
+
+def needed_sections(checks: list[Check]) -> set[str]:
+    return {section for c in _with_prerequisites(checks) for section in c.facts}
+
+
+def build_report(checks: list[Check], facts: Facts, policy: Policy) -> Report:
+    host = facts.host.hostname if facts.host else socket.gethostname()
+    return Report(
+        schema_version=SCHEMA_VERSION,
+        tool_version=__version__,
+        created=datetime.now(timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z"),
+        host=host,
+        facts=facts,
+        results=evaluate(checks, facts, policy),
+    )
+
+
+def run(checks: list[Check], options: GatherOptions) -> Report:
+    facts = gather(needed_sections(checks), options)
+    return build_report(checks, facts, options.policy)
