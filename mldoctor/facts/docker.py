@@ -212,16 +212,26 @@ def resolve_endpoint(environ: dict[str, str] | None = None) -> Endpoint:
     return endpoint
 
 
-def _client_kwargs(endpoint: Endpoint) -> dict[str, Any]:
+def open_client(endpoint: Endpoint, timeout: float) -> Any:
+    """A docker APIClient for `endpoint`, speaking the daemon's own API version.
+
+    It asks the daemon for its version first (one unversioned call), so every failure to reach the daemon
+    surfaces here as the raw requests/OS exception, ready for classify_error().
+    """
+    from docker import APIClient
     from docker.context import ContextAPI
     from docker.utils import kwargs_from_env
 
     if endpoint.source == "DOCKER_HOST":
-        return kwargs_from_env()
-    if endpoint.source == "context" and endpoint.context:
+        kwargs = kwargs_from_env()
+    elif endpoint.source == "context" and endpoint.context:
         context = ContextAPI.get_context(endpoint.context)
-        return {"base_url": context.Host, "tls": context.TLSConfig or False}
-    return {"base_url": endpoint.url}
+        kwargs = {"base_url": context.Host, "tls": context.TLSConfig or False}
+    else:
+        kwargs = {"base_url": endpoint.url}
+    client = APIClient(version=MIN_API, timeout=timeout, **kwargs)
+    api_version = client.version(api_version=False)["ApiVersion"]
+    return APIClient(version=api_version, timeout=timeout, **kwargs)
 
 
 def _connect(
@@ -232,12 +242,7 @@ def _connect(
         return Connection(error_kind=kind, error=endpoint.error), None
     started = time.monotonic()
     try:
-        from docker import APIClient
-
-        kwargs = _client_kwargs(endpoint)
-        client = APIClient(version=MIN_API, timeout=timeout, **kwargs)
-        api_version = client.version(api_version=False)["ApiVersion"]
-        client = APIClient(version=api_version, timeout=timeout, **kwargs)
+        client = open_client(endpoint, timeout)
         version, info = client.version(), client.info()
         daemon = _daemon_info(version, info)
         if endpoint.socket_path is not None and daemon.docker_root_dir and "Desktop" not in daemon.operating_system:
