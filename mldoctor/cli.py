@@ -37,7 +37,7 @@ def cli() -> None:
     """Can this machine run GPU training in Docker? If not, what exactly fixes it.
 
     Exit codes: 0 nothing failed, 1 a check failed (or warned, with --strict),
-    2 bad usage or configuration, 3 mldoctor itself could not run.
+    2 bad usage or configuration, 3 mldoctor (or one of its checks) could not run.
     """
 
 
@@ -150,9 +150,11 @@ def _emit(report: Any, fmt: str, output: str | None, verbose: bool) -> None:
     from rich.console import Console
 
     console = Console(highlight=False)
-    if not console.is_terminal and "COLUMNS" not in os.environ:
-        console = Console(highlight=False, width=120)  # logs and pipes: do not wrap at 80
-    table.print_report(report, console, verbose)
+    if console.is_terminal:
+        table.print_report(report, console, verbose)
+    else:  # logs and pipes: plain text, wide lines, no trailing blanks
+        columns = os.environ.get("COLUMNS", "")
+        click.echo(table.render(report, verbose, width=int(columns) if columns.isdigit() else 120), nl=False)
 
 
 @cli.command("checks")

@@ -92,9 +92,11 @@ class Report:
         return Counter(result.status for result in self.results)
 
     def exit_code(self, strict: bool = False) -> int:
-        """0 nothing failed, 1 a FAIL (or, with strict, a WARN or ERROR)."""
+        """1 when something FAILed; else 3 when a check could not run (a preflight must not pass on checks
+        that never ran, and a host problem outranks a tool problem); else 1 for a WARN under --strict; else 0."""
         counts = self.counts()
-        failing = counts[Status.FAIL]
-        if strict:
-            failing += counts[Status.WARN] + counts[Status.ERROR]
-        return 1 if failing else 0
+        if counts[Status.FAIL]:
+            return 1
+        if counts[Status.ERROR]:
+            return 3
+        return 1 if strict and counts[Status.WARN] else 0

@@ -11,7 +11,6 @@ import errno
 import json
 import os
 import socket
-import ssl
 import stat
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -276,6 +275,8 @@ def _exception_chain(exc: BaseException) -> list[BaseException]:
 
 def classify_error(exc: BaseException) -> str:
     """Name the cause of a failure to reach the daemon, so each cause gets its own fix."""
+    import ssl
+
     import requests
 
     chain = _exception_chain(exc)
@@ -416,11 +417,9 @@ def _daemon_config(flavour: str, command_line: list[str]) -> DaemonConfig:
 
 def _dockerd_command_line() -> list[str]:
     """The running dockerd's arguments (flags such as --log-opt and --config-file live there too)."""
-    import psutil
-
-    for proc in psutil.process_iter(["name", "cmdline"]):
-        if proc.info.get("name") == "dockerd":
-            return list(proc.info.get("cmdline") or [])
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        if (read_text(f"/proc/{pid}/comm") or "").strip() == "dockerd":
+            return [arg for arg in (read_text(f"/proc/{pid}/cmdline") or "").split("\0") if arg]
     return []
 
 

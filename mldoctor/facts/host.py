@@ -168,13 +168,17 @@ def _cgroup_memory_limit() -> int | None:
 
 
 def _memory() -> MemoryFacts:
-    import psutil
-
-    vm = psutil.virtual_memory()
+    """From /proc/meminfo (MemAvailable is the kernel's own estimate of what can be allocated without swapping)."""
+    values = {}
+    for line in (read_text("/proc/meminfo") or "").splitlines():
+        key, _, rest = line.partition(":")
+        fields = rest.split()
+        if fields and fields[0].isdigit():
+            values[key] = int(fields[0]) * 1024
     return MemoryFacts(
-        total_bytes=vm.total,
-        available_bytes=vm.available,
-        swap_total_bytes=psutil.swap_memory().total,
+        total_bytes=values.get("MemTotal", 0),
+        available_bytes=values.get("MemAvailable", values.get("MemFree", 0)),
+        swap_total_bytes=values.get("SwapTotal", 0),
         cgroup_limit_bytes=_cgroup_memory_limit(),
     )
 

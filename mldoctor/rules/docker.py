@@ -142,7 +142,9 @@ def docker_daemon(facts: Facts, policy: Policy) -> Finding:
             ),
         )
     if docker.connection.error_kind == "permission":
-        return Finding.skip("permission denied on the socket", blocked_by="docker.permission")
+        where = docker.socket.path if docker.socket else docker.endpoint.url
+        return Finding.skip(f"not asked: permission denied on {where} (see docker.permission)",
+                            blocked_by="docker.permission")
     return _daemon_failure(docker, facts.host, "the timeout")
 
 

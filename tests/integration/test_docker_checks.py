@@ -1,0 +1,222 @@
+"""`mldoctor check` against a real daemon, and against the real ways reaching it fails."""
+
+from __future__ import annotations
+
+import contextlib
+import grp
+import importlib.util
+import json
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+import pytest
+
+pytestmark = pytest.mark.docker
+
+SYSTEM_PYTHON = "/usr/bin/python3"
+RUNTIME_PACKAGES = [
+    "mldoctor",
+    "docker",
+    "requests",
+    "urllib3",
+    "idna",
+    "certifi",
+    "charset_normalizer",
+    "click",
+    "rich",
+    "markdown_it",
+    "mdurl",
+    "pygments",
+    "psutil",
+    "pynvml",
+]
+
+
+def mldoctor(*argv: str, env: dict[str, str] | None = None, timeout: float = 60) -> tuple[int, dict, str]:
+    proc = subprocess.run(
+        [sys.executable, "-m", "mldoctor", "check", "--format", "json", *argv],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+        check=False,
+    )
+    return proc.returncode, json.loads(proc.stdout) if proc.stdout else {}, proc.stderr
+
+
+def by_id(report: dict) -> dict[str, dict]:
+    return {r["id"]: r for r in report["results"]}
+
+
+def test_healthy_daemon_passes():
+    code, report, err = mldoctor("--only", "docker")
+    results = by_id(report)
+    for check_id in (
+        "docker.daemon",
+        "docker.permission",
+        "docker.version",
+        "docker.flavour",
+        "docker.storage",
+        "docker.disk",
+    ):
+        assert results[check_id]["status"] == "PASS", results[check_id]
+    assert not [r for r in report["results"] if r["status"] in ("FAIL", "ERROR")]
+    assert code == 0, err
+    assert report["facts"]["docker"]["daemon"]["api_version"]
+
+
+def test_disk_thresholds_above_the_disk_fail_both_disks():
+    code, report, _ = mldoctor(
+        "--only", "docker.disk,host.disk", "--disk-fail-gib", "100000", "--disk-warn-gib", "100000"
+    )
+    results = by_id(report)
+    assert code == 1
+    assert results["docker.disk"]["status"] == "FAIL" and results["host.disk"]["status"] == "FAIL"
+    assert results["docker.disk"]["fix"]
+    assert report["facts"]["docker"]["reclaimable"] is not None  # df was asked because the disk counts as low
+
+
+@pytest.fixture
+def hung_socket():
+    """A unix socket that accepts connections into its backlog and never answers."""
+    directory = tempfile.mkdtemp(prefix="mldoctor-hung-")
+    path = os.path.join(directory, "docker.sock")
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(path)
+    server.listen(16)
+    yield path
+    server.close()
+    shutil.rmtree(directory)
+
+
+def test_daemon_that_never_answers_is_a_timeout_within_the_deadline(hung_socket):
+    started = time.monotonic()
+    code, report, _ = mldoctor(
+        "--only", "docker.daemon", "--timeout", "2", env={"DOCKER_HOST": f"unix://{hung_socket}"}
+    )
+    elapsed = time.monotonic() - started
+    result = by_id(report)["docker.daemon"]
+    assert code == 1
+    assert result["status"] == "FAIL" and "did not answer" in result["summary"]
+    assert report["facts"]["docker"]["connection"]["error_kind"] == "timeout"
+    assert elapsed < 2 + 8, f"the 2 s deadline was not kept: {elapsed:.1f} s"
+
+
+@pytest.mark.parametrize(
+    ("docker_host", "kind", "fix_start"),
+    [
+        ("unix:///tmp/mldoctor-no-such.sock", "missing_socket", "unset DOCKER_HOST"),
+        ("garbage://nowhere", "bad_host", "unset DOCKER_HOST"),
+        ("tcp://127.0.0.1:1", "refused", "sudo"),
+    ],
+)
+def test_unreachable_daemons_each_get_their_cause(docker_host, kind, fix_start):
+    code, report, _ = mldoctor("--only", "docker", env={"DOCKER_HOST": docker_host})
+    results = by_id(report)
+    assert code == 1
+    assert report["facts"]["docker"]["connection"]["error_kind"] == kind
+    assert results["docker.daemon"]["status"] == "FAIL"
+    assert results["docker.daemon"]["fix"].startswith(fix_start)
+    assert results["docker.version"]["summary"] == "skipped: docker.daemon failed"
+
+
+def test_missing_context():
+    code, report, _ = mldoctor("--only", "docker.daemon", env={"DOCKER_CONTEXT": "no-such-context", "DOCKER_HOST": ""})
+    result = by_id(report)["docker.daemon"]
+    assert code == 1 and result["fix"].startswith("docker context use default")
+
+
+# --- a real non-root user -------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def portable_site():
+    """mldoctor and its dependencies copied where any user can read them.
+
+    The test interpreter lives under root's home (mode 0700), so other users run Debian's /usr/bin/python3
+    (same minor version) with this directory on PYTHONPATH.
+    """
+    if os.geteuid() != 0:
+        pytest.skip("creating users needs root")
+    if not os.path.exists(SYSTEM_PYTHON):
+        pytest.fail(f"{SYSTEM_PYTHON} is missing: apt-get install -y python3")
+    site = tempfile.mkdtemp(prefix="mldoctor-site-")
+    os.chmod(site, 0o755)
+    for name in RUNTIME_PACKAGES:
+        spec = importlib.util.find_spec(name)
+        origin = spec.origin
+        if spec.submodule_search_locations:
+            shutil.copytree(
+                os.path.dirname(origin), os.path.join(site, name), ignore=shutil.ignore_patterns("__pycache__")
+            )
+        else:
+            shutil.copy(origin, site)
+    subprocess.run(["chmod", "-R", "a+rX", site], check=True)
+    yield site
+    shutil.rmtree(site)
+
+
+@contextlib.contextmanager
+def system_user(name: str, groups: list[str]):
+    with contextlib.suppress(KeyError):
+        pwd.getpwnam(name)
+        subprocess.run(["userdel", name], check=True)
+    subprocess.run(["useradd", "--no-create-home", "--shell", "/bin/sh", name], check=True)
+    for group in groups:
+        subprocess.run(["usermod", "-aG", group, name], check=True)
+    try:
+        yield name
+    finally:
+        subprocess.run(["userdel", name], check=False)
+
+
+def run_as(user: str, site: str, *argv: str, keep_groups: bool = True) -> tuple[int, dict]:
+    prefix = ["runuser", "-u", user] + ([] if keep_groups else ["-g", user]) + ["--"]
+    env = ["env", "-i", "PATH=/usr/local/bin:/usr/bin:/bin", f"PYTHONPATH={site}", "HOME=/tmp"]
+    proc = subprocess.run(
+        [*prefix, *env, SYSTEM_PYTHON, "-m", "mldoctor", "check", "--format", "json", *argv],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd="/tmp",
+        check=False,
+    )
+    assert proc.stdout, proc.stderr
+    return proc.returncode, json.loads(proc.stdout)
+
+
+def socket_group() -> str:
+    return grp.getgrgid(os.stat("/var/run/docker.sock").st_gid).gr_name
+
+
+def test_user_outside_the_docker_group(portable_site):
+    with system_user("mldoctor-outsider", groups=[]) as user:
+        code, report = run_as(user, portable_site, "--only", "docker.daemon,docker.permission,docker.disk")
+    results = by_id(report)
+    assert code == 1
+    assert results["docker.permission"]["status"] == "FAIL"
+    expected_fix = f"sudo usermod -aG {socket_group()} {user}   # then log out and back in"
+    assert results["docker.permission"]["fix"] == expected_fix
+    assert any("root-equivalent" in d for d in results["docker.permission"]["details"])
+    assert results["docker.daemon"]["status"] == "SKIP"
+    assert results["docker.daemon"]["blocked_by"] == "docker.permission"
+    assert results["docker.disk"]["summary"] == "skipped: docker.permission failed"
+
+
+def test_user_in_the_group_but_not_in_this_session(portable_site):
+    group = socket_group()
+    with system_user("mldoctor-stale", groups=[group]) as user:
+        fresh_code, fresh = run_as(user, portable_site, "--only", "docker.daemon,docker.permission")
+        code, report = run_as(user, portable_site, "--only", "docker.daemon,docker.permission", keep_groups=False)
+    assert by_id(fresh)["docker.permission"]["status"] == "PASS", "a session with the group must pass"
+    assert fresh_code == 0
+    result = by_id(report)["docker.permission"]
+    assert code == 1 and result["status"] == "FAIL"
+    assert "does not carry it" in result["summary"]
+    assert result["fix"] == f"log out and back in (or run `newgrp {group}` in this shell)"

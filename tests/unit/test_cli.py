@@ -1,0 +1,156 @@
+"""The command line as a user meets it: exit codes, one-line errors, outputs, re-diagnosis."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from factories import down, facts, host
+
+from mldoctor.cli import main
+from mldoctor.facts.host import CpuFacts
+from mldoctor.output import json as json_output
+from mldoctor.policy import Policy
+from mldoctor.runner import build_report, select
+
+
+def run(*argv: str) -> tuple[int, str, str]:
+    proc = subprocess.run(
+        [sys.executable, "-m", "mldoctor", *argv], capture_output=True, text=True, timeout=60, check=False
+    )
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+def call(capsys, *argv: str) -> tuple[int, str, str]:
+    with pytest.raises(SystemExit) as exit_info:
+        main(list(argv))
+    out, err = capsys.readouterr()
+    return exit_info.value.code, out, err
+
+
+@pytest.fixture
+def saved_report(tmp_path):
+    """A report of a machine whose daemon is down, saved the way `check --format json -o` saves it."""
+    report = build_report(select(), facts(docker=down("missing_socket")), Policy())
+    path = tmp_path / "report.json"
+    path.write_text(json_output.render(report))
+    return path, report
+
+
+def test_help_does_not_import_heavy_modules():
+    code = (
+        "import sys\n"
+        "from mldoctor.cli import main\n"
+        "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+        "print(sorted(m for m in ('docker', 'pynvml', 'torch', 'psutil', 'requests') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip().splitlines()[-1] == "[]"
+
+
+def test_version_and_module_entry_point():
+    code, out, _ = run("--version")
+    assert code == 0 and out.strip() == "mldoctor, version 0.1.0"
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["check", "--format", "xml"], "'xml' is not one of"),
+        (["check", "--timeout", "-1"], "--timeout"),
+        (["check", "--port", "70000"], "70000"),
+        (["check", "--only", "dokcer"], "no check matches 'dokcer'"),
+        (["check", "--frobnicate"], "No such option"),
+        (["check", "-o", "/nonexistent/dir/report.json"], "does not exist"),
+        (["check", "--facts", "/nonexistent.json"], "does not exist"),
+        (["check", "--disk-fail-gib", "50", "--disk-warn-gib", "10"], "warn must be >= fail"),
+        (["chekc"], "No such command"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(capsys, argv, message):
+    code, out, err = call(capsys, *argv)
+    assert code == 2
+    assert out == ""
+    assert len(err.strip().splitlines()) == 1, err
+    assert err.startswith("mldoctor: error: ") and message in err
+    assert "Traceback" not in err
+
+
+def test_facts_rediagnosis_gives_the_same_statuses(capsys, saved_report):
+    path, report = saved_report
+    code, out, _ = call(capsys, "check", "--facts", str(path), "--format", "json")
+    assert code == 1
+    again = json.loads(out)
+    assert [(r["id"], r["status"]) for r in again["results"]] == [(r.id, r.status.value) for r in report.results]
+    assert again["summary"]["FAIL"] >= 1
+
+
+def test_facts_rediagnosis_table_names_first_broken_link(capsys, saved_report):
+    path, _ = saved_report
+    code, out, _ = call(capsys, "check", "--facts", str(path))
+    assert code == 1
+    assert "✗  docker.daemon" in out or "x  docker.daemon" in out
+    assert "fix: sudo systemctl enable --now docker" in out
+    assert "skipped: docker.daemon failed" in out
+
+
+def test_facts_from_a_newer_schema_is_refused(capsys, saved_report, tmp_path):
+    path, _ = saved_report
+    data = json.loads(path.read_text())
+    data["schema_version"] = 99
+    newer = tmp_path / "newer.json"
+    newer.write_text(json.dumps(data))
+    code, _, err = call(capsys, "check", "--facts", str(newer))
+    assert code == 2 and "schema 99" in err and "upgrade mldoctor" in err
+
+
+@pytest.mark.parametrize("content", ["not json", "[1, 2]", '{"schema_version": 1, "facts": {"host": 5}}'])
+def test_facts_file_that_is_not_a_report(capsys, tmp_path, content):
+    bad = tmp_path / "bad.json"
+    bad.write_text(content)
+    code, _, err = call(capsys, "check", "--facts", str(bad))
+    assert code == 2 and len(err.strip().splitlines()) == 1
+
+
+def test_json_output_file_is_written_atomically(capsys, saved_report, tmp_path):
+    path, _ = saved_report
+    target = tmp_path / "out" / "r.json"
+    target.parent.mkdir()
+    code, out, _ = call(capsys, "check", "--facts", str(path), "--format", "json", "-o", str(target))
+    assert code == 1 and out == ""
+    assert json.loads(target.read_text())["schema_version"] == 1
+    assert os.listdir(target.parent) == ["r.json"]
+
+
+def test_table_to_file_is_plain_text(capsys, saved_report, tmp_path):
+    path, _ = saved_report
+    target = tmp_path / "r.txt"
+    call(capsys, "check", "--facts", str(path), "-o", str(target), "-v")
+    text = target.read_text()
+    assert "\x1b[" not in text
+    assert all(line == line.rstrip() for line in text.splitlines())
+    assert "• error: boom" in text
+
+
+def test_strict_turns_warnings_into_failures(capsys, tmp_path):
+    report = build_report(select(), facts(host=host(cpu=CpuFacts(logical=2, usable=2))), Policy())
+    path = tmp_path / "warn.json"
+    path.write_text(json_output.render(report))
+    assert call(capsys, "check", "--facts", str(path))[0] == 0
+    assert call(capsys, "check", "--facts", str(path), "--strict")[0] == 1
+
+
+def test_checks_lists_ids(capsys):
+    code, out, _ = call(capsys, "checks")
+    assert code == 0 and "docker.daemon" in out and "host.port" in out
+
+
+def test_only_host_checks_on_this_machine(capsys):
+    code, out, _ = call(capsys, "check", "--only", "host", "--format", "json")
+    data = json.loads(out)
+    assert {r["id"].split(".")[0] for r in data["results"]} == {"host"}
+    assert data["facts"]["docker"] is None
+    assert code in (0, 1)

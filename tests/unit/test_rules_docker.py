@@ -1,0 +1,301 @@
+from __future__ import annotations
+
+import pytest
+from factories import GIB, Reclaimable, daemon, disk, docker, down, facts, host
+from helpers import result
+
+from mldoctor.facts.docker import CliFacts, DaemonConfig, Endpoint, SocketFacts
+from mldoctor.facts.host import UserFacts
+from mldoctor.model import Status
+from mldoctor.policy import Policy
+
+
+class TestCli:
+    def test_pass_names_version_and_path(self):
+        r = result(facts(), "docker.cli")
+        assert r.status is Status.PASS
+        assert "24.0.7" in r.summary and "/usr/bin/docker" in r.summary
+
+    def test_missing_cli_warns_with_distro_install(self):
+        r = result(facts(docker=docker(cli=CliFacts())), "docker.cli")
+        assert r.status is Status.WARN
+        assert r.fix == "sudo apt-get install -y docker.io"
+
+    def test_fix_follows_distro_family(self):
+        rhel = host(os=host().os.__class__(id="rocky", id_like=["rhel", "centos", "fedora"]))
+        r = result(facts(host=rhel, docker=docker(cli=CliFacts())), "docker.cli")
+        assert r.fix == "sudo dnf install -y docker-ce-cli"
+
+    def test_cli_without_version_warns(self):
+        r = result(facts(docker=docker(cli=CliFacts(path="/usr/bin/docker"))), "docker.cli")
+        assert r.status is Status.WARN and "--version" in r.fix
+
+
+class TestDaemon:
+    def test_pass(self):
+        r = result(facts(), "docker.daemon")
+        assert r.status is Status.PASS and "unix:///var/run/docker.sock" in r.summary
+
+    def test_missing_socket_says_start_it(self):
+        r = result(facts(docker=down("missing_socket")), "docker.daemon")
+        assert r.status is Status.FAIL
+        assert "not running" in r.summary
+        assert r.fix == "sudo systemctl enable --now docker"
+
+    def test_missing_socket_without_systemd_uses_service(self):
+        r = result(facts(host=host(systemd=False), docker=down("missing_socket")), "docker.daemon")
+        assert r.fix == "sudo service docker start"
+
+    def test_missing_socket_rootless(self):
+        d = down("missing_socket", flavour="rootless", endpoint=Endpoint(url="unix:///run/user/1000/docker.sock"))
+        assert result(facts(docker=d), "docker.daemon").fix == "systemctl --user enable --now docker"
+
+    def test_engine_not_installed_gives_install_steps(self):
+        r = result(facts(docker=down("missing_socket", dockerd_installed=False)), "docker.daemon")
+        assert "not installed" in r.summary
+        assert r.fix.startswith("sudo apt-get install -y docker.io && sudo systemctl enable --now docker")
+
+    def test_rootless_socket_found_elsewhere(self):
+        d = down("missing_socket", rootless_socket="/run/user/1000/docker.sock")
+        r = result(facts(docker=d), "docker.daemon")
+        assert r.fix == "export DOCKER_HOST=unix:///run/user/1000/docker.sock"
+
+    def test_docker_host_pointing_nowhere(self):
+        d = down("missing_socket", endpoint=Endpoint(url="unix:///tmp/x.sock", source="DOCKER_HOST"))
+        r = result(facts(docker=d), "docker.daemon")
+        assert "DOCKER_HOST points at unix:///tmp/x.sock" in r.summary
+        assert r.fix.startswith("unset DOCKER_HOST")
+
+    def test_refused_is_a_stale_socket(self):
+        r = result(facts(docker=down("refused")), "docker.daemon")
+        assert r.status is Status.FAIL and "stale socket" in r.summary
+        assert r.fix.startswith("sudo systemctl restart docker") and "journalctl -u docker" in r.fix
+
+    def test_timeout(self):
+        r = result(facts(docker=down("timeout")), "docker.daemon")
+        assert "did not answer" in r.summary and "--timeout" in r.fix
+
+    @pytest.mark.parametrize(
+        ("kind", "summary_part", "fix_part"),
+        [
+            ("tls", "TLS handshake", "DOCKER_CERT_PATH"),
+            ("ssh_no_paramiko", "paramiko", "docker[ssh]"),
+            ("bad_host", "not a valid daemon address", "unset DOCKER_HOST"),
+            ("context_missing", "does not exist", "docker context use default"),
+            ("unreachable", "cannot reach", "network"),
+            ("api_error", "answered with an error", "restart docker"),
+            ("other", "could not talk", "docker version"),
+        ],
+    )
+    def test_each_cause_has_its_own_fix(self, kind, summary_part, fix_part):
+        endpoint = Endpoint(url="ssh://me@gpu", source="DOCKER_HOST", context="ctx")
+        r = result(facts(docker=down(kind, endpoint=endpoint)), "docker.daemon")
+        assert r.status is Status.FAIL
+        assert summary_part in r.summary
+        assert fix_part in r.fix
+        assert "error: boom" in r.details
+
+    def test_permission_denied_points_at_permission_check(self):
+        r = result(facts(docker=down("permission")), "docker.daemon")
+        assert r.status is Status.SKIP and r.blocked_by == "docker.permission"
+
+
+class TestPermission:
+    def denied(self, user: UserFacts, **socket_changes):
+        sock = SocketFacts(
+            path="/var/run/docker.sock",
+            exists=True,
+            is_socket=True,
+            mode=0o660,
+            owner="root",
+            group="docker",
+            accessible=False,
+        )
+        for key, value in socket_changes.items():
+            setattr(sock, key, value)
+        return facts(host=host(user=user), docker=down("permission", socket=sock))
+
+    def test_pass_through_group(self):
+        r = result(facts(), "docker.permission")
+        assert r.status is Status.PASS and "through group docker" in r.summary
+
+    def test_not_in_group(self):
+        user = UserFacts(uid=1001, name="bob", active_groups=["bob"], member_of=["bob"])
+        r = result(self.denied(user), "docker.permission")
+        assert r.status is Status.FAIL
+        assert r.fix == "sudo usermod -aG docker bob   # then log out and back in"
+        assert "chmod 666" not in r.fix and any("root-equivalent" in d for d in r.details)
+
+    def test_in_group_but_not_in_this_session(self):
+        user = UserFacts(uid=1001, name="bob", active_groups=["bob"], member_of=["bob", "docker"])
+        r = result(self.denied(user), "docker.permission")
+        assert r.status is Status.FAIL and "does not carry it" in r.summary
+        assert "newgrp docker" in r.fix
+
+    def test_socket_of_unexpected_group(self):
+        user = UserFacts(uid=1001, name="bob", active_groups=["bob"], member_of=["bob"])
+        r = result(self.denied(user, group="root", mode=0o600), "docker.permission")
+        assert r.status is Status.FAIL and "mode 0600" in r.summary
+        assert r.fix.startswith("sudo groupadd -f docker && sudo systemctl restart docker")
+
+    def test_missing_socket_defers_to_daemon(self):
+        sock = SocketFacts(path="/var/run/docker.sock")
+        r = result(facts(docker=down("missing_socket", socket=sock)), "docker.permission")
+        assert r.status is Status.SKIP and r.blocked_by == "docker.daemon"
+
+    def test_tcp_endpoint_has_no_file_permission(self):
+        d = docker(endpoint=Endpoint(url="tcp://10.0.0.2:2376", source="DOCKER_HOST"), socket=None)
+        assert result(facts(docker=d), "docker.permission").status is Status.PASS
+
+
+class TestDependants:
+    @pytest.mark.parametrize(
+        "check_id", ["docker.version", "docker.flavour", "docker.storage", "docker.disk", "docker.logging"]
+    )
+    def test_skip_names_first_broken_link(self, check_id):
+        r = result(facts(docker=down("missing_socket")), check_id)
+        assert r.status is Status.SKIP
+        assert r.summary == "skipped: docker.daemon failed" and r.blocked_by == "docker.daemon"
+
+    def test_skip_chain_reaches_permission(self):
+        r = result(facts(docker=down("permission")), "docker.disk")
+        assert r.summary == "skipped: docker.permission failed"
+
+
+class TestVersion:
+    @pytest.mark.parametrize(
+        ("api", "status"), [("1.43", Status.PASS), ("1.41", Status.PASS), ("1.40", Status.WARN), ("1.39", Status.FAIL)]
+    )
+    def test_floors(self, api, status):
+        r = result(facts(docker=docker(daemon=daemon(api_version=api))), "docker.version")
+        assert r.status is status
+        if status is not Status.PASS:
+            assert r.fix.startswith("upgrade the engine")
+
+
+class TestFlavour:
+    def test_engine(self):
+        r = result(facts(), "docker.flavour")
+        assert r.status is Status.PASS and r.summary == "Docker Engine (rootful)"
+
+    def test_desktop_on_linux_warns(self):
+        r = result(facts(docker=docker(flavour="desktop")), "docker.flavour")
+        assert r.status is Status.WARN and r.fix.startswith("docker context use default")
+
+    def test_desktop_on_wsl_is_fine(self):
+        wsl = host(kernel="5.15.153.1-microsoft-standard-WSL2")
+        assert result(facts(host=wsl, docker=docker(flavour="desktop")), "docker.flavour").status is Status.PASS
+
+    def test_podman_warns_about_cdi(self):
+        r = result(facts(docker=docker(flavour="podman")), "docker.flavour")
+        assert r.status is Status.WARN and "cdi generate" in r.fix
+
+    def test_two_daemons_warn(self):
+        r = result(facts(docker=docker(rootless_socket="/run/user/1000/docker.sock")), "docker.flavour")
+        assert r.status is Status.WARN and "rootless" in r.summary
+
+
+class TestStorage:
+    def test_overlay2_passes(self):
+        r = result(facts(), "docker.storage")
+        assert r.status is Status.PASS and r.summary.startswith("overlay2 storage, systemd cgroup driver, cgroup v2")
+
+    @pytest.mark.parametrize("driver", ["vfs", "devicemapper", "aufs"])
+    def test_discouraged_drivers_warn(self, driver):
+        r = result(facts(docker=docker(daemon=daemon(storage_driver=driver))), "docker.storage")
+        assert r.status is Status.WARN and '"storage-driver": "overlay2"' in r.fix
+
+
+class TestDisk:
+    def test_plenty(self):
+        assert result(facts(), "docker.disk").status is Status.PASS
+
+    def test_warn_under_20_gib(self):
+        d = docker(root_dir=disk("/var/lib/docker", free_gib=15, total_gib=100))
+        assert result(facts(docker=d), "docker.disk").status is Status.WARN
+
+    def test_warn_under_10_percent_even_with_many_gib(self):
+        d = docker(root_dir=disk("/var/lib/docker", free_gib=150, total_gib=2000))
+        assert result(facts(docker=d), "docker.disk").status is Status.WARN
+
+    def test_fail_names_reclaimable_space(self):
+        d = docker(
+            root_dir=disk("/var/lib/docker", free_gib=2, total_gib=100),
+            reclaimable=Reclaimable(images=12 * GIB, build_cache=3 * GIB),
+        )
+        r = result(facts(docker=d), "docker.disk")
+        assert r.status is Status.FAIL
+        assert r.fix.splitlines() == [
+            "docker image prune -a   # frees 12.0 GiB",
+            "docker builder prune   # frees 3.0 GiB",
+        ]
+
+    def test_fail_on_inodes(self):
+        d = docker(root_dir=disk("/var/lib/docker", inodes_free_pct=2))
+        assert result(facts(docker=d), "docker.disk").status is Status.FAIL
+
+    def test_fail_without_reclaimable_suggests_prune_or_data_root(self):
+        d = docker(root_dir=disk("/var/lib/docker", free_gib=1, total_gib=100))
+        r = result(facts(docker=d), "docker.disk")
+        assert r.fix.startswith("docker system prune") and "data-root" in r.fix
+
+    def test_policy_thresholds(self):
+        r = result(facts(), "docker.disk", Policy(disk_fail_gib=100_000, disk_warn_gib=100_000))
+        assert r.status is Status.FAIL
+
+    def test_remote_daemon_is_skipped(self):
+        d = docker(local=False, root_dir=None, endpoint=Endpoint(url="tcp://10.0.0.2:2376"))
+        r = result(facts(docker=d), "docker.disk")
+        assert r.status is Status.SKIP and "not on this host" in r.summary
+
+    def test_unreadable_is_error(self):
+        d = docker(root_dir=disk("/var/lib/docker").__class__(path="/var/lib/docker", error="EACCES"))
+        assert result(facts(docker=d), "docker.disk").status is Status.ERROR
+
+
+class TestLogging:
+    def test_rotated(self):
+        r = result(facts(), "docker.logging")
+        assert r.status is Status.PASS and "100m" in r.summary
+
+    def test_unrotated_json_file_warns_with_daemon_json_lines(self):
+        d = docker(config=DaemonConfig(path="/etc/docker/daemon.json", found=False))
+        r = result(facts(docker=d), "docker.logging")
+        assert r.status is Status.WARN
+        assert '"log-opts": {"max-size": "100m", "max-file": "3"}' in r.fix
+        assert "sudo systemctl restart docker" in r.fix
+
+    def test_rotation_from_command_line(self):
+        cfg = DaemonConfig(path="/etc/docker/daemon.json", command_line=["dockerd", "--log-opt", "max-size=10m"])
+        assert result(facts(docker=docker(config=cfg)), "docker.logging").status is Status.PASS
+
+    def test_local_driver_rotates(self):
+        d = docker(daemon=daemon(logging_driver="local"), config=DaemonConfig())
+        assert result(facts(docker=d), "docker.logging").status is Status.PASS
+
+    def test_remote_daemon_skips(self):
+        assert result(facts(docker=docker(config=None)), "docker.logging").status is Status.SKIP
+
+    def test_rootless_fix_uses_user_config(self):
+        cfg = DaemonConfig(path="/home/alice/.config/docker/daemon.json")
+        r = result(facts(docker=docker(flavour="rootless", config=cfg)), "docker.logging")
+        assert "/home/alice/.config/docker/daemon.json" in r.fix and "systemctl --user restart docker" in r.fix
+
+
+class TestCompose:
+    def test_plugin(self):
+        assert result(facts(), "docker.compose").status is Status.PASS
+
+    def test_v1_standalone_warns(self):
+        d = docker(cli=CliFacts(path="/usr/bin/docker", version="24.0.7", compose_standalone="1.29.2"))
+        r = result(facts(docker=d), "docker.compose")
+        assert r.status is Status.WARN and "end-of-life" in r.summary
+
+    def test_v2_standalone_passes(self):
+        d = docker(cli=CliFacts(path="/usr/bin/docker", version="24.0.7", compose_standalone="2.24.0"))
+        assert result(facts(docker=d), "docker.compose").status is Status.PASS
+
+    def test_none_warns(self):
+        d = docker(cli=CliFacts(path="/usr/bin/docker", version="24.0.7"))
+        r = result(facts(docker=d), "docker.compose")
+        assert r.status is Status.WARN and r.fix.startswith("sudo apt-get install -y docker-compose-plugin")

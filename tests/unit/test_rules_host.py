@@ -1,0 +1,126 @@
+from __future__ import annotations
+
+from factories import GIB, PortFacts, disk, facts, host
+from helpers import results
+
+from mldoctor.facts.common import DiskUsage
+from mldoctor.facts.host import CpuFacts, MemoryFacts
+from mldoctor.model import Status
+from mldoctor.policy import Policy
+
+
+def one(f, check_id, policy=None):
+    (r,) = results(f, check_id, policy)
+    return r
+
+
+class TestDisk:
+    def test_pass(self):
+        assert one(facts(), "host.disk").status is Status.PASS
+
+    def test_same_filesystem_counted_once(self):
+        f = facts(host=host(disks=[disk("/", device=1), disk("/home/alice", device=1), disk("/tmp", device=2)]))
+        r = one(f, "host.disk")
+        assert "2 filesystems checked" in r.summary
+        assert len([d for d in r.details if d.startswith("/")]) == 2
+
+    def test_worst_filesystem_decides(self):
+        f = facts(host=host(disks=[disk("/", device=1), disk("/scratch", free_gib=1, total_gib=100, device=2)]))
+        r = one(f, "host.disk")
+        assert r.status is Status.FAIL and "/scratch" in r.summary and "du -xh" in r.fix
+
+    def test_warn(self):
+        f = facts(host=host(disks=[disk("/", free_gib=12, total_gib=100)]))
+        assert one(f, "host.disk").status is Status.WARN
+
+    def test_thresholds_from_policy(self):
+        assert one(facts(), "host.disk", Policy(disk_fail_gib=10_000, disk_warn_gib=10_000)).status is Status.FAIL
+
+    def test_all_unreadable_is_error(self):
+        f = facts(host=host(disks=[DiskUsage(path="/", error="EIO")]))
+        assert one(f, "host.disk").status is Status.ERROR
+
+
+class TestMemory:
+    def test_pass(self):
+        assert one(facts(), "host.memory").status is Status.PASS
+
+    def test_low_available_warns(self):
+        f = facts(host=host(memory=MemoryFacts(total_bytes=64 * GIB, available_bytes=2 * GIB)))
+        r = one(f, "host.memory")
+        assert r.status is Status.WARN and "ps aux --sort=-rss" in r.fix
+
+    def test_cgroup_limit_in_details(self):
+        f = facts(
+            host=host(memory=MemoryFacts(total_bytes=64 * GIB, available_bytes=60 * GIB, cgroup_limit_bytes=8 * GIB))
+        )
+        assert any("limited to 8.0 GiB" in d for d in one(f, "host.memory").details)
+
+
+class TestCpu:
+    def test_pass(self):
+        assert one(facts(), "host.cpu").status is Status.PASS
+
+    def test_few_cpus_warn(self):
+        f = facts(host=host(cpu=CpuFacts(logical=2, usable=2)))
+        assert one(f, "host.cpu").status is Status.WARN
+
+    def test_cgroup_quota_counts(self):
+        f = facts(host=host(cpu=CpuFacts(logical=64, usable=1.5)))
+        r = one(f, "host.cpu")
+        assert r.status is Status.WARN and "1.5 usable of 64" in r.summary
+
+    def test_busy_host_warns(self):
+        f = facts(host=host(cpu=CpuFacts(logical=8, usable=8, load_1m=30)))
+        r = one(f, "host.cpu")
+        assert r.status is Status.WARN and "busy" in r.summary
+
+
+class TestShm:
+    def test_pass(self):
+        assert one(facts(), "host.shm").status is Status.PASS
+
+    def test_small_shm_warns_with_remount(self):
+        f = facts(host=host(shm=disk("/dev/shm", free_gib=0.06, total_gib=0.0625)))
+        r = one(f, "host.shm")
+        assert r.status is Status.WARN and r.fix == "sudo mount -o remount,size=8G /dev/shm"
+
+    def test_missing_shm_warns(self):
+        f = facts(host=host(shm=DiskUsage(path="/dev/shm", error="missing")))
+        assert one(f, "host.shm").status is Status.WARN
+
+
+class TestPort:
+    def test_absent_without_ports(self):
+        assert results(facts(), "host.port") == []
+
+    def test_free(self):
+        f = facts(host=host(ports=[PortFacts(port=8888, free=True)]))
+        r = one(f, "host.port")
+        assert r.status is Status.PASS and r.summary == "8888 free"
+
+    def test_busy_names_the_process(self):
+        f = facts(
+            host=host(
+                ports=[
+                    PortFacts(port=8888, free=False, pid=4242, process="jupyter-lab", username="bob"),
+                    PortFacts(port=6006, free=True),
+                ]
+            )
+        )
+        r = one(f, "host.port")
+        assert r.status is Status.FAIL
+        assert "jupyter-lab (pid 4242, user bob)" in r.summary
+        assert r.fix.startswith("kill 4242")
+
+    def test_busy_unknown_holder(self):
+        f = facts(host=host(ports=[PortFacts(port=8888, free=False)]))
+        assert one(f, "host.port").fix.startswith("sudo ss -ltnp 'sport = :8888'")
+
+    def test_published_by_container(self):
+        f = facts(host=host(ports=[PortFacts(port=80, free=False, pid=7, process="docker-proxy")]))
+        assert "docker ps --filter publish=80" in one(f, "host.port").fix
+
+    def test_privileged_port(self):
+        f = facts(host=host(ports=[PortFacts(port=80, free=False, error="Permission denied")]))
+        assert "under 1024 need root" in one(f, "host.port").fix
