@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
 import socket
 import stat
 import time
@@ -43,6 +44,8 @@ class Endpoint:
     tls: bool = False
     error: str | None = None
     """Why the endpoint could not be resolved (a malformed DOCKER_HOST, a context that does not exist)."""
+    error_kind: str | None = None
+    """bad_host, tls (DOCKER_TLS_VERIFY without usable certificates) or context_missing."""
 
     @property
     def socket_path(self) -> str | None:
@@ -180,16 +183,17 @@ def resolve_endpoint(environ: dict[str, str] | None = None) -> Endpoint:
     """Where the docker CLI would connect, and why (never raises: errors are recorded)."""
     from docker.context import ContextAPI
     from docker.context.config import get_current_context_name
-    from docker.errors import DockerException
+    from docker.errors import DockerException, TLSParameterError
     from docker.utils import kwargs_from_env, parse_host
 
     env = os.environ if environ is None else environ
     if env.get("DOCKER_HOST"):
-        endpoint = Endpoint(url=env["DOCKER_HOST"], source="DOCKER_HOST")
+        endpoint = Endpoint(url=_without_password(env["DOCKER_HOST"]), source="DOCKER_HOST")
         try:
             endpoint.tls = "tls" in kwargs_from_env(environment=dict(env))
-        except DockerException as exc:
-            endpoint.error = str(exc)
+        except TLSParameterError as exc:
+            endpoint.error, endpoint.error_kind = str(exc), "tls"
+            return endpoint
     else:
         name = env.get("DOCKER_CONTEXT") or get_current_context_name()
         if name == "default":
@@ -201,14 +205,19 @@ def resolve_endpoint(environ: dict[str, str] | None = None) -> Endpoint:
             context, endpoint.error = None, str(exc)
         if context is None:
             endpoint.error = endpoint.error or f"docker context {name!r} does not exist"
+            endpoint.error_kind = "context_missing"
             return endpoint
-        endpoint.url, endpoint.tls = context.Host or "", bool(context.TLSConfig)
-    if endpoint.error is None:
-        try:
-            parse_host(endpoint.url, tls=endpoint.tls)
-        except DockerException as exc:
-            endpoint.error = str(exc)
+        endpoint.url, endpoint.tls = _without_password(context.Host or ""), bool(context.TLSConfig)
+    try:
+        parse_host(endpoint.url, tls=endpoint.tls)
+    except DockerException as exc:
+        endpoint.error, endpoint.error_kind = str(exc), "bad_host"
     return endpoint
+
+
+def _without_password(url: str) -> str:
+    """Facts end up in reports and tickets: keep a user name, never a password embedded in an address."""
+    return re.sub(r"//([^/@:]*):[^/@]*@", r"//\1:***@", url)
 
 
 def open_client(endpoint: Endpoint, timeout: float) -> Any:
@@ -237,8 +246,7 @@ def _connect(
     endpoint: Endpoint, timeout: float, policy: Policy, facts: DockerFacts
 ) -> tuple[Connection, DaemonInfo | None]:
     if endpoint.error:
-        kind = "context_missing" if endpoint.source == "context" else "bad_host"
-        return Connection(error_kind=kind, error=endpoint.error), None
+        return Connection(error_kind=endpoint.error_kind, error=endpoint.error), None
     started = time.monotonic()
     try:
         client = open_client(endpoint, timeout)

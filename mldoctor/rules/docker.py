@@ -60,6 +60,12 @@ def _daemon_failure(docker: DockerFacts, host: HostFacts | None, timeout_hint: s
                 fix=f"export DOCKER_HOST=unix://{docker.rootless_socket}",
                 details=details,
             )
+        if endpoint.source == "context":
+            return Finding.fail(
+                f"the docker context {endpoint.context!r} points at {url}, which does not exist",
+                fix="docker context use default   # or start the daemon that should listen there",
+                details=details,
+            )
         if endpoint.source == "DOCKER_HOST":
             return Finding.fail(
                 f"DOCKER_HOST points at {url}, which does not exist",

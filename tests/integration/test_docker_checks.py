@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 import pytest
@@ -124,6 +125,126 @@ def test_unreachable_daemons_each_get_their_cause(docker_host, kind, fix_start):
     assert results["docker.daemon"]["status"] == "FAIL"
     assert results["docker.daemon"]["fix"].startswith(fix_start)
     assert results["docker.version"]["summary"] == "skipped: docker.daemon failed"
+
+
+def test_ssh_endpoint_without_paramiko():
+    pytest.importorskip("docker")
+    if importlib.util.find_spec("paramiko") is not None:
+        pytest.skip("paramiko is installed here; this case needs it absent")
+    code, report, _ = mldoctor("--only", "docker.daemon", env={"DOCKER_HOST": "ssh://mldoctor@127.0.0.1"})
+    result = by_id(report)["docker.daemon"]
+    assert code == 1 and report["facts"]["docker"]["connection"]["error_kind"] == "ssh_no_paramiko"
+    assert result["fix"].startswith("python3 -m pip install 'docker[ssh]'")
+
+
+@pytest.fixture
+def plain_http_port():
+    """A TCP server that speaks plain HTTP, for a TLS client to fail its handshake against."""
+    server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    server.bind(("127.0.0.1", 0))
+    server.listen(16)
+    server.settimeout(0.2)
+    stop = threading.Event()
+
+    def answer_in_plain_text():
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                continue
+            with conn:
+                conn.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+
+    thread = threading.Thread(target=answer_in_plain_text, daemon=True)
+    thread.start()
+    yield server.getsockname()[1]
+    stop.set()
+    thread.join()
+    server.close()
+
+
+@pytest.fixture
+def client_certs(tmp_path):
+    """A self-signed CA, client certificate and key, as DOCKER_CERT_PATH expects them."""
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=mldoctor-test",
+            "-keyout",
+            str(tmp_path / "key.pem"),
+            "-out",
+            str(tmp_path / "cert.pem"),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    shutil.copy(tmp_path / "cert.pem", tmp_path / "ca.pem")
+    return tmp_path
+
+
+def test_tls_handshake_failure(plain_http_port, client_certs):
+    env = {
+        "DOCKER_HOST": f"tcp://127.0.0.1:{plain_http_port}",
+        "DOCKER_TLS_VERIFY": "1",
+        "DOCKER_CERT_PATH": str(client_certs),
+    }
+    code, report, _ = mldoctor("--only", "docker.daemon", "--timeout", "2", env=env)
+    result = by_id(report)["docker.daemon"]
+    assert code == 1
+    assert report["facts"]["docker"]["connection"]["error_kind"] == "tls", report["facts"]["docker"]["connection"]
+    assert "TLS handshake" in result["summary"] and "DOCKER_CERT_PATH" in result["fix"]
+
+
+def test_tls_without_certificates():
+    env = {"DOCKER_HOST": "tcp://127.0.0.1:2376", "DOCKER_TLS_VERIFY": "1", "DOCKER_CERT_PATH": "/nonexistent"}
+    code, report, _ = mldoctor("--only", "docker.daemon", env=env)
+    assert code == 1 and report["facts"]["docker"]["connection"]["error_kind"] == "tls"
+
+
+def test_busy_port_names_its_holder():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as server:
+        server.bind(("0.0.0.0", 0))
+        server.listen(1)
+        port = server.getsockname()[1]
+        code, report, _ = mldoctor("--only", "host.port", "--port", str(port))
+    result = by_id(report)["host.port"]
+    assert code == 1 and result["status"] == "FAIL"
+    assert f"(pid {os.getpid()}" in result["summary"]
+    assert result["fix"].startswith(f"kill {os.getpid()}")
+
+
+def test_current_context_made_by_the_real_cli(tmp_path):
+    """A context created and selected with the docker CLI is the endpoint mldoctor uses, like the CLI would."""
+    env = {**os.environ, "DOCKER_CONFIG": str(tmp_path)}
+    env.pop("DOCKER_HOST", None)
+    for argv in (
+        ["context", "create", "elsewhere", "--docker", "host=unix:///tmp/mldoctor-elsewhere.sock"],
+        ["context", "use", "elsewhere"],
+    ):
+        subprocess.run(["docker", *argv], env=env, check=True, capture_output=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "mldoctor", "check", "--format", "json", "--only", "docker.daemon"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+    report = json.loads(proc.stdout)
+    endpoint = report["facts"]["docker"]["endpoint"]
+    assert (endpoint["source"], endpoint["context"]) == ("context", "elsewhere")
+    assert endpoint["url"] == "unix:///tmp/mldoctor-elsewhere.sock"
+    result = by_id(report)["docker.daemon"]
+    assert result["status"] == "FAIL" and proc.returncode == 1
+    assert result["fix"].startswith("docker context use default")
 
 
 def test_missing_context():

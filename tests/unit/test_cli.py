@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -154,3 +155,33 @@ def test_only_host_checks_on_this_machine(capsys):
     assert {r["id"].split(".")[0] for r in data["results"]} == {"host"}
     assert data["facts"]["docker"] is None
     assert code in (0, 1)
+
+
+@pytest.mark.parametrize(
+    ("env", "coloured"), [({"FORCE_COLOR": "1"}, True), ({"FORCE_COLOR": "1", "NO_COLOR": "1"}, False)]
+)
+def test_colour_only_when_wanted(saved_report, env, coloured):
+    path, _ = saved_report
+    clean = {k: v for k, v in os.environ.items() if k not in ("NO_COLOR", "FORCE_COLOR", "TERM")}
+    proc = subprocess.run(
+        [sys.executable, "-m", "mldoctor", "check", "--facts", str(path)],
+        capture_output=True,
+        text=True,
+        env={**clean, **env},
+        check=False,
+    )
+    has_colour = re.search(r"\x1b\[[0-9;]*3[0-7](;[0-9]+)*m", proc.stdout) is not None
+    assert has_colour is coloured, proc.stdout[:300]
+
+
+def test_pipes_get_no_escape_codes(saved_report):
+    path, _ = saved_report
+    clean = {k: v for k, v in os.environ.items() if k not in ("NO_COLOR", "FORCE_COLOR")}
+    out = subprocess.run(
+        [sys.executable, "-m", "mldoctor", "check", "--facts", str(path)],
+        capture_output=True,
+        text=True,
+        env=clean,
+        check=False,
+    ).stdout
+    assert "\x1b[" not in out and "docker.daemon" in out

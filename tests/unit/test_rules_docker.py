@@ -66,6 +66,12 @@ class TestDaemon:
         assert "DOCKER_HOST points at unix:///tmp/x.sock" in r.summary
         assert r.fix.startswith("unset DOCKER_HOST")
 
+    def test_context_pointing_nowhere(self):
+        endpoint = Endpoint(url="unix:///tmp/x.sock", source="context", context="elsewhere")
+        r = result(facts(docker=down("missing_socket", endpoint=endpoint)), "docker.daemon")
+        assert "context 'elsewhere' points at unix:///tmp/x.sock" in r.summary
+        assert r.fix.startswith("docker context use default")
+
     def test_refused_is_a_stale_socket(self):
         r = result(facts(docker=down("refused")), "docker.daemon")
         assert r.status is Status.FAIL and "stale socket" in r.summary
