@@ -65,9 +65,11 @@ def _verb(state: str) -> str:
 
 def _evaluate_one(check: Check, facts: Facts, policy: Policy) -> list[Finding]:
     missing = [s for s in check.facts if getattr(facts, s) is None]
-    if missing:
-        reasons = "; ".join(facts.errors.get(s, f"{s} facts were not gathered") for s in missing)
-        return [Finding.error(f"facts unavailable: {reasons}")]
+    failed = [facts.errors[s] for s in missing if s in facts.errors]
+    if failed:
+        return [Finding.error(f"facts unavailable: {'; '.join(failed)}")]
+    if missing:  # only when re-diagnosing a saved report made with --only, --no-probe or an older mldoctor
+        return [Finding.skip(f"no {' or '.join(missing)} facts in this report")]
     try:
         outcome = check.rule(facts, policy)
     except Exception as exc:  # crash isolation: one broken rule must not hide the others

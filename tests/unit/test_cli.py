@@ -35,7 +35,7 @@ def call(capsys, *argv: str) -> tuple[int, str, str]:
 @pytest.fixture
 def saved_report(tmp_path):
     """A report of a machine whose daemon is down, saved the way `check --format json -o` saves it."""
-    report = build_report(select(), facts(docker=down("missing_socket")), Policy())
+    report = build_report(select(["docker", "host"]), facts(docker=down("missing_socket")), Policy())
     path = tmp_path / "report.json"
     path.write_text(json_output.render(report))
     return path, report
@@ -137,7 +137,7 @@ def test_table_to_file_is_plain_text(capsys, saved_report, tmp_path):
 
 
 def test_strict_turns_warnings_into_failures(capsys, tmp_path):
-    report = build_report(select(), facts(host=host(cpu=CpuFacts(logical=2, usable=2))), Policy())
+    report = build_report(select(["docker", "host"]), facts(host=host(cpu=CpuFacts(logical=2, usable=2))), Policy())
     path = tmp_path / "warn.json"
     path.write_text(json_output.render(report))
     assert call(capsys, "check", "--facts", str(path))[0] == 0

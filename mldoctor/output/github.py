@@ -1,0 +1,34 @@
+"""GitHub Actions workflow commands: an annotation per FAIL/WARN, within GitHub's per-step limits."""
+
+from __future__ import annotations
+
+from mldoctor.model import CheckResult, Report, Status
+
+MAX_PER_KIND = 10  # "limited to 10 warning annotations and 10 error annotations per step"
+
+
+def escape_data(text: str) -> str:
+    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def escape_property(text: str) -> str:
+    return escape_data(text).replace(":", "%3A").replace(",", "%2C")
+
+
+def _annotation(kind: str, result: CheckResult) -> str:
+    message = result.summary + (f"\nfix: {result.fix}" if result.fix else "")
+    return f"::{kind} title={escape_property(f'mldoctor {result.id}')}::{escape_data(message)}"
+
+
+def render(report: Report, strict: bool = False) -> str:
+    """FAIL and ERROR (and WARN under --strict) are errors, WARN a warning; over the limit, one notice says so."""
+    errors = [r for r in report.results
+              if r.status in (Status.FAIL, Status.ERROR) or (strict and r.status is Status.WARN)]
+    warnings = [r for r in report.results if r.status is Status.WARN and not strict]
+    lines = [_annotation("error", r) for r in errors[:MAX_PER_KIND]]
+    lines += [_annotation("warning", r) for r in warnings[:MAX_PER_KIND]]
+    hidden = max(0, len(errors) - MAX_PER_KIND) + max(0, len(warnings) - MAX_PER_KIND)
+    if hidden:
+        lines.append(f"::notice title=mldoctor::{hidden} more findings than GitHub shows as annotations: "
+                     "see the job summary")
+    return "".join(line + "\n" for line in lines)
