@@ -92,48 +92,36 @@ def _daemon_failure(docker: DockerFacts, host: HostFacts | None, timeout_hint: s
             fix=f"{restart}   # a hung daemon; its log: {logs}. A slow one: mldoctor check --timeout 30",
             details=details,
         )
-    if kind == "tls":
-        return Finding.fail(
-            f"the TLS handshake with {where} failed",
-            fix="check DOCKER_CERT_PATH (ca.pem, cert.pem, key.pem) and DOCKER_TLS_VERIFY; "
-            "`docker version` shows the same error",
-            details=details,
-        )
-    if kind == "ssh_no_paramiko":
-        return Finding.fail(
-            f"{where} is an ssh:// address and the paramiko package is not installed",
-            fix="python3 -m pip install 'docker[ssh]'   # in the environment mldoctor runs from",
-            details=details,
-        )
-    if kind == "bad_host":
-        return Finding.fail(
-            f"DOCKER_HOST={url!r} is not a valid daemon address",
-            fix="unset DOCKER_HOST   # or set it to unix:///var/run/docker.sock, tcp://HOST:2376 or ssh://USER@HOST",
-            details=details,
-        )
-    if kind == "context_missing":
-        return Finding.fail(
-            f"the docker context {endpoint.context!r} does not exist",
-            fix="docker context use default   # and unset DOCKER_CONTEXT if it is set",
-            details=details,
-        )
-    if kind == "unreachable":
-        return Finding.fail(
-            f"cannot reach {where}",
-            fix="check the host name and the network, or unset DOCKER_HOST to use the local daemon",
-            details=details,
-        )
-    if kind == "api_error":
-        return Finding.fail(
-            f"the daemon at {where} answered with an error",
-            fix=f"{restart}   # its log: {logs}",
-            details=details,
-        )
-    return Finding.fail(
-        f"could not talk to the daemon at {where}",
-        fix=f"`docker version` shows the same failure; {restart}",
-        details=details,
-    )
+    summary, fix = CAUSES.get(kind or "", CAUSES["other"])
+    values = {"where": where, "url": url, "context": endpoint.context, "restart": restart, "logs": logs}
+    return Finding.fail(summary.format(**values), fix=fix.format(**values), details=details)
+
+
+CAUSES = {
+    "tls": (
+        "the TLS handshake with {where} failed",
+        "check DOCKER_CERT_PATH (ca.pem, cert.pem, key.pem) and DOCKER_TLS_VERIFY; `docker version` shows the same",
+    ),
+    "ssh_no_paramiko": (
+        "{where} is an ssh:// address and the paramiko package is not installed",
+        "python3 -m pip install 'docker[ssh]'   # in the environment mldoctor runs from",
+    ),
+    "bad_host": (
+        "DOCKER_HOST={url!r} is not a valid daemon address",
+        "unset DOCKER_HOST   # or set it to unix:///var/run/docker.sock, tcp://HOST:2376 or ssh://USER@HOST",
+    ),
+    "context_missing": (
+        "the docker context {context!r} does not exist",
+        "docker context use default   # and unset DOCKER_CONTEXT if it is set",
+    ),
+    "unreachable": (
+        "cannot reach {where}",
+        "check the host name and the network, or unset DOCKER_HOST to use the local daemon",
+    ),
+    "api_error": ("the daemon at {where} answered with an error", "{restart}   # its log: {logs}"),
+    "other": ("could not talk to the daemon at {where}", "`docker version` shows the same failure; {restart}"),
+}
+"""Causes whose finding is a sentence and a command: summary and fix templates."""
 
 
 @check("docker.daemon", "Docker daemon", facts=("docker", "host"))
@@ -149,8 +137,9 @@ def docker_daemon(facts: Facts, policy: Policy) -> Finding:
         )
     if docker.connection.error_kind == "permission":
         where = docker.socket.path if docker.socket else docker.endpoint.url
-        return Finding.skip(f"not asked: permission denied on {where} (see docker.permission)",
-                            blocked_by="docker.permission")
+        return Finding.skip(
+            f"not asked: permission denied on {where} (see docker.permission)", blocked_by="docker.permission"
+        )
     return _daemon_failure(docker, facts.host, "the timeout")
 
 

@@ -76,20 +76,25 @@ def daemon(**changes) -> DaemonInfo:
     return replace(base, **changes)
 
 
+def docker_socket(**changes) -> SocketFacts:
+    base = SocketFacts(
+        path="/var/run/docker.sock",
+        exists=True,
+        is_socket=True,
+        mode=0o660,
+        owner="root",
+        group="docker",
+        accessible=True,
+    )
+    return replace(base, **changes)
+
+
 def docker(**changes) -> DockerFacts:
     base = DockerFacts(
         cli=CliFacts(path="/usr/bin/docker", version="24.0.7", compose_plugin="2.21.0"),
         endpoint=Endpoint(url="unix:///var/run/docker.sock"),
         connection=Connection(ok=True, elapsed_s=0.01),
-        socket=SocketFacts(
-            path="/var/run/docker.sock",
-            exists=True,
-            is_socket=True,
-            mode=0o660,
-            owner="root",
-            group="docker",
-            accessible=True,
-        ),
+        socket=docker_socket(),
         daemon=daemon(),
         flavour="engine",
         local=True,
@@ -113,4 +118,4 @@ def facts(**sections) -> Facts:
     return Facts(**sections)
 
 
-__all__ = ["GIB", "PortFacts", "Reclaimable", "daemon", "disk", "docker", "down", "facts", "host"]
+__all__ = ["GIB", "PortFacts", "Reclaimable", "daemon", "disk", "docker", "docker_socket", "down", "facts", "host"]

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import pytest
-from factories import GIB, Reclaimable, daemon, disk, docker, down, facts, host
+from factories import GIB, Reclaimable, daemon, disk, docker, docker_socket, down, facts, host
 from helpers import result
 
 from mldoctor.facts.docker import CliFacts, DaemonConfig, Endpoint, SocketFacts
@@ -108,17 +108,7 @@ class TestDaemon:
 
 class TestPermission:
     def denied(self, user: UserFacts, **socket_changes):
-        sock = SocketFacts(
-            path="/var/run/docker.sock",
-            exists=True,
-            is_socket=True,
-            mode=0o660,
-            owner="root",
-            group="docker",
-            accessible=False,
-        )
-        for key, value in socket_changes.items():
-            setattr(sock, key, value)
+        sock = docker_socket(accessible=False, **socket_changes)
         return facts(host=host(user=user), docker=down("permission", socket=sock))
 
     def test_pass_through_group(self):
