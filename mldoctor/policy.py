@@ -10,6 +10,17 @@ GIB = 1 << 30
 
 
 @dataclass(frozen=True)
+class Band:
+    """PASS at or above `passing`, WARN down to `warning`, FAIL below (ratios to a reference, or absolute)."""
+
+    passing: float
+    warning: float
+
+    def grade(self, value: float) -> str:
+        return "pass" if value >= self.passing else "warn" if value >= self.warning else "fail"
+
+
+@dataclass(frozen=True)
 class Policy:
     disk_fail_gib: float = 5.0
     disk_fail_pct: float = 5.0
@@ -18,6 +29,23 @@ class Policy:
     min_shm_gib: float = 1.0
     min_cpus: float = 4.0
     min_available_memory_gib: float = 4.0
+    require_gpus: int = 0
+    """NVIDIA GPUs this host must have; 0 lets a GPU-less host pass with the NVIDIA checks skipped."""
+    # Benchmarks (shared/reference/performance.md section 4): ratios to the expected achievable figure of the SKU.
+    matmul: Band = Band(0.90, 0.75)
+    matmul_fp32: Band = Band(0.85, 0.70)
+    """FP32 and TF32 vary more between healthy cards (dual-issue FP32 on Ada and GA102 is rarely reached)."""
+    d2d: Band = Band(0.80, 0.65)
+    """Ratio to the datasheet memory bandwidth (DCGM fails near 0.57)."""
+    host_copy: Band = Band(0.70, 0.50)
+    """Ratio to the theoretical bandwidth of the host link (PCIe generation x width)."""
+    cpu_gflops_per_thread: Band = Band(30.0, 10.0)
+    suspect_ratio: float = 1.15
+    """A measurement above this multiple of the datasheet peak is a timing bug, not a fast card."""
+    outlier_ratio: float = 0.85
+    """A GPU below this share of the other GPUs' median matmul rate is flagged."""
+    expect_tflops: tuple[tuple[str, float], ...] = ()
+    """Expected figures given on the command line (`--expect-tflops bf16=700`), for SKUs the table lacks."""
 
     def disk_status(self, usage: DiskUsage) -> str:
         """'fail', 'warn' or 'ok' for a filesystem: low when under the GiB floor *or* a percentage floor

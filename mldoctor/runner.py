@@ -35,6 +35,12 @@ def select(only: Iterable[str] = (), skip: Iterable[str] = ()) -> list[Check]:
     ]
 
 
+def covered_by(checks: list[Check], facts: Facts) -> list[Check]:
+    """The checks a saved report has facts for: re-diagnosing a `--only docker` report, or one from before
+    the probe existed, shows what it can judge instead of rows about facts it never had."""
+    return [c for c in checks if all(getattr(facts, s) is not None or s in facts.errors for s in c.facts)]
+
+
 def _with_prerequisites(selected: list[Check]) -> list[Check]:
     needed = {c.id for c in selected}
     for c in reversed(list(REGISTRY.values())):
@@ -49,18 +55,18 @@ def _blocked(check: Check, results: dict[str, CheckResult]) -> Finding | None:
         result = results.get(prerequisite)
         if result is None or not result.status.blocks_dependants:
             continue
-        if result.status is Status.SKIP and result.blocked_by:
-            root = results.get(result.blocked_by)
-            state = root.status.value.lower() if root else "failed"
-            return Finding.skip(f"skipped: {result.blocked_by} {_verb(state)}", blocked_by=result.blocked_by)
-        if result.status is Status.SKIP:
-            return Finding.skip(f"skipped: {result.summary}", blocked_by=prerequisite)
-        return Finding.skip(f"skipped: {prerequisite} {_verb(result.status.value.lower())}", blocked_by=prerequisite)
+        root_id = result.blocked_by if result.status is Status.SKIP and result.blocked_by else prerequisite
+        root = results.get(root_id)
+        if root is None:  # a root this selection did not evaluate (its rule named it as blocked_by)
+            return Finding.skip(f"skipped: {root_id} failed", blocked_by=root_id)
+        if root.status is Status.SKIP:  # not applicable here (no GPU): say why, not "was skipped"
+            return Finding.skip(f"skipped: {root.summary.removeprefix('skipped: ')}", blocked_by=root_id)
+        return Finding.skip(f"skipped: {root_id} {_verb(root.status.value.lower())}", blocked_by=root_id)
     return None
 
 
 def _verb(state: str) -> str:
-    return {"fail": "failed", "error": "could not run", "skip": "was skipped"}.get(state, state)
+    return {"fail": "failed", "error": "could not run"}.get(state, state)
 
 
 def _evaluate_one(check: Check, facts: Facts, policy: Policy) -> list[Finding]:

@@ -2,6 +2,7 @@
 
 Each section has one gatherer. Gatherers run in parallel, each under a deadline; a gatherer that crashes or
 overruns leaves its section empty and its reason in `Facts.errors`, and the checks that need it report ERROR.
+A section that reads other sections' facts names them in AFTER: it starts once they are done and receives them.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from typing import Any
 
 from mldoctor.facts.docker import DockerFacts
 from mldoctor.facts.host import HostFacts
+from mldoctor.facts.nvidia import NvidiaFacts
+from mldoctor.facts.probe import ProbeFacts, ProbeOptions, probe_deadline
 from mldoctor.policy import Policy
 
 
@@ -21,6 +24,8 @@ from mldoctor.policy import Policy
 class Facts:
     host: HostFacts | None = None
     docker: DockerFacts | None = None
+    nvidia: NvidiaFacts | None = None
+    probe: ProbeFacts | None = None
     errors: dict[str, str] = field(default_factory=dict)
     """Sections that could not be gathered, and why."""
 
@@ -31,52 +36,87 @@ class GatherOptions:
     """Deadline for each call to the outside world (a docker API call, a helper command)."""
     ports: tuple[int, ...] = ()
     policy: Policy = field(default_factory=Policy)
+    sysroot: str = "/"
+    """Where /sys, /proc, /dev and /etc are read for the NVIDIA facts (tests point it at a fake tree)."""
+    probe: ProbeOptions = field(default_factory=ProbeOptions)
 
 
-def _gather_host(options: GatherOptions) -> HostFacts:
+def _gather_host(options: GatherOptions, earlier: Facts) -> HostFacts:
     from mldoctor.facts import host
 
     return host.gather(list(options.ports))
 
 
-def _gather_docker(options: GatherOptions) -> DockerFacts:
+def _gather_docker(options: GatherOptions, earlier: Facts) -> DockerFacts:
     from mldoctor.facts import docker
 
     return docker.gather(options.timeout, options.policy)
 
 
-GATHERERS: dict[str, Callable[[GatherOptions], Any]] = {
+def _gather_nvidia(options: GatherOptions, earlier: Facts) -> NvidiaFacts:
+    from mldoctor.facts import nvidia
+
+    return nvidia.gather(options.timeout, options.sysroot)
+
+
+def _gather_probe(options: GatherOptions, earlier: Facts) -> ProbeFacts:
+    from mldoctor.facts import probe
+
+    return probe.gather(options.probe, earlier.docker, earlier.nvidia, options.timeout)
+
+
+GATHERERS: dict[str, Callable[[GatherOptions, Facts], Any]] = {
     "host": _gather_host,
     "docker": _gather_docker,
+    "nvidia": _gather_nvidia,
+    "probe": _gather_probe,
 }
 
+AFTER: dict[str, tuple[str, ...]] = {"probe": ("docker", "nvidia")}
+"""Sections that need others' facts (the probe's `--gpus auto` asks docker and nvidia whether there are GPUs to
+give the container), and those others: they are waited for when they are being gathered, else left out."""
 
-def section_deadline(options: GatherOptions) -> float:
-    """A section makes a few sequential calls, each bounded by the timeout; allow for them plus import time."""
-    return 2 * options.timeout + 1.0
+
+def section_deadline(name: str, options: GatherOptions) -> float:
+    """A section makes a few sequential calls, each bounded by the timeout; allow for them plus import time.
+    The probe runs a container: its own deadline (start, imports, benchmarks) comes on top."""
+    deadline = 2 * options.timeout + 1.0
+    if name == "probe":
+        deadline += probe_deadline(options.probe)
+    return deadline
 
 
 def gather(sections: set[str], options: GatherOptions) -> Facts:
     facts = Facts()
     results: dict[str, Any] = {}
+    done = {name: threading.Event() for name in GATHERERS}
+    waits_for = {name: [s for s in AFTER.get(name, ()) if s in sections] for name in GATHERERS}
 
     def work(name: str) -> None:
+        earlier = Facts()
+        for section in waits_for[name]:
+            done[section].wait(section_deadline(section, options))
+            if section in results and not isinstance(results[section], Exception):
+                setattr(earlier, section, results[section])
         try:
-            results[name] = GATHERERS[name](options)
+            results[name] = GATHERERS[name](options, earlier)
         except Exception as exc:  # a gatherer bug must not take the run down: the checks report ERROR
             results[name] = exc
+        finally:
+            done[name].set()
 
     threads = {
         name: threading.Thread(target=work, args=(name,), name=f"gather-{name}", daemon=True)
         for name in GATHERERS
         if name in sections
     }
+    started = time.monotonic()
     for thread in threads.values():
         thread.start()
-    deadline = section_deadline(options)
-    ends_at = time.monotonic() + deadline
     for name, thread in threads.items():
-        thread.join(max(0.0, ends_at - time.monotonic()))
+        deadline = section_deadline(name, options)
+        waited = max((section_deadline(s, options) for s in waits_for[name]), default=0.0)
+        thread.join(max(0.0, started + waited + deadline - time.monotonic()))
         outcome = results.get(name)
         if thread.is_alive() or name not in results:
             facts.errors[name] = f"gathering {name} facts did not finish within {deadline:g} s"

@@ -45,7 +45,7 @@ class Endpoint:
     error: str | None = None
     """Why the endpoint could not be resolved (a malformed DOCKER_HOST, a context that does not exist)."""
     error_kind: str | None = None
-    """bad_host, tls (DOCKER_TLS_VERIFY without usable certificates) or context_missing."""
+    """bad_host, tls (DOCKER_TLS_VERIFY without usable certificates), context_missing or sdk_missing."""
 
     @property
     def socket_path(self) -> str | None:
@@ -158,7 +158,11 @@ def gather(timeout: float, policy: Policy) -> DockerFacts:
     with ThreadPoolExecutor(max_workers=3) as pool:
         cli_future = pool.submit(_cli, timeout)
         cmdline_future = pool.submit(_dockerd_command_line)
-        endpoint = resolve_endpoint()
+        try:
+            endpoint = resolve_endpoint()
+        except ImportError as exc:  # a broken install; the host-side checks that read docker facts still run
+            endpoint = Endpoint(url=os.environ.get("DOCKER_HOST") or f"unix://{DEFAULT_SOCKET}", error=str(exc),
+                                error_kind="sdk_missing")
         facts = DockerFacts(cli=CliFacts(), endpoint=endpoint, connection=Connection())
         facts.socket = _socket(endpoint.socket_path) if endpoint.socket_path else None
         facts.connection, facts.daemon = _connect(endpoint, timeout, policy, facts)

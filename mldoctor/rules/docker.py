@@ -119,6 +119,10 @@ CAUSES = {
         "check the host name and the network, or unset DOCKER_HOST to use the local daemon",
     ),
     "api_error": ("the daemon at {where} answered with an error", "{restart}   # its log: {logs}"),
+    "sdk_missing": (
+        "the docker Python package is missing from mldoctor's environment: {where} was not asked",
+        "python3 -m pip install 'docker>=7.1'   # in the environment mldoctor runs from",
+    ),
     "other": ("could not talk to the daemon at {where}", "`docker version` shows the same failure; {restart}"),
 }
 """Causes whose finding is a sentence and a command: summary and fix templates."""

@@ -17,7 +17,10 @@ from mldoctor.model import Finding
 
 AREAS = {
     "docker": "Docker",
+    "nvidia": "NVIDIA",
     "host": "Host",
+    "probe": "Probe container",
+    "bench": "Benchmarks",
 }
 
 RuleResult = Finding | Iterable[Finding] | None

@@ -185,3 +185,25 @@ def test_pipes_get_no_escape_codes(saved_report):
         check=False,
     ).stdout
     assert "\x1b[" not in out and "docker.daemon" in out
+
+
+def test_rediagnosis_judges_only_what_the_report_has_facts_for(capsys, saved_report):
+    path, _ = saved_report
+    _, out, _ = call(capsys, "check", "--facts", str(path), "--format", "json")
+    assert {r["id"].split(".")[0] for r in json.loads(out)["results"]} == {"docker", "host"}
+    _, out, _ = call(capsys, "check", "--facts", str(path), "--format", "json", "--only", "nvidia.gpu")
+    (row,) = json.loads(out)["results"]
+    assert row["status"] == "SKIP" and row["summary"] == "no nvidia facts in this report"
+
+
+def test_without_the_docker_package_docker_fails_cleanly():
+    code = (
+        "import sys\n"
+        "sys.modules['docker'] = None  # what a missing package looks like to `import docker`\n"
+        "from mldoctor.cli import main\n"
+        "main(['check', '--only', 'docker.daemon', '--format', 'json'])"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    (row,) = json.loads(proc.stdout)["results"]
+    assert proc.returncode == 1 and row["status"] == "FAIL"
+    assert row["fix"].startswith("python3 -m pip install 'docker>=7.1'")

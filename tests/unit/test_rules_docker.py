@@ -91,6 +91,7 @@ class TestDaemon:
             ("unreachable", "cannot reach", "network"),
             ("api_error", "answered with an error", "restart docker"),
             ("other", "could not talk", "docker version"),
+            ("sdk_missing", "docker Python package is missing", "pip install 'docker>=7.1'"),
         ],
     )
     def test_each_cause_has_its_own_fix(self, kind, summary_part, fix_part):

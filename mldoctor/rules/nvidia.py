@@ -1,0 +1,706 @@
+"""NVIDIA checks, in the order the chain breaks: hardware -> kernel driver and NVML -> device nodes ->
+GPU health and the NVLink fabric -> the container toolkit.
+
+Only the first broken link FAILs: the later checks name it and SKIP. One exception is deliberate: when GPUs are
+required, nvidia.driver is judged even if the PCI bus shows no NVIDIA device, because "no GPU" and "a driver that
+is not there" are fixed differently and the user needs both answers.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from mldoctor.facts import Facts
+from mldoctor.facts.docker import DockerFacts, daemon_json_path
+from mldoctor.facts.host import HostFacts
+from mldoctor.facts.nvidia import GpuFacts, NvidiaFacts
+from mldoctor.model import Finding, Status
+from mldoctor.policy import Policy
+from mldoctor.rules.fixes import GIB, distro_family, docker_service
+from mldoctor.rules.registry import check
+
+DRIVER_DOCS = "https://docs.nvidia.com/datacenter/tesla/driver-installation-guide/"
+TOOLKIT_DOCS = "https://docs.nvidia.com/datacenter/cloud-native/container-toolkit/latest/install-guide.html"
+NEAR_SLOWDOWN_C = 5
+"""WARN when a GPU is this close to its slowdown temperature: under load it will start throttling."""
+SLOWDOWN_REASONS = {
+    0x8: "hardware slowdown",
+    0x20: "software thermal slowdown",
+    0x40: "hardware thermal slowdown",
+    0x80: "hardware power brake",
+}
+"""Clock-event bits that mean trouble; GpuIdle, SwPowerCap and friends are normal operation."""
+DATACENTER = re.compile(r"\b(Tesla|[ABHL]\d{1,3}S?|GH\d{3}|GB\d{3}|B\d{3}|V100|P100|T4)\b")
+"""Datacenter GPU names: A100, H100, H200, L40S, B200, GH200, V100, T4... (GeForce and RTX cards don't match)."""
+NODE_FIX = "sudo nvidia-modprobe -u -c=0 && sudo nvidia-smi >/dev/null   # root creates the missing /dev/nvidia* nodes"
+
+
+@dataclass(frozen=True)
+class Problem:
+    status: Status
+    summary: str
+    fix: str
+
+
+def _combine(problems: list[Problem], ok: str, details: tuple[str, ...], subject: str | None = None) -> Finding:
+    """One finding for several independent problems: the worst status, every summary, every fix."""
+    if not problems:
+        return Finding.ok(ok, details=details, subject=subject)
+    worst = Status.FAIL if any(p.status is Status.FAIL for p in problems) else Status.WARN
+    ordered = sorted(problems, key=lambda p: p.status is not Status.FAIL)
+    fixes = "\n".join(dict.fromkeys(p.fix for p in ordered))
+    return Finding(worst, "; ".join(p.summary for p in ordered), details, fixes, subject=subject)
+
+
+def _gpu_count(nv: NvidiaFacts) -> int:
+    return max(len(nv.pci_gpus), len(nv.nvml.gpus))
+
+
+def _plural(n: int, word: str, plural: str = "") -> str:
+    return f"{n} {word if n == 1 else plural or word + 's'}"
+
+
+def _is_ubuntu(host: HostFacts | None) -> bool:
+    return host is not None and "ubuntu" in (host.os.id, *host.os.id_like)
+
+
+def _driver_install(host: HostFacts | None) -> str:
+    family = distro_family(host)
+    if _is_ubuntu(host):
+        return "sudo ubuntu-drivers install && sudo reboot"
+    if family == "debian":
+        return (
+            "sudo apt-get install -y linux-headers-$(uname -r) nvidia-driver && sudo reboot"
+            "   # with contrib and non-free enabled in the apt sources"
+        )
+    if family == "rhel":
+        return (
+            "sudo dnf install -y kernel-devel-$(uname -r) kernel-headers && "
+            "sudo dnf module install -y nvidia-driver:latest-dkms && sudo reboot   # from NVIDIA's CUDA repository"
+        )
+    return f"install the NVIDIA driver for your distribution ({DRIVER_DOCS}), then reboot"
+
+
+def _rebuild_module(host: HostFacts | None) -> str:
+    headers = {
+        "debian": "sudo apt-get install -y linux-headers-$(uname -r)",
+        "rhel": "sudo dnf install -y kernel-devel-$(uname -r)",
+        "suse": "sudo zypper install -y kernel-default-devel",
+        "arch": "sudo pacman -S --noconfirm linux-headers",
+    }.get(distro_family(host), "# install the headers of the running kernel, then:\n")
+    glue = "" if headers.endswith("\n") else " && "
+    return f"{headers}{glue}sudo dkms autoinstall && sudo modprobe nvidia"
+
+
+def _initramfs(host: HostFacts | None) -> str:
+    return {"debian": "sudo update-initramfs -u", "arch": "sudo mkinitcpio -P"}.get(
+        distro_family(host), "sudo dracut --force"
+    )
+
+
+def _hold_driver(host: HostFacts | None) -> str:
+    family = distro_family(host)
+    if family == "debian":
+        return (
+            "dpkg-query -W -f='${binary:Package}\\n' '*nvidia*' | grep -v container | xargs sudo apt-mark hold"
+            "   # upgrades then wait for you"
+        )
+    if family == "rhel":
+        return (
+            "sudo dnf install -y python3-dnf-plugin-versionlock && "
+            "sudo dnf versionlock add 'nvidia-driver*' 'kmod-nvidia*'   # upgrades then wait for you"
+        )
+    return "# pin the driver packages, so an upgrade cannot replace the library under a loaded module"
+
+
+def _mok_key(host: HostFacts | None) -> str:
+    if _is_ubuntu(host):
+        return "/var/lib/shim-signed/mok/MOK.der"
+    if distro_family(host) == "rhel":
+        return "/etc/pki/akmods/certs/public_key.der"
+    return "/var/lib/dkms/mok.pub"
+
+
+def _toolkit_install(host: HostFacts | None) -> str:
+    """NVIDIA's documented repository setup and install, per distro family."""
+    repo = "https://nvidia.github.io/libnvidia-container"
+    family = distro_family(host)
+    if family == "debian":
+        keyring = "/usr/share/keyrings/nvidia-container-toolkit-keyring.gpg"
+        return (
+            f"curl -fsSL {repo}/gpgkey | sudo gpg --dearmor -o {keyring}\n"
+            f"curl -fsSL {repo}/stable/deb/nvidia-container-toolkit.list | "
+            f"sed 's#deb https://#deb [signed-by={keyring}] https://#g' | "
+            "sudo tee /etc/apt/sources.list.d/nvidia-container-toolkit.list\n"
+            "sudo apt-get update && sudo apt-get install -y nvidia-container-toolkit"
+        )
+    if family == "rhel":
+        return (
+            f"curl -fsSL {repo}/stable/rpm/nvidia-container-toolkit.repo | "
+            "sudo tee /etc/yum.repos.d/nvidia-container-toolkit.repo\n"
+            "sudo dnf install -y nvidia-container-toolkit"
+        )
+    if family == "suse":
+        return (
+            f"sudo zypper ar {repo}/stable/rpm/nvidia-container-toolkit.repo\n"
+            "sudo zypper --gpg-auto-import-keys install -y nvidia-container-toolkit"
+        )
+    if family == "arch":
+        return "sudo pacman -S --noconfirm nvidia-container-toolkit"
+    return f"install the NVIDIA Container Toolkit: {TOOLKIT_DOCS}"
+
+
+def _daemon_json(docker: DockerFacts) -> str | None:
+    """The daemon.json the running daemon reads (as gathered; else where its flavour keeps it)."""
+    if docker.config is not None and docker.config.path:
+        return docker.config.path
+    return daemon_json_path(docker.flavour, [])
+
+
+def _configure_toolkit(docker: DockerFacts, host: HostFacts | None) -> str:
+    """Register the nvidia runtime with *this* daemon: rootless and snap read their own daemon.json."""
+    path = _daemon_json(docker)
+    config = f" --config={path}" if path and path != "/etc/docker/daemon.json" else ""
+    sudo = "" if docker.flavour == "rootless" else "sudo "
+    restart = docker_service("restart", docker.flavour, host)
+    return f"{sudo}nvidia-ctk runtime configure --runtime=docker{config} && {restart}"
+
+
+@check("nvidia.gpu", "NVIDIA GPUs", facts=("nvidia",))
+def nvidia_gpu(facts: Facts, policy: Policy) -> Finding:
+    nv = facts.nvidia
+    count, required = _gpu_count(nv), policy.require_gpus
+    where = (
+        f"the PCI bus could not be read ({nv.pci_error})" if nv.pci_error else "no NVIDIA device on the PCI bus (sysfs)"
+    )
+    if count == 0:
+        if not required:
+            return Finding.skip("no NVIDIA GPU on this host", details=(where,))
+        return Finding.fail(
+            f"no NVIDIA GPU on this host; required: {required}",
+            fix="lspci -nn | grep -i nvidia   # empty: run on a GPU host; in a VM, pass the GPU through to it",
+            details=(where,),
+        )
+    names = [g.name for g in nv.nvml.gpus if g.name] or [f"PCI device {d.device_id}" for d in nv.pci_gpus]
+    described = ", ".join(f"{names.count(n)} × {n}" for n in dict.fromkeys(names))
+    details = tuple(
+        f"{d.address}: device {d.device_id}, driver {d.driver or 'none bound'}" for d in nv.pci_gpus
+    ) + tuple(f"{d.address}: NVSwitch" for d in nv.nvswitches)
+    if count < required:
+        return Finding.fail(
+            f"{_plural(count, 'NVIDIA GPU')} ({described}); required: {required}",
+            fix="lspci -nn | grep -i nvidia   # every GPU the host has; one missing there is unseated or dead",
+            details=details,
+        )
+    return Finding.ok(described, details=details)
+
+
+def _not_loaded(nv: NvidiaFacts, host: HostFacts | None) -> tuple[str, str]:
+    """Why the nvidia kernel module is not loaded, and its fix; the causes in the order they hide each other."""
+    kernel, library = nv.kernel, nv.nvml.library_version
+    if "nouveau" in kernel.modules or any(d.driver == "nouveau" for d in nv.pci_gpus):
+        return (
+            "the open-source nouveau driver holds the GPU",
+            "printf 'blacklist nouveau\\noptions nouveau modeset=0\\n' | "
+            f"sudo tee /etc/modprobe.d/blacklist-nouveau.conf && {_initramfs(host)} && sudo reboot",
+        )
+    if not kernel.module_kernels:
+        only = f" (only its library, libnvidia-ml {library}, is)" if library else ""
+        return f"no nvidia kernel module is installed{only}", _driver_install(host)
+    if kernel.running_kernel not in kernel.module_kernels:
+        return (
+            f"the nvidia module is built for {', '.join(kernel.module_kernels)}, "
+            f"not for the running kernel {kernel.running_kernel}",
+            _rebuild_module(host) + "   # or boot the kernel it was built for",
+        )
+    if kernel.secure_boot:
+        return (
+            "Secure Boot is on and the nvidia module is not signed by an enrolled key",
+            f"sudo mokutil --import {_mok_key(host)} && sudo reboot"
+            "   # enroll the key in the blue MOK screen at boot; or turn Secure Boot off in the firmware",
+        )
+    return (
+        "the nvidia module is installed for this kernel but not loaded",
+        "sudo modprobe nvidia   # if it refuses, the reason is in: sudo dmesg | grep -i nvidia | tail",
+    )
+
+
+@check("nvidia.driver", "NVIDIA driver and NVML", facts=("nvidia", "host"))
+def nvidia_driver(facts: Facts, policy: Policy) -> Finding:
+    nv, host = facts.nvidia, facts.host
+    kernel, nvml = nv.kernel, nv.nvml
+    if _gpu_count(nv) == 0 and not policy.require_gpus:
+        return Finding.skip("skipped: no NVIDIA GPU on this host", blocked_by="nvidia.gpu")
+    details = tuple(
+        line
+        for line in (
+            f"kernel module: {kernel.version_text or 'not loaded'}",
+            f"libnvidia-ml: {nvml.library or 'not found'}",
+            f"loaded modules: {', '.join(kernel.modules) or 'none'}",
+            f"kernels with an nvidia module: {', '.join(kernel.module_kernels) or 'none'}"
+            f" (running: {kernel.running_kernel})",
+            f"Secure Boot: {'unknown' if kernel.secure_boot is None else 'on' if kernel.secure_boot else 'off'}",
+            "no NVIDIA device on the PCI bus either (see nvidia.gpu)" if not nv.pci_gpus else "",
+        )
+        if line
+    )
+    mismatch = (
+        kernel.module_version and nvml.library_version and kernel.module_version != nvml.library_version and not nvml.ok
+    )
+    if nvml.error_kind == "version_mismatch" or mismatch:
+        return Finding.fail(
+            f"NVML: Driver/library version mismatch: kernel module {kernel.module_version or '?'}, "
+            f"libnvidia-ml {nvml.library_version or '?'} (the driver was upgraded under the running module)",
+            fix=f"sudo reboot   # loads the installed module {nvml.library_version or ''}\n{_hold_driver(host)}",
+            details=details,
+        )
+    if nvml.ok:
+        return _driver_ok(nv, details)
+    if nvml.error_kind == "no_bindings":
+        return Finding.error(f"cannot query NVML: {nvml.error} (python3 -m pip install nvidia-ml-py)")
+    if nvml.error_kind == "library_not_found":
+        if kernel.version_text:
+            return Finding.fail(
+                f"NVML: {nvml.error}: the nvidia kernel module {kernel.module_version or ''} is loaded, but the "
+                "driver's user-space libraries are not installed",
+                fix=_driver_install(host),
+                details=details,
+            )
+        return Finding.fail(f"NVML: {nvml.error}: no NVIDIA driver is installed", _driver_install(host), details)
+    if nvml.error_kind == "driver_not_loaded":
+        cause, fix = _not_loaded(nv, host)
+        return Finding.fail(f"NVML: {nvml.error}: {cause}", fix=fix, details=details)
+    if nvml.error_kind == "no_permission":
+        blocked = [n.path for n in kernel.nodes if not n.accessible]
+        return Finding.fail(
+            f"NVML: {nvml.error}: this user cannot open {', '.join(blocked) or 'the GPU device nodes'}",
+            fix="sudo chmod 0666 /dev/nvidia*   # the driver's default mode; with SELinux enforcing, run "
+            "containers with --security-opt=label=disable",
+            details=details,
+        )
+    if nvml.error_kind == "timeout":
+        return Finding.fail(
+            f"NVML did not answer ({nvml.error}): the driver is wedged",
+            fix="sudo reboot   # first see why: sudo dmesg | grep -iE 'NVRM|Xid' | tail -20",
+            details=details,
+        )
+    return Finding.fail(
+        f"NVML failed to initialise: {nvml.error}",
+        fix="sudo dmesg | grep -iE 'NVRM|Xid' | tail -20   # the driver's account; a reboot clears most wedged states",
+        details=details,
+    )
+
+
+def _driver_ok(nv: NvidiaFacts, details: tuple[str, ...]) -> Finding:
+    nvml = nv.nvml
+    summary = f"driver {nvml.driver_version} (CUDA {nvml.cuda_driver_version or '?'}), NVML sees " + _plural(
+        len(nvml.gpus), "GPU"
+    )
+    seen = {(g.pci_bus_id or "").lower()[-12:] for g in nvml.gpus}
+    unseen = [d.address for d in nv.pci_gpus if d.address.lower()[-12:] not in seen]
+    if unseen:
+        return Finding.fail(
+            f"{summary}, but {_plural(len(nv.pci_gpus), 'NVIDIA GPU')} are on the PCI bus: "
+            f"{', '.join(unseen)} not initialised",
+            fix="sudo dmesg | grep -iE 'NVRM|Xid' | tail -20   # why the driver left them out; "
+            "a GPU that fell off the bus (Xid 79) needs a reboot, then reseating",
+            details=details,
+        )
+    return Finding.ok(summary, details=details)
+
+
+def _cgroup_driver(docker: DockerFacts | None) -> str | None:
+    """Docker's cgroup driver: from the daemon, else from its configuration (an opportunistic read: the devices
+    check does not require docker facts, a GPU host without Docker still has device nodes to check)."""
+    if docker is None:
+        return None
+    if docker.daemon is not None and docker.daemon.cgroup_driver:
+        return docker.daemon.cgroup_driver
+    exec_opts = (docker.config.settings.get("exec-opts") if docker.config else None) or []
+    for opt in exec_opts if isinstance(exec_opts, list) else []:
+        if str(opt).startswith("native.cgroupdriver="):
+            return str(opt).partition("=")[2]
+    return None
+
+
+@check("nvidia.devices", "NVIDIA device nodes", facts=("nvidia", "host"), requires=("nvidia.gpu", "nvidia.driver"))
+def nvidia_devices(facts: Facts, policy: Policy) -> Finding:
+    nv, host = facts.nvidia, facts.host
+    nodes = {n.path: n for n in nv.kernel.nodes}
+    gpu_nodes = [p for p in nodes if re.fullmatch(r"/dev/nvidia\d+", p)]
+    problems = []
+    missing = [p for p in ("/dev/nvidiactl",) if p not in nodes]
+    if len(gpu_nodes) < len(nv.nvml.gpus):
+        missing.append(f"{len(nv.nvml.gpus) - len(gpu_nodes)} of the /dev/nvidiaN nodes")
+    if missing:
+        problems.append(Problem(Status.FAIL, f"missing: {', '.join(missing)}", NODE_FIX))
+    if "nvidia_uvm" not in nv.kernel.modules:
+        problems.append(
+            Problem(
+                Status.FAIL,
+                "the nvidia_uvm module is not loaded: CUDA cannot start",
+                "sudo modprobe nvidia-uvm && sudo nvidia-modprobe -u -c=0   # at every boot: "
+                "echo nvidia-uvm | sudo tee /etc/modules-load.d/nvidia-uvm.conf",
+            )
+        )
+    elif "/dev/nvidia-uvm" not in nodes:
+        problems.append(Problem(Status.FAIL, "missing: /dev/nvidia-uvm (CUDA needs it)", NODE_FIX))
+    blocked = [n for n in nodes.values() if not n.accessible]
+    if blocked:
+        user = host.user.name
+        groups = sorted({n.group for n in blocked if n.mode & 0o060 and n.group != "root"})
+        fix = (
+            f"sudo usermod -aG {groups[0]} {user}   # then log out and back in"
+            if groups
+            else "sudo chmod 0666 /dev/nvidia*"
+        )
+        problems.append(
+            Problem(
+                Status.WARN,
+                f"{user} cannot open {', '.join(n.path for n in blocked)}: host-side CUDA and NVML fail for this user",
+                fix,
+            )
+        )
+    unlinked = [n.path for n in nodes.values() if not n.char_link]
+    if unlinked and _cgroup_driver(facts.docker) == "systemd":
+        create = (
+            "sudo nvidia-ctk system create-dev-char-symlinks --create-all\n"
+            'echo \'ACTION=="add", DEVPATH=="/bus/pci/drivers/nvidia", RUN+="/usr/bin/nvidia-ctk system '
+            "create-dev-char-symlinks --create-all\"' | sudo tee /etc/udev/rules.d/71-nvidia-dev-char.rules"
+        )
+        if not nv.toolkit.binary("nvidia-ctk"):
+            create = _toolkit_install(host) + "\n" + create
+        problems.append(
+            Problem(
+                Status.WARN,
+                f"systemd cgroup driver and no /dev/char link for {', '.join(unlinked)}: after the next "
+                "`systemctl daemon-reload`, running containers lose the GPU ('Failed to initialize NVML: Unknown "
+                "Error')",
+                create,
+            )
+        )
+    details = tuple(
+        f"{n.path}: {n.owner}:{n.group} {n.mode:04o}"
+        + (f" ({n.major}:{n.minor})" if n.major is not None else "")
+        + ("" if n.char_link else ", no /dev/char link")
+        for n in nodes.values()
+    )
+    return _combine(problems, f"{len(nodes)} device nodes present and usable", details)
+
+
+def _gpu_problems(gpu: GpuFacts, host: HostFacts | None) -> list[Problem]:
+    i = gpu.index
+    reset = f"sudo nvidia-smi -r -i {i}   # resets GPU {i}; stop the processes on it first"
+    problems = []
+    if "GPU is lost" in gpu.errors.values():
+        problems.append(
+            Problem(
+                Status.FAIL,
+                "NVML: GPU is lost (it fell off the bus)",
+                "sudo reboot   # if it is lost again (Xid 79), reseat or replace it",
+            )
+        )
+    if gpu.ecc_uncorrected_volatile:
+        problems.append(
+            Problem(
+                Status.FAIL,
+                f"{gpu.ecc_uncorrected_volatile} uncorrected ECC errors since the driver loaded",
+                reset + "; if errors return, drain the node and RMA the GPU",
+            )
+        )
+    if gpu.remap_failure:
+        problems.append(
+            Problem(
+                Status.FAIL,
+                "row remapping failed: no spare memory rows left",
+                f"nvidia-smi -q -d ROW_REMAPPER -i {i}   # attach to an RMA request: this GPU needs replacing",
+            )
+        )
+    if gpu.remap_pending:
+        problems.append(Problem(Status.WARN, "a memory row remap is pending until the GPU is reset", reset))
+    if gpu.retired_pages_pending:
+        problems.append(Problem(Status.WARN, "a page retirement is pending until the GPU is reset", reset))
+    slowdowns = [name for bit, name in SLOWDOWN_REASONS.items() if (gpu.clock_event_reasons or 0) & bit]
+    if slowdowns:
+        problems.append(
+            Problem(
+                Status.FAIL,
+                f"clocks held down by {', '.join(slowdowns)}",
+                f"nvidia-smi -q -d PERFORMANCE,TEMPERATURE,POWER -i {i}   # thermal: fans, airflow, inlet "
+                "temperature; power brake: the BMC or the power supply",
+            )
+        )
+    elif (
+        gpu.temperature_c is not None
+        and gpu.slowdown_temp_c
+        and gpu.temperature_c >= gpu.slowdown_temp_c - NEAR_SLOWDOWN_C
+    ):
+        problems.append(
+            Problem(
+                Status.WARN,
+                f"{gpu.temperature_c} °C, near the {gpu.slowdown_temp_c} °C slowdown temperature",
+                f"nvidia-smi -q -d TEMPERATURE -i {i}   # check fans, airflow and the inlet temperature",
+            )
+        )
+    if gpu.processes:
+        users = ", ".join(
+            f"pid {p.pid}"
+            + (f" {p.name}" if p.name else "")
+            + (f" ({p.used_memory_bytes / GIB:.1f} GiB)" if p.used_memory_bytes else "")
+            for p in gpu.processes
+        )
+        problems.append(
+            Problem(
+                Status.WARN,
+                f"in use by {users}: benchmarks will read low",
+                f"nvidia-smi --query-compute-apps=pid,process_name,used_memory --format=csv -i {i}"
+                f"   # stop them before measuring: kill {' '.join(str(p.pid) for p in gpu.processes)}",
+            )
+        )
+    if gpu.persistence_mode is False and gpu.name and DATACENTER.search(gpu.name):
+        enable = (
+            "sudo systemctl enable --now nvidia-persistenced"
+            if host is None or host.systemd
+            else f"sudo nvidia-smi -pm 1 -i {i}"
+        )
+        problems.append(
+            Problem(
+                Status.WARN,
+                "persistence mode is off: every CUDA start re-initialises the GPU (seconds, and clocks reset)",
+                enable,
+            )
+        )
+    if gpu.pcie_width and gpu.pcie_width_max and gpu.pcie_width < gpu.pcie_width_max:
+        problems.append(
+            Problem(
+                Status.WARN,
+                f"PCIe link x{gpu.pcie_width} of x{gpu.pcie_width_max}: host transfers run at a fraction of speed",
+                f"sudo lspci -vv -s {(gpu.pci_bus_id or '')[-12:]} | grep -E 'LnkCap|LnkSta'"
+                "   # reseat the card or its riser",
+            )
+        )
+    if gpu.mig_mode_pending is not None and gpu.mig_mode_pending != gpu.mig_mode:
+        problems.append(Problem(Status.WARN, "a MIG mode change is pending until the GPU is reset", reset))
+    return problems
+
+
+def _na(value: object, unit: str = "") -> str:
+    return "n/a" if value is None else f"{value}{unit}"
+
+
+def _gpu_details(gpu: GpuFacts) -> tuple[str, ...]:
+    memory = (
+        f"{gpu.memory_used_bytes / GIB:.1f} of {gpu.memory_total_bytes / GIB:.1f} GiB used"
+        if gpu.memory_total_bytes is not None and gpu.memory_used_bytes is not None
+        else "memory n/a"
+    )
+    remap = (
+        "n/a"
+        if gpu.remap_pending is None
+        else f"{gpu.remapped_rows_uncorrectable} uncorrectable, {gpu.remapped_rows_correctable} correctable, "
+        f"pending {gpu.remap_pending}, failure {gpu.remap_failure}"
+    )
+    return (
+        f"{gpu.name} {gpu.uuid or ''} at {gpu.pci_bus_id or '?'}, compute capability {_na(gpu.compute_capability)}",
+        f"{memory}; persistence {_na(gpu.persistence_mode)}; MIG {_na(gpu.mig_mode)}",
+        f"temperature {_na(gpu.temperature_c, ' °C')} (slowdown at {_na(gpu.slowdown_temp_c, ' °C')}); "
+        f"power {_na(gpu.power_draw_w, ' W')} of {_na(gpu.power_limit_w, ' W')}",
+        f"SM clock {_na(gpu.sm_clock_mhz)}/{_na(gpu.sm_clock_max_mhz)} MHz, memory clock "
+        f"{_na(gpu.mem_clock_mhz)}/{_na(gpu.mem_clock_max_mhz)} MHz; clock events "
+        + ("n/a" if gpu.clock_event_reasons is None else f"{gpu.clock_event_reasons:#x}"),
+        f"PCIe gen {_na(gpu.pcie_gen)} of {_na(gpu.pcie_gen_max)}, "
+        f"x{_na(gpu.pcie_width)} of x{_na(gpu.pcie_width_max)}",
+        f"ECC {_na(gpu.ecc_enabled)}: uncorrected {_na(gpu.ecc_uncorrected_volatile)} since boot, "
+        f"{_na(gpu.ecc_uncorrected_aggregate)} lifetime; retired pages {_na(gpu.retired_pages)} "
+        f"(pending {_na(gpu.retired_pages_pending)}); remapped rows {remap}",
+        *(f"{name}: {error}" for name, error in gpu.errors.items()),
+    )
+
+
+@check("nvidia.health", "NVIDIA GPU health", facts=("nvidia", "host"), requires=("nvidia.gpu", "nvidia.driver"))
+def nvidia_health(facts: Facts, policy: Policy) -> list[Finding]:
+    """One result per GPU (nvidia.health.gpu0, ...), so a report and its history name the sick GPU."""
+    findings = []
+    for gpu in facts.nvidia.nvml.gpus:
+        power = (
+            f", {gpu.power_draw_w:.0f} of {gpu.power_limit_w:.0f} W" if gpu.power_draw_w and gpu.power_limit_w else ""
+        )
+        ok = f"{gpu.name}: {_na(gpu.temperature_c, ' °C')}{power}, no memory errors"
+        if gpu.mig_mode:
+            ok += "; MIG on: `--gpus all` gives its MIG instances, not the whole GPU"
+        findings.append(_combine(_gpu_problems(gpu, facts.host), ok, _gpu_details(gpu), subject=f"gpu{gpu.index}"))
+    return findings
+
+
+def _fabric_manager_install(nv: NvidiaFacts, host: HostFacts | None) -> str:
+    driver = nv.nvml.driver_version or nv.kernel.module_version or "<driver version>"
+    branch = driver.split(".")[0]
+    family = distro_family(host)
+    if family == "debian":
+        install = f"sudo apt-get install -y nvidia-fabricmanager-{branch}"
+    elif family == "rhel":
+        install = f"sudo dnf install -y nvidia-fabric-manager-{driver}"
+    else:
+        install = f"install NVIDIA fabric manager {driver} ({DRIVER_DOCS})"
+    return f"{install} && sudo systemctl enable --now nvidia-fabricmanager   # its version must be {driver}"
+
+
+@check(
+    "nvidia.fabricmanager",
+    "NVIDIA fabric manager (NVSwitch)",
+    facts=("nvidia", "host"),
+    requires=("nvidia.gpu", "nvidia.driver"),
+)
+def nvidia_fabricmanager(facts: Facts, policy: Policy) -> Finding:
+    """On NVSwitch systems (HGX/DGX) CUDA fails with "error 802: system not yet initialized" until fabric
+    manager, of exactly the driver's version, has set up the NVLink fabric."""
+    nv, fm = facts.nvidia, facts.nvidia.fabric_manager
+    switches = nv.nvswitches
+    if not switches:
+        return Finding.skip("no NVSwitch on this host: fabric manager is not needed")
+    driver = nv.nvml.driver_version or nv.kernel.module_version
+    what = _plural(len(switches), "NVSwitch", "NVSwitches")
+    error_802 = "CUDA fails with 'error 802: system not yet initialized'"
+    if not fm.path and not fm.running:
+        return Finding.fail(
+            f"{what} and no fabric manager installed: {error_802}", _fabric_manager_install(nv, facts.host)
+        )
+    if fm.version and driver and fm.version != driver:
+        return Finding.fail(
+            f"fabric manager {fm.version} does not match driver {driver}: it will not set up the fabric ({error_802})",
+            _fabric_manager_install(nv, facts.host),
+        )
+    if not fm.running:
+        return Finding.fail(
+            f"{what} and fabric manager is not running: {error_802}",
+            "sudo systemctl enable --now nvidia-fabricmanager   # if it exits: "
+            "sudo journalctl -u nvidia-fabricmanager -n 50",
+        )
+    unready = [g for g in nv.nvml.gpus if g.fabric_state in ("not_started", "in_progress")]
+    if unready:
+        states = ", ".join(f"GPU {g.index} {g.fabric_state.replace('_', ' ')}" for g in unready)
+        return Finding(
+            Status.WARN if all(g.fabric_state == "in_progress" for g in unready) else Status.FAIL,
+            f"fabric manager runs, but the NVLink fabric is not ready: {states}",
+            (),
+            "nvidia-smi -q | grep -A 3 Fabric   # wait for State: Completed; if it stays: "
+            "sudo systemctl restart nvidia-fabricmanager",
+        )
+    return Finding.ok(f"fabric manager {fm.version or ''} running for {what}".replace("  ", " "))
+
+
+@check(
+    "nvidia.toolkit",
+    "NVIDIA Container Toolkit",
+    facts=("nvidia", "docker", "host"),
+    requires=("nvidia.gpu", "nvidia.driver"),
+)
+def nvidia_toolkit(facts: Facts, policy: Policy) -> Finding:
+    nv, docker, host = facts.nvidia, facts.docker, facts.host
+    toolkit = nv.toolkit
+    if docker.flavour == "desktop" and "microsoft" not in host.kernel.lower():
+        return Finding.fail(
+            "Docker Desktop on Linux cannot give containers NVIDIA GPUs (the toolkit does not support it)",
+            fix="docker context use default   # Docker Engine on this host, with the NVIDIA Container Toolkit",
+        )
+    if not docker.connection.ok and not docker.dockerd_installed and docker.connection.error_kind == "missing_socket":
+        return Finding.skip("skipped: Docker is not installed here (see docker.daemon)", blocked_by="docker.daemon")
+    if not toolkit.installed:
+        return Finding.fail(
+            "the NVIDIA Container Toolkit is not installed: `docker run --gpus all` fails with "
+            "'could not select device driver \"\" with capabilities: [[gpu]]'",
+            fix=_toolkit_install(host) + "\n" + _configure_toolkit(docker, host),
+        )
+    if docker.flavour == "podman":
+        return _podman(nv)
+    problems = _registration(nv, docker, host) + _cdi_problems(nv)
+    if docker.flavour == "rootless" and toolkit.no_cgroups is not True:
+        problems.append(
+            Problem(
+                Status.WARN,
+                f"rootless Docker, and no-cgroups is not set in {toolkit.config_path}: GPU containers fail with "
+                "'bpf_prog_query(BPF_CGROUP_DEVICE) failed'",
+                "sudo nvidia-ctk config --set nvidia-container-cli.no-cgroups --in-place"
+                "   # breaks rootful Docker's GPU containers on this host; use CDI to serve both",
+            )
+        )
+    details = tuple(f"{b.name}: {b.path} {b.version or ''}".rstrip() for b in toolkit.binaries if b.path) + tuple(
+        f"CDI spec {s.path}: driver {s.driver_version or '?'}" for s in toolkit.cdi_specs if not s.error
+    )
+    return _combine(problems, f"NVIDIA Container Toolkit {toolkit.version or ''}, registered with Docker", details)
+
+
+def _registration(nv: NvidiaFacts, docker: DockerFacts, host: HostFacts | None) -> list[Problem]:
+    """dockerd offers `--gpus` only if nvidia-container-runtime-hook was on its PATH when it started; the nvidia
+    runtime (for `--runtime=nvidia` and compose `runtime: nvidia`) only if its daemon.json names it."""
+    toolkit, daemon = nv.toolkit, docker.daemon
+    hook = toolkit.binary("nvidia-container-runtime-hook")
+    restart = docker_service("restart", docker.flavour, host)
+    configure = _configure_toolkit(docker, host)
+    no_gpus = "`docker run --gpus all` fails with 'could not select device driver \"\" with capabilities: [[gpu]]'"
+    problems = []
+    if hook is None:
+        problems.append(
+            Problem(
+                Status.FAIL,
+                f"no nvidia-container-runtime-hook on PATH: {no_gpus}",
+                _toolkit_install(host).splitlines()[-1] + f" && {restart}   # the hook is in nvidia-container-toolkit",
+            )
+        )
+    elif (
+        daemon is not None
+        and toolkit.dockerd_started
+        and hook.installed_at
+        and hook.installed_at > toolkit.dockerd_started
+    ):
+        problems.append(
+            Problem(
+                Status.FAIL, f"the toolkit was installed after dockerd started: {no_gpus} until it restarts", restart
+            )
+        )
+    if daemon is not None:
+        registered = "nvidia" in daemon.runtimes
+        where = "the running daemon"
+    else:
+        runtimes = (docker.config.settings.get("runtimes") if docker.config else None) or {}
+        registered = "nvidia" in runtimes
+        where = f"{_daemon_json(docker)} (the daemon is not reachable to ask)"
+    if not registered:
+        problems.append(
+            Problem(
+                Status.WARN,
+                f"the nvidia runtime is not registered with {where}: `--runtime=nvidia` and compose "
+                "`runtime: nvidia` fail with 'unknown or invalid runtime name: nvidia'",
+                configure,
+            )
+        )
+    return problems
+
+
+def _cdi_problems(nv: NvidiaFacts) -> list[Problem]:
+    """A CDI spec lists the driver's files by their versioned names: after a driver upgrade it points at files
+    that no longer exist, and `--device nvidia.com/gpu=all` fails with 'unresolvable CDI devices'."""
+    driver = nv.nvml.driver_version or nv.kernel.module_version
+    return [
+        Problem(
+            Status.FAIL,
+            f"{spec.path} was generated for driver {spec.driver_version}, the driver is {driver}: CDI GPU requests "
+            "fail with 'unresolvable CDI devices'",
+            f"sudo nvidia-ctk cdi generate --output={spec.path}",
+        )
+        for spec in nv.toolkit.cdi_specs
+        if driver and spec.driver_version and spec.driver_version != driver
+    ]
+
+
+def _podman(nv: NvidiaFacts) -> Finding:
+    """Podman reaches GPUs through CDI only."""
+    specs = [s for s in nv.toolkit.cdi_specs if not s.error]
+    if not specs:
+        return Finding.fail(
+            "Podman gives containers GPUs through CDI, and there is no NVIDIA CDI spec",
+            fix="sudo nvidia-ctk cdi generate --output=/etc/cdi/nvidia.yaml"
+            "   # then: podman run --device nvidia.com/gpu=all ...",
+        )
+    return _combine(_cdi_problems(nv), f"NVIDIA CDI spec {specs[0].path} for Podman", ())

@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# Validate mldoctor's NVIDIA side on a real GPU host, in one command.
+#
+# Made for a GPU machine WITHOUT Docker and WITHOUT network: torch and nvidia-ml-py installed, mldoctor either
+# installed or run from this checkout. The docker checks fail there, as they should; what this validates is the
+# NVIDIA facts and checks (and the benchmark, once `mldoctor gpu-bench` exists).
+#
+# Writes check.json (and gpu-bench.json) under $OUT when it is set, else under a temporary directory, and prints
+# a short table last. Exit status: 0 when the NVIDIA checks (and gpu-bench's results) have no FAIL or ERROR,
+# 1 when they do, 2 when mldoctor produced no report at all.
+# Usage: scripts/gpu-validate.sh            (from anywhere; no root needed)
+set -uo pipefail
+
+repo=$(cd "$(dirname "$0")/.." && pwd)
+out=${OUT:-$(mktemp -d -t mldoctor-gpu-validate.XXXXXX)}
+mkdir -p "$out"
+python=${PYTHON:-python3}
+
+# Run the installed mldoctor, or this checkout's when it is not installed (no network for pip here).
+if "$python" -c 'import mldoctor' 2>/dev/null; then
+    mldoctor() { "$python" -m mldoctor "$@"; }
+else
+    mldoctor() { PYTHONPATH="$repo${PYTHONPATH:+:$PYTHONPATH}" "$python" -m mldoctor "$@"; }
+fi
+
+run() {  # run NAME ARGS...: mldoctor ARGS > $out/NAME.json, stderr to $out/NAME.err; the status is in the JSON
+    local name=$1
+    shift
+    local started=$SECONDS
+    mldoctor "$@" --format json >"$out/$name.json" 2>"$out/$name.err"
+    echo "mldoctor $* -> exit $? in $((SECONDS - started)) s" >>"$out/runs.txt"
+}
+
+nvidia-smi >"$out/nvidia-smi.txt" 2>&1 || true  # the driver's own view, to compare with the facts
+# TODO(lead): add --no-probe once the probe lands (it would try to start a container here).
+run check check --timeout 15
+if mldoctor gpu-bench --help >/dev/null 2>&1; then
+    run gpu-bench gpu-bench --no-container
+fi
+
+"$python" - "$out" <<'PY'
+import json
+import os
+import sys
+
+out = sys.argv[1]
+reports = {}
+for name in ("check", "gpu-bench"):
+    path = os.path.join(out, f"{name}.json")
+    if not os.path.exists(path):
+        continue
+    try:
+        with open(path) as handle:
+            reports[name] = json.load(handle)
+    except ValueError:
+        with open(os.path.join(out, f"{name}.err")) as handle:
+            print(f"{name}: no JSON report; its stderr:\n{handle.read()[-2000:]}")
+if "check" not in reports:
+    sys.exit(2)
+bad = 0
+print(f"\nmldoctor on {reports['check'].get('host', '?')} - files in {out}")
+for name, report in reports.items():
+    for r in report.get("results", []):
+        # What this validates: the NVIDIA checks, and everything gpu-bench says. The rest of `check` (docker, and
+        # the container probe until --no-probe exists) is expected to fail on a host without Docker: marked ~.
+        judged = name == "gpu-bench" or r["id"].startswith("nvidia.")
+        bad += judged and r["status"] in ("FAIL", "ERROR")
+        mark = " " if judged else "~"
+        print(f"{mark} {r['status']:<5} {r['id']:<28} {r['summary'][:90]}")
+sys.exit(1 if bad else 0)
+PY
