@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from mldoctor.facts.common import DiskUsage
+if TYPE_CHECKING:
+    from mldoctor.facts.common import DiskUsage
 
 GIB = 1 << 30
 

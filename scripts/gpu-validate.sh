@@ -7,7 +7,7 @@
 #
 # Writes check.json (and gpu-bench.json) under $OUT when it is set, else under a temporary directory, and prints
 # a short table last. Exit status: 0 when the NVIDIA checks (and gpu-bench's results) have no FAIL or ERROR,
-# 1 when they do, 2 when mldoctor produced no report at all.
+# 1 when they do, 2 when mldoctor produced no report (or one without NVIDIA results).
 # Usage: scripts/gpu-validate.sh            (from anywhere; no root needed)
 set -uo pipefail
 
@@ -32,8 +32,9 @@ run() {  # run NAME ARGS...: mldoctor ARGS > $out/NAME.json, stderr to $out/NAME
 }
 
 nvidia-smi >"$out/nvidia-smi.txt" 2>&1 || true  # the driver's own view, to compare with the facts
-# TODO(lead): add --no-probe once the probe lands (it would try to start a container here).
-run check check --timeout 15
+# --no-probe: no Docker here, so no probe container. --require-gpus 1: on a host where NVML sees no GPU every
+# NVIDIA check would SKIP and this script would pass without having validated anything.
+run check check --timeout 15 --no-probe --require-gpus 1
 if mldoctor gpu-bench --help >/dev/null 2>&1; then
     run gpu-bench gpu-bench --no-container
 fi
@@ -57,15 +58,19 @@ for name in ("check", "gpu-bench"):
             print(f"{name}: no JSON report; its stderr:\n{handle.read()[-2000:]}")
 if "check" not in reports:
     sys.exit(2)
-bad = 0
+bad = judged_count = 0
 print(f"\nmldoctor on {reports['check'].get('host', '?')} - files in {out}")
 for name, report in reports.items():
     for r in report.get("results", []):
-        # What this validates: the NVIDIA checks, and everything gpu-bench says. The rest of `check` (docker, and
-        # the container probe until --no-probe exists) is expected to fail on a host without Docker: marked ~.
+        # What this validates: the NVIDIA checks, and everything gpu-bench says. The rest of `check` (docker) is
+        # expected to fail on a host without Docker: marked ~.
         judged = name == "gpu-bench" or r["id"].startswith("nvidia.")
+        judged_count += judged
         bad += judged and r["status"] in ("FAIL", "ERROR")
         mark = " " if judged else "~"
         print(f"{mark} {r['status']:<5} {r['id']:<28} {r['summary'][:90]}")
+if not judged_count:
+    print("no NVIDIA results in the report: nothing was validated")
+    sys.exit(2)
 sys.exit(1 if bad else 0)
 PY

@@ -132,7 +132,9 @@ class GpuFacts:
     remap_pending: bool | None = None
     remap_failure: bool | None = None
     fabric_state: str | None = None
-    """NVLink fabric registration (Hopper and later): not_started, in_progress or completed."""
+    """NVLink fabric registration (Hopper and later): not_started, in_progress, completed or failed."""
+    fabric_error: str | None = None
+    """Why a registration that finished did not succeed (NVML's `status`, read only once the state is completed)."""
     processes: list[GpuProcess] = field(default_factory=list)
     errors: dict[str, str] = field(default_factory=dict)
     """Fields NVML refused for a reason other than "not supported" (no permission, GPU is lost, ...)."""
@@ -504,7 +506,7 @@ def _gpu(pynvml: Any, index: int, root: Root) -> GpuFacts:
     gpu.pcie_width = value("pcie_width", pynvml.nvmlDeviceGetCurrPcieLinkWidth)
     gpu.pcie_width_max = value("pcie_width_max", pynvml.nvmlDeviceGetMaxPcieLinkWidth)
     _memory_errors(pynvml, gpu, get)
-    gpu.fabric_state = _fabric_state(pynvml, get)
+    gpu.fabric_state, gpu.fabric_error = _fabric(pynvml, get)
     processes = get("processes", pynvml.nvmlDeviceGetComputeRunningProcesses)
     if processes is not NA:
         gpu.processes = [
@@ -543,15 +545,20 @@ def _memory_errors(pynvml: Any, gpu: GpuFacts, get: Callable[..., Any]) -> None:
         gpu.remap_pending, gpu.remap_failure = bool(remap_pending), bool(failure)
 
 
-def _fabric_state(pynvml: Any, get: Callable[..., Any]) -> str | None:
+def _fabric(pynvml: Any, get: Callable[..., Any]) -> tuple[str | None, str | None]:
+    """The GPU's NVLink fabric registration: its state, and the error it finished with. NVML's `status` is
+    meaningful only once the state is completed, and a completed registration can still have failed: then CUDA
+    fails with error 802 exactly as if fabric manager had never run."""
     info_type = getattr(pynvml, "c_nvmlGpuFabricInfo_t", None)
     if info_type is None:
-        return None
+        return None, None
     info = info_type()
     if get("fabric_state", pynvml.nvmlDeviceGetGpuFabricInfo, ctypes.byref(info)) is NA:
-        return None
+        return None, None
     state = FABRIC_STATES.get(int(info.state))
-    return None if state == "not_supported" else state
+    if state == "completed" and int(info.status) != pynvml.NVML_SUCCESS:
+        return "failed", str(pynvml.NVMLError(int(info.status)))
+    return (None, None) if state == "not_supported" else (state, None)
 
 
 def _process_name(root: Root, pid: int) -> str | None:

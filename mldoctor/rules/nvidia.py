@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from mldoctor.facts import Facts
 from mldoctor.facts.docker import DockerFacts, daemon_json_path
 from mldoctor.facts.host import HostFacts
-from mldoctor.facts.nvidia import GpuFacts, NvidiaFacts
+from mldoctor.facts.nvidia import DeviceNode, GpuFacts, NvidiaFacts, PciDevice
 from mldoctor.model import Finding, Status
 from mldoctor.policy import Policy
-from mldoctor.rules.fixes import GIB, distro_family, docker_service
+from mldoctor.rules.fixes import distro_family, docker_service, gib, install
 from mldoctor.rules.registry import check
 
 DRIVER_DOCS = "https://docs.nvidia.com/datacenter/tesla/driver-installation-guide/"
@@ -31,9 +31,14 @@ SLOWDOWN_REASONS = {
     0x80: "hardware power brake",
 }
 """Clock-event bits that mean trouble; GpuIdle, SwPowerCap and friends are normal operation."""
-DATACENTER = re.compile(r"\b(Tesla|[ABHL]\d{1,3}S?|GH\d{3}|GB\d{3}|B\d{3}|V100|P100|T4)\b")
+DATACENTER = re.compile(r"\b(Tesla|[ABHL]\d{1,3}S?|GH\d{3}|GB\d{3}|V100|P100|T4)\b")
 """Datacenter GPU names: A100, H100, H200, L40S, B200, GH200, V100, T4... (GeForce and RTX cards don't match)."""
 NODE_FIX = "sudo nvidia-modprobe -u -c=0 && sudo nvidia-smi >/dev/null   # root creates the missing /dev/nvidia* nodes"
+NODE_MODE = (
+    "sudo chmod 0666 /dev/nvidia* && "
+    "echo 'options nvidia NVreg_DeviceFileMode=0666' | sudo tee /etc/modprobe.d/nvidia-device-mode.conf"
+    "   # the driver's default mode, now and after reboots"
+)
 
 
 @dataclass(frozen=True)
@@ -66,31 +71,30 @@ def _is_ubuntu(host: HostFacts | None) -> bool:
 
 
 def _driver_install(host: HostFacts | None) -> str:
-    family = distro_family(host)
+    """The distribution's own driver packages (built for the running kernel by DKMS), then the reboot that loads
+    them; NVIDIA's guide where mldoctor does not know the distribution."""
     if _is_ubuntu(host):
         return "sudo ubuntu-drivers install && sudo reboot"
-    if family == "debian":
-        return (
-            "sudo apt-get install -y linux-headers-$(uname -r) nvidia-driver && sudo reboot"
-            "   # with contrib and non-free enabled in the apt sources"
-        )
-    if family == "rhel":
-        return (
-            "sudo dnf install -y kernel-devel-$(uname -r) kernel-headers && "
-            "sudo dnf module install -y nvidia-driver:latest-dkms && sudo reboot   # from NVIDIA's CUDA repository"
-        )
-    return f"install the NVIDIA driver for your distribution ({DRIVER_DOCS}), then reboot"
+    packages = {"debian": "linux-headers-$(uname -r) nvidia-driver", "rhel": "kernel-devel-$(uname -r) kernel-headers"}
+    if distro_family(host) not in packages:
+        return f"install the NVIDIA driver for your distribution ({DRIVER_DOCS}), then reboot"
+    first = install(host, packages, DRIVER_DOCS)
+    if distro_family(host) == "rhel":
+        return f"{first} && sudo dnf module install -y nvidia-driver:latest-dkms && sudo reboot   # NVIDIA's CUDA repo"
+    return f"{first} && sudo reboot   # with contrib and non-free enabled in the apt sources"
 
 
 def _rebuild_module(host: HostFacts | None) -> str:
-    headers = {
-        "debian": "sudo apt-get install -y linux-headers-$(uname -r)",
-        "rhel": "sudo dnf install -y kernel-devel-$(uname -r)",
-        "suse": "sudo zypper install -y kernel-default-devel",
-        "arch": "sudo pacman -S --noconfirm linux-headers",
-    }.get(distro_family(host), "# install the headers of the running kernel, then:\n")
-    glue = "" if headers.endswith("\n") else " && "
-    return f"{headers}{glue}sudo dkms autoinstall && sudo modprobe nvidia"
+    """DKMS rebuilds the module for the running kernel once that kernel's headers are installed."""
+    packages = {
+        "debian": "linux-headers-$(uname -r)",
+        "rhel": "kernel-devel-$(uname -r)",
+        "suse": "kernel-default-devel",
+        "arch": "linux-headers",
+    }
+    if distro_family(host) not in packages:
+        return "# install the headers of the running kernel, then:\nsudo dkms autoinstall && sudo modprobe nvidia"
+    return f"{install(host, packages, DRIVER_DOCS)} && sudo dkms autoinstall && sudo modprobe nvidia"
 
 
 def _initramfs(host: HostFacts | None) -> str:
@@ -147,7 +151,7 @@ def _toolkit_install(host: HostFacts | None) -> str:
             "sudo zypper --gpg-auto-import-keys install -y nvidia-container-toolkit"
         )
     if family == "arch":
-        return "sudo pacman -S --noconfirm nvidia-container-toolkit"
+        return install(host, {"arch": "nvidia-container-toolkit"}, TOOLKIT_DOCS)
     return f"install the NVIDIA Container Toolkit: {TOOLKIT_DOCS}"
 
 
@@ -226,88 +230,118 @@ def _not_loaded(nv: NvidiaFacts, host: HostFacts | None) -> tuple[str, str]:
     )
 
 
-@check("nvidia.driver", "NVIDIA driver and NVML", facts=("nvidia", "host"))
-def nvidia_driver(facts: Facts, policy: Policy) -> Finding:
-    nv, host = facts.nvidia, facts.host
+def _driver_details(nv: NvidiaFacts) -> tuple[str, ...]:
+    """Each link the driver check looked at, so a support desk sees the whole chain, not only the verdict."""
     kernel, nvml = nv.kernel, nv.nvml
-    if _gpu_count(nv) == 0 and not policy.require_gpus:
-        return Finding.skip("skipped: no NVIDIA GPU on this host", blocked_by="nvidia.gpu")
-    details = tuple(
-        line
-        for line in (
-            f"kernel module: {kernel.version_text or 'not loaded'}",
-            f"libnvidia-ml: {nvml.library or 'not found'}",
-            f"loaded modules: {', '.join(kernel.modules) or 'none'}",
-            f"kernels with an nvidia module: {', '.join(kernel.module_kernels) or 'none'}"
-            f" (running: {kernel.running_kernel})",
-            f"Secure Boot: {'unknown' if kernel.secure_boot is None else 'on' if kernel.secure_boot else 'off'}",
-            "no NVIDIA device on the PCI bus either (see nvidia.gpu)" if not nv.pci_gpus else "",
-        )
-        if line
+    secure_boot = "unknown" if kernel.secure_boot is None else "on" if kernel.secure_boot else "off"
+    lines = (
+        f"kernel module: {kernel.version_text or 'not loaded'}",
+        f"libnvidia-ml: {nvml.library or 'not found'}",
+        f"loaded modules: {', '.join(kernel.modules) or 'none'}",
+        f"kernels with an nvidia module: {', '.join(kernel.module_kernels) or 'none'}"
+        f" (running: {kernel.running_kernel})",
+        f"Secure Boot: {secure_boot}",
+        *(f"{d.address}: bound to {d.driver}, not to nvidia (passed through to a VM?)" for d in _elsewhere(nv)),
+        "" if nv.pci_gpus else "no NVIDIA device on the PCI bus either (see nvidia.gpu)",
     )
-    mismatch = (
-        kernel.module_version and nvml.library_version and kernel.module_version != nvml.library_version and not nvml.ok
+    return tuple(line for line in lines if line)
+
+
+def _version_mismatch(nv: NvidiaFacts) -> bool:
+    """NVML says so, or the versions do (NVML's message varies by driver branch, the two version numbers do not)."""
+    kernel, nvml = nv.kernel, nv.nvml
+    if nvml.error_kind == "version_mismatch":
+        return True
+    return bool(
+        not nvml.ok and kernel.module_version and nvml.library_version and kernel.module_version != nvml.library_version
     )
-    if nvml.error_kind == "version_mismatch" or mismatch:
-        return Finding.fail(
+
+
+def _init_failure(nv: NvidiaFacts, host: HostFacts | None) -> tuple[str, str]:
+    """Why NVML did not initialise, and the fix: the summary leads with NVML's own words, which users search for."""
+    kernel, nvml = nv.kernel, nv.nvml
+    if _version_mismatch(nv):
+        return (
             f"NVML: Driver/library version mismatch: kernel module {kernel.module_version or '?'}, "
             f"libnvidia-ml {nvml.library_version or '?'} (the driver was upgraded under the running module)",
-            fix=f"sudo reboot   # loads the installed module {nvml.library_version or ''}\n{_hold_driver(host)}",
-            details=details,
+            f"sudo reboot   # loads the installed module {nvml.library_version or ''}\n{_hold_driver(host)}",
         )
-    if nvml.ok:
-        return _driver_ok(nv, details)
-    if nvml.error_kind == "no_bindings":
-        return Finding.error(f"cannot query NVML: {nvml.error} (python3 -m pip install nvidia-ml-py)")
     if nvml.error_kind == "library_not_found":
         if kernel.version_text:
-            return Finding.fail(
+            return (
                 f"NVML: {nvml.error}: the nvidia kernel module {kernel.module_version or ''} is loaded, but the "
                 "driver's user-space libraries are not installed",
-                fix=_driver_install(host),
-                details=details,
+                _driver_install(host),
             )
-        return Finding.fail(f"NVML: {nvml.error}: no NVIDIA driver is installed", _driver_install(host), details)
+        return f"NVML: {nvml.error}: no NVIDIA driver is installed", _driver_install(host)
     if nvml.error_kind == "driver_not_loaded":
         cause, fix = _not_loaded(nv, host)
-        return Finding.fail(f"NVML: {nvml.error}: {cause}", fix=fix, details=details)
+        return f"NVML: {nvml.error}: {cause}", fix
     if nvml.error_kind == "no_permission":
-        blocked = [n.path for n in kernel.nodes if not n.accessible]
-        return Finding.fail(
-            f"NVML: {nvml.error}: this user cannot open {', '.join(blocked) or 'the GPU device nodes'}",
-            fix="sudo chmod 0666 /dev/nvidia*   # the driver's default mode; with SELinux enforcing, run "
-            "containers with --security-opt=label=disable",
-            details=details,
+        blocked = [n for n in kernel.nodes if not n.accessible]
+        return (
+            f"NVML: {nvml.error}: this user cannot open {', '.join(n.path for n in blocked) or 'the GPU device nodes'}",
+            _node_access_fix(blocked, host),
         )
     if nvml.error_kind == "timeout":
-        return Finding.fail(
+        return (
             f"NVML did not answer ({nvml.error}): the driver is wedged",
-            fix="sudo reboot   # first see why: sudo dmesg | grep -iE 'NVRM|Xid' | tail -20",
-            details=details,
+            "sudo reboot   # first see why: sudo dmesg | grep -iE 'NVRM|Xid' | tail -20",
         )
-    return Finding.fail(
+    return (
         f"NVML failed to initialise: {nvml.error}",
-        fix="sudo dmesg | grep -iE 'NVRM|Xid' | tail -20   # the driver's account; a reboot clears most wedged states",
-        details=details,
+        "sudo dmesg | grep -iE 'NVRM|Xid' | tail -20   # the driver's account; a reboot clears most wedged states",
     )
+
+
+@check("nvidia.driver", "NVIDIA driver and NVML", facts=("nvidia", "host"))
+def nvidia_driver(facts: Facts, policy: Policy) -> Finding:
+    nv = facts.nvidia
+    if _gpu_count(nv) == 0 and not policy.require_gpus:
+        return Finding.skip("skipped: no NVIDIA GPU on this host", blocked_by="nvidia.gpu")
+    details = _driver_details(nv)
+    if nv.nvml.ok:
+        return _driver_ok(nv, details)
+    if nv.nvml.error_kind == "no_bindings":  # mldoctor's environment, not the host: the check could not run
+        return Finding.error(f"cannot query NVML: {nv.nvml.error} (python3 -m pip install nvidia-ml-py)")
+    summary, fix = _init_failure(nv, facts.host)
+    return Finding.fail(summary, fix=fix, details=details)
+
+
+def _elsewhere(nv: NvidiaFacts) -> list[PciDevice]:
+    """GPUs bound to another kernel driver (vfio-pci for a VM): NVML is not meant to see them. nouveau is not one
+    of these: it is a cause the driver check names."""
+    return [d for d in nv.pci_gpus if d.driver not in (None, "nvidia", "nouveau")]
 
 
 def _driver_ok(nv: NvidiaFacts, details: tuple[str, ...]) -> Finding:
+    """NVML works; FAIL still when it misses a GPU the nvidia driver should have taken (fell off the bus, failed
+    to initialise), since that GPU is silently absent from every container."""
     nvml = nv.nvml
     summary = f"driver {nvml.driver_version} (CUDA {nvml.cuda_driver_version or '?'}), NVML sees " + _plural(
         len(nvml.gpus), "GPU"
     )
     seen = {(g.pci_bus_id or "").lower()[-12:] for g in nvml.gpus}
-    unseen = [d.address for d in nv.pci_gpus if d.address.lower()[-12:] not in seen]
+    elsewhere = _elsewhere(nv)
+    unseen = [d.address for d in nv.pci_gpus if d.address.lower()[-12:] not in seen and d not in elsewhere]
     if unseen:
         return Finding.fail(
-            f"{summary}, but {_plural(len(nv.pci_gpus), 'NVIDIA GPU')} are on the PCI bus: "
-            f"{', '.join(unseen)} not initialised",
+            f"{summary}, but not {', '.join(unseen)} on the PCI bus: the driver did not initialise "
+            + ("it" if len(unseen) == 1 else "them"),
             fix="sudo dmesg | grep -iE 'NVRM|Xid' | tail -20   # why the driver left them out; "
             "a GPU that fell off the bus (Xid 79) needs a reboot, then reseating",
             details=details,
         )
     return Finding.ok(summary, details=details)
+
+
+def _node_access_fix(blocked: list[DeviceNode], host: HostFacts | None) -> str:
+    """Join the group the driver gave the nodes (NVreg_DeviceFileMode=0660 setups use video); where no group may
+    open them, restore the driver's default 0666 through its module option, so it survives the next boot."""
+    groups = sorted({n.group for n in blocked if n.mode & 0o060 and n.group != "root"})
+    if groups and host is not None:
+        return f"sudo usermod -aG {groups[0]} {host.user.name}   # then log out and back in"
+    return NODE_MODE
 
 
 def _cgroup_driver(docker: DockerFacts | None) -> str | None:
@@ -338,8 +372,9 @@ def nvidia_devices(facts: Facts, policy: Policy) -> Finding:
     if "nvidia_uvm" not in nv.kernel.modules:
         problems.append(
             Problem(
-                Status.FAIL,
-                "the nvidia_uvm module is not loaded: CUDA cannot start",
+                Status.WARN,
+                "the nvidia_uvm module is not loaded yet: CUDA loads it on first use through the setuid "
+                "nvidia-modprobe (the container toolkit too), and cannot start where that is missing or blocked",
                 "sudo modprobe nvidia-uvm && sudo nvidia-modprobe -u -c=0   # at every boot: "
                 "echo nvidia-uvm | sudo tee /etc/modules-load.d/nvidia-uvm.conf",
             )
@@ -348,18 +383,12 @@ def nvidia_devices(facts: Facts, policy: Policy) -> Finding:
         problems.append(Problem(Status.FAIL, "missing: /dev/nvidia-uvm (CUDA needs it)", NODE_FIX))
     blocked = [n for n in nodes.values() if not n.accessible]
     if blocked:
-        user = host.user.name
-        groups = sorted({n.group for n in blocked if n.mode & 0o060 and n.group != "root"})
-        fix = (
-            f"sudo usermod -aG {groups[0]} {user}   # then log out and back in"
-            if groups
-            else "sudo chmod 0666 /dev/nvidia*"
-        )
         problems.append(
             Problem(
                 Status.WARN,
-                f"{user} cannot open {', '.join(n.path for n in blocked)}: host-side CUDA and NVML fail for this user",
-                fix,
+                f"{host.user.name} cannot open {', '.join(n.path for n in blocked)}: host-side CUDA and NVML fail "
+                "for this user",
+                _node_access_fix(blocked, host),
             )
         )
     unlinked = [n.path for n in nodes.values() if not n.char_link]
@@ -447,7 +476,7 @@ def _gpu_problems(gpu: GpuFacts, host: HostFacts | None) -> list[Problem]:
         users = ", ".join(
             f"pid {p.pid}"
             + (f" {p.name}" if p.name else "")
-            + (f" ({p.used_memory_bytes / GIB:.1f} GiB)" if p.used_memory_bytes else "")
+            + (f" ({gib(p.used_memory_bytes)})" if p.used_memory_bytes else "")
             for p in gpu.processes
         )
         problems.append(
@@ -491,7 +520,7 @@ def _na(value: object, unit: str = "") -> str:
 
 def _gpu_details(gpu: GpuFacts) -> tuple[str, ...]:
     memory = (
-        f"{gpu.memory_used_bytes / GIB:.1f} of {gpu.memory_total_bytes / GIB:.1f} GiB used"
+        f"{gib(gpu.memory_used_bytes)} of {gib(gpu.memory_total_bytes)} used"
         if gpu.memory_total_bytes is not None and gpu.memory_used_bytes is not None
         else "memory n/a"
     )
@@ -521,29 +550,33 @@ def _gpu_details(gpu: GpuFacts) -> tuple[str, ...]:
 @check("nvidia.health", "NVIDIA GPU health", facts=("nvidia", "host"), requires=("nvidia.gpu", "nvidia.driver"))
 def nvidia_health(facts: Facts, policy: Policy) -> list[Finding]:
     """One result per GPU (nvidia.health.gpu0, ...), so a report and its history name the sick GPU."""
-    findings = []
-    for gpu in facts.nvidia.nvml.gpus:
-        power = (
-            f", {gpu.power_draw_w:.0f} of {gpu.power_limit_w:.0f} W" if gpu.power_draw_w and gpu.power_limit_w else ""
-        )
-        ok = f"{gpu.name}: {_na(gpu.temperature_c, ' °C')}{power}, no memory errors"
-        if gpu.mig_mode:
-            ok += "; MIG on: `--gpus all` gives its MIG instances, not the whole GPU"
-        findings.append(_combine(_gpu_problems(gpu, facts.host), ok, _gpu_details(gpu), subject=f"gpu{gpu.index}"))
-    return findings
+    return [
+        _combine(_gpu_problems(gpu, facts.host), _healthy(gpu), _gpu_details(gpu), subject=f"gpu{gpu.index}")
+        for gpu in facts.nvidia.nvml.gpus
+    ]
+
+
+def _healthy(gpu: GpuFacts) -> str:
+    """The PASS line: what a glance needs, claiming nothing the GPU could not report (GeForce cards have no ECC)."""
+    power = f", {gpu.power_draw_w:.0f} of {gpu.power_limit_w:.0f} W" if gpu.power_draw_w and gpu.power_limit_w else ""
+    memory = {True: "no memory errors", False: "ECC off"}.get(gpu.ecc_enabled, "ECC n/a")
+    summary = f"{gpu.name or f'GPU {gpu.index}'}: {_na(gpu.temperature_c, ' °C')}{power}, {memory}"
+    if gpu.mig_mode:
+        summary += "; MIG on: `--gpus all` gives its MIG instances, not the whole GPU"
+    return summary
 
 
 def _fabric_manager_install(nv: NvidiaFacts, host: HostFacts | None) -> str:
+    """Fabric manager must be exactly the driver's version: Debian-family packages are per branch, RPMs per
+    version."""
     driver = nv.nvml.driver_version or nv.kernel.module_version or "<driver version>"
-    branch = driver.split(".")[0]
-    family = distro_family(host)
-    if family == "debian":
-        install = f"sudo apt-get install -y nvidia-fabricmanager-{branch}"
-    elif family == "rhel":
-        install = f"sudo dnf install -y nvidia-fabric-manager-{driver}"
-    else:
-        install = f"install NVIDIA fabric manager {driver} ({DRIVER_DOCS})"
-    return f"{install} && sudo systemctl enable --now nvidia-fabricmanager   # its version must be {driver}"
+    packages = {"debian": f"nvidia-fabricmanager-{driver.split('.')[0]}", "rhel": f"nvidia-fabric-manager-{driver}"}
+    step = (
+        install(host, packages, DRIVER_DOCS)
+        if distro_family(host) in packages
+        else f"install NVIDIA fabric manager {driver} ({DRIVER_DOCS})"
+    )
+    return f"{step} && sudo systemctl enable --now nvidia-fabricmanager   # its version must be {driver}"
 
 
 @check(
@@ -577,6 +610,14 @@ def nvidia_fabricmanager(facts: Facts, policy: Policy) -> Finding:
             "sudo systemctl enable --now nvidia-fabricmanager   # if it exits: "
             "sudo journalctl -u nvidia-fabricmanager -n 50",
         )
+    failed = [g for g in nv.nvml.gpus if g.fabric_state == "failed"]
+    if failed:
+        errors = ", ".join(f"GPU {g.index}: {g.fabric_error}" for g in failed)
+        return Finding.fail(
+            f"the NVLink fabric registration failed ({errors}): {error_802}",
+            "sudo journalctl -u nvidia-fabricmanager -n 50   # why; then: sudo systemctl restart "
+            "nvidia-fabricmanager, and if it fails again, reboot",
+        )
     unready = [g for g in nv.nvml.gpus if g.fabric_state in ("not_started", "in_progress")]
     if unready:
         states = ", ".join(f"GPU {g.index} {g.fabric_state.replace('_', ' ')}" for g in unready)
@@ -590,6 +631,10 @@ def nvidia_fabricmanager(facts: Facts, policy: Policy) -> Finding:
     return Finding.ok(f"fabric manager {fm.version or ''} running for {what}".replace("  ", " "))
 
 
+NO_GPU_DRIVER = "`docker run --gpus all` fails with 'could not select device driver \"\" with capabilities: [[gpu]]'"
+"""What users see when dockerd has no GPU driver registered: the toolkit is missing, or came after dockerd."""
+
+
 @check(
     "nvidia.toolkit",
     "NVIDIA Container Toolkit",
@@ -597,6 +642,8 @@ def nvidia_fabricmanager(facts: Facts, policy: Policy) -> Finding:
     requires=("nvidia.gpu", "nvidia.driver"),
 )
 def nvidia_toolkit(facts: Facts, policy: Policy) -> Finding:
+    """Judged against the daemon that runs (its flavour, its daemon.json), or against its configuration when it
+    is down: a GPU host whose daemon is stopped still has a toolkit to get right."""
     nv, docker, host = facts.nvidia, facts.docker, facts.host
     toolkit = nv.toolkit
     if docker.flavour == "desktop" and "microsoft" not in host.kernel.lower():
@@ -608,83 +655,101 @@ def nvidia_toolkit(facts: Facts, policy: Policy) -> Finding:
         return Finding.skip("skipped: Docker is not installed here (see docker.daemon)", blocked_by="docker.daemon")
     if not toolkit.installed:
         return Finding.fail(
-            "the NVIDIA Container Toolkit is not installed: `docker run --gpus all` fails with "
-            "'could not select device driver \"\" with capabilities: [[gpu]]'",
+            f"the NVIDIA Container Toolkit is not installed: {NO_GPU_DRIVER}",
             fix=_toolkit_install(host) + "\n" + _configure_toolkit(docker, host),
         )
     if docker.flavour == "podman":
         return _podman(nv)
-    problems = _registration(nv, docker, host) + _cdi_problems(nv)
-    if docker.flavour == "rootless" and toolkit.no_cgroups is not True:
-        problems.append(
-            Problem(
-                Status.WARN,
-                f"rootless Docker, and no-cgroups is not set in {toolkit.config_path}: GPU containers fail with "
-                "'bpf_prog_query(BPF_CGROUP_DEVICE) failed'",
-                "sudo nvidia-ctk config --set nvidia-container-cli.no-cgroups --in-place"
-                "   # breaks rootful Docker's GPU containers on this host; use CDI to serve both",
-            )
-        )
+    problems = _registration(nv, docker, host) + _cdi_problems(nv, Status.WARN) + _rootless_cgroups(nv, docker)
     details = tuple(f"{b.name}: {b.path} {b.version or ''}".rstrip() for b in toolkit.binaries if b.path) + tuple(
         f"CDI spec {s.path}: driver {s.driver_version or '?'}" for s in toolkit.cdi_specs if not s.error
     )
     return _combine(problems, f"NVIDIA Container Toolkit {toolkit.version or ''}, registered with Docker", details)
 
 
+def _rootless_cgroups(nv: NvidiaFacts, docker: DockerFacts) -> list[Problem]:
+    """A rootless daemon may not program the device cgroup, so nvidia-container-cli must be told not to try."""
+    if docker.flavour != "rootless" or nv.toolkit.no_cgroups is True:
+        return []
+    return [
+        Problem(
+            Status.FAIL,
+            f"rootless Docker, and no-cgroups is not set in {nv.toolkit.config_path}: GPU containers fail with "
+            "'bpf_prog_query(BPF_CGROUP_DEVICE) failed: operation not permitted'",
+            "sudo nvidia-ctk config --set nvidia-container-cli.no-cgroups --in-place"
+            "   # breaks rootful Docker's GPU containers on this host; use CDI to serve both",
+        )
+    ]
+
+
 def _registration(nv: NvidiaFacts, docker: DockerFacts, host: HostFacts | None) -> list[Problem]:
     """dockerd offers `--gpus` only if nvidia-container-runtime-hook was on its PATH when it started; the nvidia
     runtime (for `--runtime=nvidia` and compose `runtime: nvidia`) only if its daemon.json names it."""
-    toolkit, daemon = nv.toolkit, docker.daemon
-    hook = toolkit.binary("nvidia-container-runtime-hook")
+    hook = nv.toolkit.binary("nvidia-container-runtime-hook")
     restart = docker_service("restart", docker.flavour, host)
-    configure = _configure_toolkit(docker, host)
-    no_gpus = "`docker run --gpus all` fails with 'could not select device driver \"\" with capabilities: [[gpu]]'"
+    registered, where = _runtime_registered(docker)
     problems = []
     if hook is None:
         problems.append(
             Problem(
                 Status.FAIL,
-                f"no nvidia-container-runtime-hook on PATH: {no_gpus}",
+                f"no nvidia-container-runtime-hook on PATH: {NO_GPU_DRIVER}",
                 _toolkit_install(host).splitlines()[-1] + f" && {restart}   # the hook is in nvidia-container-toolkit",
             )
         )
-    elif (
-        daemon is not None
-        and toolkit.dockerd_started
-        and hook.installed_at
-        and hook.installed_at > toolkit.dockerd_started
-    ):
-        problems.append(
-            Problem(
-                Status.FAIL, f"the toolkit was installed after dockerd started: {no_gpus} until it restarts", restart
-            )
-        )
-    if daemon is not None:
-        registered = "nvidia" in daemon.runtimes
-        where = "the running daemon"
-    else:
-        runtimes = (docker.config.settings.get("runtimes") if docker.config else None) or {}
-        registered = "nvidia" in runtimes
-        where = f"{_daemon_json(docker)} (the daemon is not reachable to ask)"
+    elif _hook_newer_than_dockerd(nv, docker):
+        problems.append(_late_hook(registered, restart))
     if not registered:
         problems.append(
             Problem(
                 Status.WARN,
                 f"the nvidia runtime is not registered with {where}: `--runtime=nvidia` and compose "
                 "`runtime: nvidia` fail with 'unknown or invalid runtime name: nvidia'",
-                configure,
+                _configure_toolkit(docker, host),
             )
         )
     return problems
 
 
-def _cdi_problems(nv: NvidiaFacts) -> list[Problem]:
+def _runtime_registered(docker: DockerFacts) -> tuple[bool, str]:
+    """Whether the nvidia runtime is registered, asking the running daemon, else reading its daemon.json."""
+    if docker.daemon is not None:
+        return "nvidia" in docker.daemon.runtimes, "the running daemon"
+    runtimes = (docker.config.settings.get("runtimes") if docker.config else None) or {}
+    where = _daemon_json(docker) or "the daemon's configuration"
+    return "nvidia" in runtimes, f"{where} (the daemon is not reachable to ask)"
+
+
+def _hook_newer_than_dockerd(nv: NvidiaFacts, docker: DockerFacts) -> bool:
+    hook, started = nv.toolkit.binary("nvidia-container-runtime-hook"), nv.toolkit.dockerd_started
+    return bool(docker.daemon is not None and started and hook and hook.installed_at and hook.installed_at > started)
+
+
+def _late_hook(registered: bool, restart: str) -> Problem:
+    """The hook's file is newer than the running dockerd. With the nvidia runtime not registered either, nothing
+    has been applied since the install: dockerd has no GPU driver, FAIL. With it registered, the toolkit was most
+    likely upgraded in place (the file is new, but a hook was there when dockerd started): WARN, restart to be
+    sure."""
+    if not registered:
+        return Problem(
+            Status.FAIL, f"the toolkit was installed after dockerd started: {NO_GPU_DRIVER} until it restarts", restart
+        )
+    return Problem(
+        Status.WARN,
+        "the container hook was replaced after dockerd started (a toolkit upgrade?): dockerd uses what it found "
+        "when it started",
+        restart,
+    )
+
+
+def _cdi_problems(nv: NvidiaFacts, status: Status) -> list[Problem]:
     """A CDI spec lists the driver's files by their versioned names: after a driver upgrade it points at files
-    that no longer exist, and `--device nvidia.com/gpu=all` fails with 'unresolvable CDI devices'."""
+    that no longer exist, and CDI requests (`--device nvidia.com/gpu=all`) fail with 'unresolvable CDI devices'.
+    FAIL for Podman, whose only GPU path is CDI; WARN for Docker, whose `--gpus` does not read the specs."""
     driver = nv.nvml.driver_version or nv.kernel.module_version
     return [
         Problem(
-            Status.FAIL,
+            status,
             f"{spec.path} was generated for driver {spec.driver_version}, the driver is {driver}: CDI GPU requests "
             "fail with 'unresolvable CDI devices'",
             f"sudo nvidia-ctk cdi generate --output={spec.path}",
@@ -703,4 +768,4 @@ def _podman(nv: NvidiaFacts) -> Finding:
             fix="sudo nvidia-ctk cdi generate --output=/etc/cdi/nvidia.yaml"
             "   # then: podman run --device nvidia.com/gpu=all ...",
         )
-    return _combine(_cdi_problems(nv), f"NVIDIA CDI spec {specs[0].path} for Podman", ())
+    return _combine(_cdi_problems(nv, Status.FAIL), f"NVIDIA CDI spec {specs[0].path} for Podman", ())

@@ -1,6 +1,7 @@
 """The NVIDIA gatherer against a fake sysfs/proc/dev/etc tree and a fake `pynvml` built from recorded-shaped NVML
 values (tests/data/nvidia). The fake replaces the module at its import boundary only; it reuses the real
-module's error classes and constants, so error mapping is tested against what nvidia-ml-py actually raises."""
+module's error classes, constants and result types (ctypes structs, str not bytes, lists and tuples where the real
+wrappers return them), so the gatherer is tested against what nvidia-ml-py actually returns and raises."""
 
 from __future__ import annotations
 
@@ -83,10 +84,12 @@ class FakeNvml(types.ModuleType):
         return self._value(h, "uuid")
 
     def nvmlDeviceGetPciInfo(self, h):
-        return types.SimpleNamespace(busId=self._value(h, "pci_bus_id").encode())  # bytes, as the real struct
+        info = real_pynvml.nvmlPciInfo_t()
+        info.busId = self._value(h, "pci_bus_id").encode()  # a char array; the struct hands it back as str
+        return info
 
-    def nvmlDeviceGetMemoryInfo(self, h):
-        return types.SimpleNamespace(**self._value(h, "memory"))
+    def nvmlDeviceGetMemoryInfo(self, h, version=None):
+        return real_pynvml.c_nvmlMemory_t(**self._value(h, "memory"))
 
     def nvmlDeviceGetCudaComputeCapability(self, h):
         return tuple(self._value(h, "compute_capability"))
@@ -95,7 +98,7 @@ class FakeNvml(types.ModuleType):
         return self._value(h, "persistence_mode")
 
     def nvmlDeviceGetMigMode(self, h):
-        return self._value(h, "mig_mode")
+        return list(self._value(h, "mig_mode"))
 
     def nvmlDeviceGetTemperature(self, h, sensor):
         assert sensor == real_pynvml.NVML_TEMPERATURE_GPU
@@ -138,7 +141,7 @@ class FakeNvml(types.ModuleType):
         return self._value(h, "pcie", "width_max")
 
     def nvmlDeviceGetEccMode(self, h):
-        return self._value(h, "ecc_mode")
+        return list(self._value(h, "ecc_mode"))
 
     def nvmlDeviceGetTotalEccErrors(self, h, error_type, counter):
         assert error_type == real_pynvml.NVML_MEMORY_ERROR_TYPE_UNCORRECTED
@@ -156,10 +159,17 @@ class FakeNvml(types.ModuleType):
         return tuple(self._value(h, "remapped_rows"))
 
     def nvmlDeviceGetGpuFabricInfo(self, h, info_ref):
+        """The real one fills the struct it is given by reference, and returns NVML_SUCCESS."""
         info_ref._obj.state = self._value(h, "fabric_state")
+        info_ref._obj.status = self.data["devices"][h].get("fabric_status", real_pynvml.NVML_SUCCESS)
+        return real_pynvml.NVML_SUCCESS
 
     def nvmlDeviceGetComputeRunningProcesses(self, h):
-        return [types.SimpleNamespace(**p) for p in self._value(h, "processes")]
+        """Friendly objects, as the real one builds from c_nvmlProcessInfo_v3_t (usedGpuMemory None when n/a)."""
+        return [
+            real_pynvml.nvmlFriendlyObject({"gpuInstanceId": 0xFFFFFFFF, "computeInstanceId": 0xFFFFFFFF} | p)
+            for p in self._value(h, "processes")
+        ]
 
 
 @pytest.fixture
@@ -366,6 +376,40 @@ def test_field_refused_for_another_reason_is_recorded(tmp_path, use_nvml):
     assert gpu.processes == []
     assert gpu.errors == {"processes": "Insufficient Permissions"}
     assert gpu.name == "NVIDIA A100-SXM4-80GB" and gpu.persistence_mode is False
+
+
+def test_lost_gpu_is_recorded_in_the_words_the_health_rule_reads(tmp_path, use_nvml):
+    data = recording("a100-sxm4")
+    data["devices"][0]["temperature"] = "GpuIsLost"
+    use_nvml(FakeNvml(data))
+    (gpu,) = nvidia_facts.gather(5.0, str(hgx_tree(tmp_path / "root", gpus=1))).nvml.gpus
+    assert gpu.errors == {"temperature": "GPU is lost"} and gpu.temperature_c is None
+
+
+def test_process_memory_not_available_is_none(tmp_path, use_nvml):
+    data = recording("a100-sxm4")
+    data["devices"][0]["processes"] = [{"pid": int(TRAINER_PID), "usedGpuMemory": None}]
+    use_nvml(FakeNvml(data))
+    (gpu,) = nvidia_facts.gather(5.0, str(hgx_tree(tmp_path / "root", gpus=1))).nvml.gpus
+    (proc,) = gpu.processes
+    assert (proc.pid, proc.name, proc.used_memory_bytes) == (4242, "python3", None)
+
+
+@pytest.mark.parametrize(
+    ("state", "status", "expected"),
+    [
+        (real_pynvml.NVML_GPU_FABRIC_STATE_COMPLETED, real_pynvml.NVML_SUCCESS, ("completed", None)),
+        (real_pynvml.NVML_GPU_FABRIC_STATE_COMPLETED, real_pynvml.NVML_ERROR_UNKNOWN, ("failed", "Unknown Error")),
+        (real_pynvml.NVML_GPU_FABRIC_STATE_IN_PROGRESS, real_pynvml.NVML_ERROR_UNKNOWN, ("in_progress", None)),
+        (real_pynvml.NVML_GPU_FABRIC_STATE_NOT_SUPPORTED, real_pynvml.NVML_SUCCESS, (None, None)),
+    ],
+)
+def test_fabric_status_is_read_once_registration_completed(tmp_path, use_nvml, state, status, expected):
+    data = recording("hgx-h100")
+    data["devices"][0] |= {"fabric_state": state, "fabric_status": status}
+    use_nvml(FakeNvml(data))
+    gpu = nvidia_facts.gather(5.0, str(hgx_tree(tmp_path / "root"))).nvml.gpus[0]
+    assert (gpu.fabric_state, gpu.fabric_error) == expected
 
 
 class OldBindings(FakeNvml):

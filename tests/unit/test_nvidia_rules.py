@@ -172,9 +172,14 @@ def with_gpu(nv: NvidiaFacts, **changes) -> NvidiaFacts:
     return with_nvml(nv, gpus=[replace(nv.nvml.gpus[0], **changes), *nv.nvml.gpus[1:]])
 
 
+def nvml_failed(nv: NvidiaFacts, kind: str, error: str, **changes) -> NvidiaFacts:
+    """nvmlInit failed: no GPUs listed, the kind and text the gatherer recorded."""
+    return with_nvml(nv, ok=False, error_kind=kind, error=error, gpus=[], **changes)
+
+
 def not_loaded(nv: NvidiaFacts, **kernel_changes) -> NvidiaFacts:
     """NVML says Driver Not Loaded: no /proc/driver/nvidia, no modules, no nodes."""
-    nv = with_nvml(nv, ok=False, error_kind="driver_not_loaded", error="Driver Not Loaded", gpus=[])
+    nv = nvml_failed(nv, "driver_not_loaded", "Driver Not Loaded")
     changes = {"version_text": None, "module_version": None, "modules": [], "nodes": []} | kernel_changes
     return with_kernel(nv, **changes)
 
@@ -199,6 +204,15 @@ def ubuntu():
 
 def rocky():
     return host(os=OsRelease(id="rocky", id_like=["rhel", "centos", "fedora"], version_id="9.3"))
+
+
+def opensuse():
+    return host(os=OsRelease(id="opensuse-leap", id_like=["suse", "opensuse"], version_id="15.5"))
+
+
+def gentoo():
+    """A distribution mldoctor has no package names for: fixes point at the docs instead of guessing."""
+    return host(os=OsRelease(id="gentoo", version_id="2.15"))
 
 
 def need(n: int) -> Policy:
@@ -281,6 +295,26 @@ class TestDriver:
         )
         assert r.fix.startswith("sudo apt-get install -y linux-headers-$(uname -r) && sudo dkms autoinstall")
 
+    @pytest.mark.parametrize(
+        ("make_host", "fix"),
+        [
+            (rocky, "sudo dnf install -y kernel-devel-$(uname -r) && sudo dkms autoinstall && sudo modprobe nvidia"),
+            (opensuse, "sudo zypper install -y kernel-default-devel && sudo dkms autoinstall && sudo modprobe nvidia"),
+            (
+                gentoo,
+                "# install the headers of the running kernel, then:\nsudo dkms autoinstall && sudo modprobe nvidia",
+            ),
+        ],
+    )
+    def test_module_rebuild_follows_the_distro(self, make_host, fix):
+        nv = not_loaded(nvidia_facts(), module_kernels=["6.1.0-17-amd64"])
+        assert result(facts(nvidia=nv, host=make_host()), "nvidia.driver").fix.startswith(fix)
+
+    def test_driver_install_on_an_unknown_distro_points_at_the_guide(self):
+        nv = not_loaded(nvidia_facts(), module_kernels=[])
+        r = result(facts(nvidia=nv, host=gentoo()), "nvidia.driver")
+        assert r.fix.startswith("install the NVIDIA driver for your distribution (https://docs.nvidia.com/")
+
     def test_secure_boot_blocks_the_module(self):
         r = result(facts(nvidia=not_loaded(nvidia_facts(), secure_boot=True), host=ubuntu()), "nvidia.driver")
         assert "Secure Boot" in r.summary
@@ -305,9 +339,7 @@ class TestDriver:
         assert "nvidia-driver" in r.fix
 
     def test_library_not_found_with_module_loaded(self):
-        nv = with_nvml(
-            nvidia_facts(), ok=False, error_kind="library_not_found", error="NVML Shared Library Not Found", gpus=[]
-        )
+        nv = nvml_failed(nvidia_facts(), "library_not_found", "NVML Shared Library Not Found")
         r = result(facts(nvidia=nv), "nvidia.driver")
         assert r.status is Status.FAIL and "user-space libraries are not installed" in r.summary
 
@@ -330,39 +362,54 @@ class TestDriver:
         assert "versionlock" in result(facts(nvidia=nv, host=rocky()), "nvidia.driver").fix
 
     def test_version_mismatch_found_from_versions_when_nvml_says_something_else(self):
-        nv = with_nvml(
-            nvidia_facts(), ok=False, error_kind="other", error="Unknown Error", gpus=[], library_version="550.127.05"
-        )
+        nv = nvml_failed(nvidia_facts(), "other", "Unknown Error", library_version="550.127.05")
         assert "version mismatch" in result(facts(nvidia=nv), "nvidia.driver").summary
 
     def test_no_permission(self):
-        nv = with_nvml(nvidia_facts(), ok=False, error_kind="no_permission", error="Insufficient Permissions", gpus=[])
+        nv = nvml_failed(nvidia_facts(), "no_permission", "Insufficient Permissions")
         nv = with_kernel(nv, nodes=[node("nvidiactl", (195, 255), mode=0o600, accessible=False)])
         r = result(facts(nvidia=nv), "nvidia.driver")
         assert r.summary == "NVML: Insufficient Permissions: this user cannot open /dev/nvidiactl"
-        assert r.fix.startswith("sudo chmod 0666 /dev/nvidia*")
+        assert r.fix.startswith("sudo chmod 0666 /dev/nvidia* && ") and "NVreg_DeviceFileMode=0666" in r.fix
+
+    def test_no_permission_with_a_group_says_join_it(self):
+        """The same fix as nvidia.devices gives: that check is skipped once this one fails."""
+        nv = nvml_failed(nvidia_facts(), "no_permission", "Insufficient Permissions")
+        nv = with_kernel(nv, nodes=[node("nvidiactl", (195, 255), mode=0o660, group="video", accessible=False)])
+        r = result(facts(nvidia=nv), "nvidia.driver")
+        assert r.fix == "sudo usermod -aG video alice   # then log out and back in"
 
     def test_hung_nvml(self):
-        nv = with_nvml(nvidia_facts(), ok=False, error_kind="timeout", error="no answer within 5 s", gpus=[])
+        nv = nvml_failed(nvidia_facts(), "timeout", "no answer within 5 s")
         r = result(facts(nvidia=nv), "nvidia.driver")
         assert r.status is Status.FAIL and "wedged" in r.summary and r.fix.startswith("sudo reboot")
 
     def test_other_init_error(self):
-        nv = with_nvml(nvidia_facts(), ok=False, error_kind="other", error="Unknown Error", gpus=[])
+        nv = nvml_failed(nvidia_facts(), "other", "Unknown Error")
         r = result(facts(nvidia=nv), "nvidia.driver")
         assert r.summary == "NVML failed to initialise: Unknown Error" and "dmesg" in r.fix
 
     def test_missing_bindings_is_an_error_of_mldoctor_not_the_host(self):
-        nv = with_nvml(
-            nvidia_facts(), ok=False, error_kind="no_bindings", error="nvidia-ml-py is not installed", gpus=[]
-        )
+        nv = nvml_failed(nvidia_facts(), "no_bindings", "nvidia-ml-py is not installed")
         r = result(facts(nvidia=nv), "nvidia.driver")
         assert r.status is Status.ERROR and "pip install nvidia-ml-py" in r.summary
 
     def test_gpu_on_the_bus_that_nvml_does_not_see(self):
         nv = with_nvml(nvidia_facts(gpus=2), gpus=[gpu(0)])
         r = result(facts(nvidia=nv), "nvidia.driver")
-        assert r.status is Status.FAIL and r.summary.endswith("0000:19:00.0 not initialised")
+        assert r.status is Status.FAIL
+        assert r.summary == (
+            f"driver {DRIVER} (CUDA 12.4), NVML sees 1 GPU, but not 0000:19:00.0 on the PCI bus: "
+            "the driver did not initialise it"
+        )
+        assert r.fix.startswith("sudo dmesg")
+
+    def test_gpu_given_to_a_vm_is_not_missing(self):
+        nv = with_nvml(nvidia_facts(gpus=2), gpus=[gpu(0)])
+        nv = replace(nv, pci=[nv.pci[0], replace(nv.pci[1], driver="vfio-pci")])
+        r = result(facts(nvidia=nv), "nvidia.driver")
+        assert r.status is Status.PASS and r.summary == f"driver {DRIVER} (CUDA 12.4), NVML sees 1 GPU"
+        assert "0000:19:00.0: bound to vfio-pci, not to nvidia (passed through to a VM?)" in r.details
 
 
 class TestDevices:
@@ -380,9 +427,10 @@ class TestDevices:
         assert r.status is Status.FAIL and r.summary == "missing: /dev/nvidiactl, 1 of the /dev/nvidiaN nodes"
         assert r.fix.startswith("sudo nvidia-modprobe -u -c=0")
 
-    def test_uvm_module_not_loaded(self):
+    def test_uvm_module_not_loaded_yet_warns(self):
+        """Normal after boot: CUDA (and the container toolkit) load it on first use, through nvidia-modprobe."""
         r = result(facts(nvidia=with_kernel(nvidia_facts(), modules=["nvidia"])), "nvidia.devices")
-        assert r.status is Status.FAIL and "nvidia_uvm" in r.summary
+        assert r.status is Status.WARN and r.summary.startswith("the nvidia_uvm module is not loaded yet")
         assert r.fix.startswith("sudo modprobe nvidia-uvm")
 
     def test_uvm_node_missing(self):
@@ -396,10 +444,9 @@ class TestDevices:
         r = result(facts(nvidia=with_kernel(nv, nodes=blocked)), "nvidia.devices")
         assert r.status is Status.WARN and r.fix == "sudo usermod -aG video alice   # then log out and back in"
         root_only = [replace(n, mode=0o600, accessible=False) for n in nv.kernel.nodes]
-        assert (
-            result(facts(nvidia=with_kernel(nv, nodes=root_only)), "nvidia.devices").fix
-            == "sudo chmod 0666 /dev/nvidia*"
-        )
+        fix = result(facts(nvidia=with_kernel(nv, nodes=root_only)), "nvidia.devices").fix
+        assert fix.startswith("sudo chmod 0666 /dev/nvidia* && ")
+        assert "options nvidia NVreg_DeviceFileMode=0666" in fix  # or the next boot brings the old mode back
 
     def test_systemd_cgroups_without_dev_char_links_warns(self):
         nv = nvidia_facts()
@@ -500,7 +547,14 @@ class TestHealth:
     def test_all_na_geforce_fields_render(self):
         bare = GpuFacts(index=0, name="NVIDIA GeForce RTX 4090", pci_bus_id="00000000:18:00.0")
         r = results(facts(nvidia=with_nvml(nvidia_facts(gpus=1), gpus=[bare])), "nvidia.health")[0]
-        assert r.status is Status.PASS and r.summary == "NVIDIA GeForce RTX 4090: n/a, no memory errors"
+        assert r.status is Status.PASS and r.summary == "NVIDIA GeForce RTX 4090: n/a, ECC n/a"
+
+    def test_pass_line_claims_no_more_than_ecc_reports(self):
+        rs = results(facts(nvidia=with_gpu(nvidia_facts(), ecc_enabled=False)), "nvidia.health")
+        assert rs[0].summary == "NVIDIA H100 80GB HBM3: 31 °C, 70 of 700 W, ECC off"
+        nameless = GpuFacts(index=0, pci_bus_id="00000000:18:00.0", errors={"name": "Unknown Error"})
+        r = results(facts(nvidia=with_nvml(nvidia_facts(gpus=1), gpus=[nameless])), "nvidia.health")[0]
+        assert r.status is Status.PASS and r.summary == "GPU 0: n/a, ECC n/a"
 
 
 class TestFabricManager:
@@ -533,6 +587,18 @@ class TestFabricManager:
         assert r.status is Status.FAIL and r.summary.startswith(
             f"fabric manager 550.54.15 does not match driver {DRIVER}"
         )
+
+    def test_unknown_distro_gets_the_version_and_the_guide(self):
+        nv = nvidia_facts(switches=4, fabric_manager=FabricManagerFacts())
+        r = result(facts(nvidia=nv, host=gentoo()), "nvidia.fabricmanager")
+        assert r.fix.startswith(f"install NVIDIA fabric manager {DRIVER} (https://docs.nvidia.com/")
+
+    def test_registration_that_completed_with_an_error_fails(self):
+        nv = with_gpu(nvidia_facts(switches=4), fabric_state="failed", fabric_error="Unknown Error")
+        r = result(facts(nvidia=nv), "nvidia.fabricmanager")
+        assert r.status is Status.FAIL
+        assert r.summary.startswith("the NVLink fabric registration failed (GPU 0: Unknown Error)")
+        assert r.fix.startswith("sudo journalctl -u nvidia-fabricmanager")
 
     @pytest.mark.parametrize(("state", "status"), [("not_started", Status.FAIL), ("in_progress", Status.WARN)])
     def test_fabric_not_ready(self, state, status):
@@ -576,7 +642,7 @@ class TestToolkit:
     def test_rootless_without_no_cgroups(self):
         d = docker(flavour="rootless", daemon=daemon(runtimes=["nvidia", "runc"]))
         r = result(facts(nvidia=nvidia_facts(), docker=d), "nvidia.toolkit")
-        assert r.status is Status.WARN and "bpf_prog_query" in r.summary
+        assert r.status is Status.FAIL and "bpf_prog_query" in r.summary
         assert r.fix.startswith("sudo nvidia-ctk config --set nvidia-container-cli.no-cgroups --in-place")
 
     def test_snap(self):
@@ -595,13 +661,23 @@ class TestToolkit:
         assert r.fix.endswith("sudo systemctl restart docker   # the hook is in nvidia-container-toolkit")
 
     def test_installed_after_dockerd_started(self):
+        """Nothing applied since the install (no nvidia runtime either): dockerd has no GPU driver."""
         nv = nvidia_facts()
-        late = [replace(b, installed_at=DOCKERD_STARTED + 60) for b in nv.toolkit.binaries]
-        r = result(
-            facts(nvidia=with_toolkit(nv, binaries=late), docker=docker(daemon=daemon(runtimes=["nvidia"]))),
-            "nvidia.toolkit",
-        )
-        assert r.status is Status.FAIL and "installed after dockerd started" in r.summary
+        late = with_toolkit(nv, binaries=[replace(b, installed_at=DOCKERD_STARTED + 60) for b in nv.toolkit.binaries])
+        r = result(facts(nvidia=late), "nvidia.toolkit")
+        assert r.status is Status.FAIL
+        assert r.summary.startswith("the toolkit was installed after dockerd started: `docker run --gpus all` fails")
+        assert r.fix.splitlines() == [
+            "sudo systemctl restart docker",
+            "sudo nvidia-ctk runtime configure --runtime=docker && sudo systemctl restart docker",
+        ]
+
+    def test_hook_upgraded_after_dockerd_started_warns(self):
+        """The nvidia runtime is registered, so dockerd was set up after a hook existed: an in-place upgrade."""
+        nv = nvidia_facts()
+        late = with_toolkit(nv, binaries=[replace(b, installed_at=DOCKERD_STARTED + 60) for b in nv.toolkit.binaries])
+        r = result(facts(nvidia=late, docker=docker(daemon=daemon(runtimes=["nvidia"]))), "nvidia.toolkit")
+        assert r.status is Status.WARN and "replaced after dockerd started" in r.summary
         assert r.fix == "sudo systemctl restart docker"
 
     def test_daemon_down_judges_its_daemon_json(self):
@@ -629,10 +705,13 @@ class TestToolkit:
         assert result(facts(nvidia=nvidia_facts(), docker=d, host=wsl), "nvidia.toolkit").status is not Status.FAIL
 
     def test_stale_cdi_spec(self):
+        """Docker's `--gpus` does not read CDI specs: WARN. Podman's only GPU path is CDI: FAIL."""
         nv = with_toolkit(nvidia_facts(), cdi_specs=[CdiSpec(path="/etc/cdi/nvidia.yaml", driver_version="535.104.05")])
         r = result(facts(nvidia=nv, docker=docker(daemon=daemon(runtimes=["nvidia"]))), "nvidia.toolkit")
-        assert r.status is Status.FAIL and "generated for driver 535.104.05" in r.summary
+        assert r.status is Status.WARN and "generated for driver 535.104.05" in r.summary
         assert r.fix == "sudo nvidia-ctk cdi generate --output=/etc/cdi/nvidia.yaml"
+        r = result(facts(nvidia=nv, docker=docker(flavour="podman")), "nvidia.toolkit")
+        assert r.status is Status.FAIL and r.fix == "sudo nvidia-ctk cdi generate --output=/etc/cdi/nvidia.yaml"
 
     def test_podman_needs_a_cdi_spec(self):
         podman = docker(flavour="podman")

@@ -1,0 +1,251 @@
+"""The policy file: thresholds and run settings from `mldoctor.toml`, or `[tool.mldoctor]` in `pyproject.toml`.
+
+Found from the current directory upwards (the nearest directory with either wins; there `mldoctor.toml` wins
+over pyproject.toml), or named with `--config FILE`. Precedence: built-in defaults < the file < command-line
+flags. Every key is checked before anything runs: an unknown key, a wrong type or an impossible value names the
+file, the key, what was given and what is allowed (exit 2).
+
+    # mldoctor.toml
+    strict = true
+    require_gpus = 8
+    disk_fail_gib = 50
+    matmul = { passing = 0.9, warning = 0.8 }
+    expect_tflops = { bf16 = 700 }
+    skip = ["docker.compose"]
+
+    [probe]
+    image = "registry.example.com/team/train:latest"
+    duration = 20
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+import re
+import sys
+import typing
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from mldoctor.policy import Band, Policy
+from mldoctor.serde import SchemaError, from_data
+
+FILE_NAMES = ("mldoctor.toml", "pyproject.toml")
+
+
+class ConfigError(ValueError):
+    """A policy file that cannot be used; the message names the file and the key."""
+
+
+def _at_least(minimum: float, inclusive: bool = True) -> Callable[[Any], str | None]:
+    def check(value: Any) -> str | None:
+        ok = value >= minimum if inclusive else value > minimum
+        return None if ok else f"a number {'>=' if inclusive else '>'} {minimum:g}"
+
+    return check
+
+
+def _band(value: Band) -> str | None:
+    return None if 0 <= value.warning <= value.passing else "{passing = P, warning = W} with 0 <= W <= P"
+
+
+def _pattern(allowed: str, description: str) -> Callable[[Any], str | None]:
+    return lambda value: None if re.fullmatch(allowed, value, re.IGNORECASE) else description
+
+
+@dataclass(frozen=True)
+class Key:
+    """One setting the file may hold."""
+
+    name: str
+    """As written in the file: `disk_fail_gib`, or `probe.image` for a key in the [probe] table."""
+    type: Any
+    default: Any
+    option: str | None = None
+    """The command-line parameter that overrides it."""
+    check: Callable[[Any], str | None] | None = None
+    """None when the value is allowed, else a description of what is."""
+
+
+def _policy_keys() -> list[Key]:
+    hints = typing.get_type_hints(Policy)
+    keys = []
+    for f in dataclasses.fields(Policy):
+        kind = hints[f.name]
+        if f.name == "expect_tflops":
+            keys.append(Key(f.name, dict[str, float], {}, option=f.name, check=_positive_values))
+        elif kind is Band:
+            keys.append(Key(f.name, Band, f.default, check=_band))
+        else:
+            keys.append(Key(f.name, kind, f.default, option=f.name, check=_at_least(0)))
+    return keys
+
+
+def _positive_values(value: dict[str, float]) -> str | None:
+    from mldoctor.cli import BENCH_DTYPES
+
+    if all(dtype in BENCH_DTYPES and tflops > 0 for dtype, tflops in value.items()):
+        return None
+    return f"a table of DTYPE = TFLOPS with DTYPE one of {', '.join(BENCH_DTYPES)} and TFLOPS > 0"
+
+
+RUN_KEYS = [
+    Key("only", list[str], [], option="only"),
+    Key("skip", list[str], [], option="skip"),
+    Key("strict", bool, False, option="strict"),
+    Key("timeout", float, 5.0, option="timeout", check=_at_least(0.1)),
+]
+PROBE_KEYS = [
+    Key("probe.image", str, None, option="image"),
+    Key("probe.gpus", str, "auto", option="gpus",
+        check=_pattern(r"auto|all|none|\d+(,\d+)*", "auto, all, none or GPU indices such as 0,1")),
+    Key("probe.shm_size", str, None, option="shm_size",
+        check=_pattern(r"\d+[bkmg]?", "a size such as 16g, 512m or a number of bytes")),
+    Key("probe.duration", float, 10.0, option="duration", check=_at_least(0)),
+    Key("probe.timeout", float, 120.0, option="probe_timeout", check=_at_least(1)),
+]
+
+
+def keys() -> dict[str, Key]:
+    return {key.name: key for key in [*RUN_KEYS, *_policy_keys(), *PROBE_KEYS]}
+
+
+@dataclass
+class Loaded:
+    path: str | None
+    values: dict[str, Any]
+    """Checked values by key name, only those the file sets."""
+
+
+def find(start: str) -> tuple[str, str] | None:
+    """(path, table) of the nearest policy file above `start`; table is '' or 'tool.mldoctor'."""
+    directory = os.path.abspath(start)
+    while True:
+        for name in FILE_NAMES:
+            path = os.path.join(directory, name)
+            if not os.path.isfile(path):
+                continue
+            if name == "mldoctor.toml":
+                return path, ""
+            if "[tool.mldoctor" in _read(path):
+                return path, "tool.mldoctor"
+        parent = os.path.dirname(directory)
+        if parent == directory:
+            return None
+        directory = parent
+
+
+def _read(path: str) -> str:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return handle.read()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read it: {exc}") from None
+
+
+def _toml(text: str, path: str) -> dict[str, Any]:
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover - Python 3.10
+        import tomli as tomllib
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+
+
+def load(path: str | None = None, cwd: str = ".") -> Loaded:
+    """The given file, else the nearest one found from `cwd` upwards, else no file (defaults only)."""
+    if path is None:
+        found = find(cwd)
+        if found is None:
+            return Loaded(None, {})
+        path, table = found
+    else:
+        table = "tool.mldoctor" if os.path.basename(path) == "pyproject.toml" else ""
+    data = _toml(_read(path), path)
+    for part in filter(None, table.split(".")):
+        data = data.get(part, {})
+    return Loaded(path, _checked(_flatten(data), path))
+
+
+def _flatten(data: dict[str, Any]) -> dict[str, Any]:
+    """{"probe": {"image": x}} -> {"probe.image": x}; other tables (bands, expect_tflops) stay values."""
+    flat = {}
+    for name, value in data.items():
+        name = name.replace("-", "_")
+        if name == "probe" and isinstance(value, dict):
+            flat.update({f"probe.{k.replace('-', '_')}": v for k, v in value.items()})
+        else:
+            flat[name] = value
+    return flat
+
+
+def _checked(values: dict[str, Any], path: str) -> dict[str, Any]:
+    known = keys()
+    checked = {}
+    for name, value in values.items():
+        key = known.get(name)
+        if key is None:
+            close = difflib.get_close_matches(name, known, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else f"; known keys: {', '.join(sorted(known))}"
+            raise ConfigError(f"{path}: unknown key {name!r}{hint}")
+        try:
+            typed = from_data(key.type, value)
+        except SchemaError:
+            typed = None
+        problem = _describe(key.type) if typed is None else (key.check(typed) if key.check else None)
+        if problem:
+            raise ConfigError(f"{path}: {name} = {_toml_value(value)} is not allowed: use {problem}")
+        checked[name] = typed
+    return checked
+
+
+def _describe(kind: Any) -> str:
+    names = {str: "a string", bool: "true or false", int: "a whole number", float: "a number",
+             list[str]: "a list of strings", Band: "{passing = P, warning = W}",
+             dict[str, float]: "a table of DTYPE = TFLOPS"}
+    return names.get(kind, str(kind))
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return f'"{value}"'
+    return repr(value)
+
+
+@dataclass
+class Effective:
+    """Every setting's value and where it came from: `default`, the policy file's path, or `--flag`."""
+
+    values: dict[str, Any]
+    sources: dict[str, str]
+
+    def policy(self) -> Policy:
+        fields = {f.name for f in dataclasses.fields(Policy)}
+        values = {k: v for k, v in self.values.items() if k in fields}
+        values["expect_tflops"] = tuple(sorted(dict(values.get("expect_tflops") or {}).items()))
+        return Policy(**values)
+
+    def probe(self, prefix: str = "probe.") -> dict[str, Any]:
+        return {k.removeprefix(prefix): v for k, v in self.values.items() if k.startswith(prefix)}
+
+
+def effective(loaded: Loaded, params: dict[str, Any], given: set[str]) -> Effective:
+    """Merge defaults, the file and the command line; `given` names the parameters typed on the command line."""
+    values, sources = {}, {}
+    for key in keys().values():
+        if key.option and key.option in given:
+            value = params[key.option]
+            values[key.name] = dict(value) if key.name == "expect_tflops" else value
+            sources[key.name] = "--" + key.option.replace("_", "-")
+        elif key.name in loaded.values:
+            values[key.name], sources[key.name] = loaded.values[key.name], loaded.path or "file"
+        else:
+            values[key.name], sources[key.name] = key.default, "default"
+    return Effective(values, sources)
