@@ -75,6 +75,11 @@ class HostFacts:
     systemd: bool = False
     """Whether systemd is the init system (decides `systemctl` vs `service` in fixes)."""
 
+    @property
+    def wsl(self) -> bool:
+        """Windows Subsystem for Linux: Docker Desktop there does pass GPUs through, unlike on Linux."""
+        return "microsoft" in self.kernel.lower()
+
 
 def gather(ports: list[int]) -> HostFacts:
     return HostFacts(

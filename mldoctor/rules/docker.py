@@ -223,7 +223,7 @@ def docker_flavour(facts: Facts, policy: Policy) -> Finding:
     name = FLAVOURS.get(flavour, flavour)
     config = daemon_json_path(flavour, docker.config.command_line if docker.config else [])
     details = (f"daemon configuration: {config}",) if config else ()
-    if flavour == "desktop" and "microsoft" not in facts.host.kernel.lower():
+    if flavour == "desktop" and not facts.host.wsl:
         return Finding.warn(
             f"{name}: containers run inside a VM, where NVIDIA GPUs are not available on Linux",
             fix="docker context use default   # Docker Engine on this host; install it first if needed: " + ENGINE_DOCS,

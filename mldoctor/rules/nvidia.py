@@ -646,7 +646,7 @@ def nvidia_toolkit(facts: Facts, policy: Policy) -> Finding:
     is down: a GPU host whose daemon is stopped still has a toolkit to get right."""
     nv, docker, host = facts.nvidia, facts.docker, facts.host
     toolkit = nv.toolkit
-    if docker.flavour == "desktop" and "microsoft" not in host.kernel.lower():
+    if docker.flavour == "desktop" and not host.wsl:
         return Finding.fail(
             "Docker Desktop on Linux cannot give containers NVIDIA GPUs (the toolkit does not support it)",
             fix="docker context use default   # Docker Engine on this host, with the NVIDIA Container Toolkit",
