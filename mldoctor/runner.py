@@ -61,6 +61,8 @@ def _blocked(check: Check, results: dict[str, CheckResult]) -> Finding | None:
             return Finding.skip(f"skipped: {root_id} failed", blocked_by=root_id)
         if root.status is Status.SKIP:  # not applicable here (no GPU): say why, not "was skipped"
             return Finding.skip(f"skipped: {root.summary.removeprefix('skipped: ')}", blocked_by=root_id)
+        if root.status is Status.WARN:  # a rule skipped itself because of a warning upstream
+            return Finding.skip(f"skipped: {root_id}: {root.summary}", blocked_by=root_id)
         return Finding.skip(f"skipped: {root_id} {_verb(root.status.value.lower())}", blocked_by=root_id)
     return None
 

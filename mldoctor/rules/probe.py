@@ -134,7 +134,7 @@ def probe_container(facts: Facts, policy: Policy) -> Finding:
         return Finding.fail(
             f"the probe in {_where(run)} printed something other than its JSON report",
             fix=f"docker run --rm --entrypoint python3 {run.image} -c pass   # whatever this prints comes from the "
-            "image (sitecustomize, PYTHONSTARTUP, a wrapper script)"
+            "image (sitecustomize, a .pth file, PYTHONSTARTUP)"
             if run.mode == "container"
             else "python3 -c pass   # whatever this prints comes from the environment (sitecustomize, PYTHONSTARTUP)",
             details=_stage_details(run),
@@ -148,7 +148,7 @@ def _document(probe: ProbeFacts) -> ProbeDocument | Finding:
     """The probe's report, or the SKIP a dependant returns when the probe could not produce one (probe.container
     passes when the container started, even if python3 in it then could not run the probe)."""
     if probe.document is None:
-        return Finding.skip("skipped: the probe produced no report", blocked_by="probe.container")
+        return Finding.skip("the probe produced no report (see probe.container)")
     return probe.document
 
 
@@ -159,10 +159,12 @@ def probe_python(facts: Facts, policy: Policy) -> Finding:
         if _no_python(run):
             return Finding.fail(
                 f"{_where(run)} has no python3 on its PATH",
-                fix="build a probe image from it: mldoctor image build --base-image "
-                f"{run.image}   # needs python3 >= 3.8; or install python3 in your Dockerfile",
+                fix="install python3 (>= 3.8) in the image's Dockerfile, or start FROM an image that has it "
+                "(any PyTorch image); mldoctor image build --base-image THAT_IMAGE adds the probe to it",
                 details=_stage_details(run),
             )
+        if run.stage != "exit":  # it never got as far as python: probe.container says why
+            return Finding.skip("the probe did not run (see probe.container)")
         if OLD_PYTHON.search(run.stderr_tail):
             return Finding.fail(
                 f"python3 in {_where(run)} is older than 3.8 (the probe does not even parse)",

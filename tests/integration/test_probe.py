@@ -1,0 +1,217 @@
+"""The probe against a real daemon and real containers: the images come from scripts/ci/build-test-images.sh.
+
+Every test runs `mldoctor` as a subprocess, the way a user does, and reads its JSON. Without the images these
+tests skip with the command that builds them, except in CI (CI=true), where a missing image is a broken CI.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+pytestmark = pytest.mark.docker
+
+TORCH_IMAGE = "mldoctor-probe-test:cpu"
+BASE_IMAGE = "mldoctor-base:bookworm"
+BUSYBOX_IMAGE = "mldoctor-test-busybox:latest"
+GARBAGE_IMAGE = "mldoctor-test-garbage:latest"
+HANG_IMAGE = "mldoctor-test-hang:latest"
+LABEL = "mldoctor.probe"
+
+
+def _docker():
+    import docker
+
+    return docker.from_env(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def images() -> None:
+    from tests.integration.conftest import docker_unavailable_reason
+
+    if docker_unavailable_reason():
+        pytest.skip(docker_unavailable_reason())
+    client = _docker()
+    present = {tag for image in client.images.list() for tag in image.tags}
+    missing = {TORCH_IMAGE, BASE_IMAGE, BUSYBOX_IMAGE, GARBAGE_IMAGE, HANG_IMAGE} - present
+    if missing:
+        reason = f"test images missing: {sorted(missing)}; build them: bash scripts/ci/build-test-images.sh"
+        if os.environ.get("CI") == "true":
+            pytest.fail(reason, pytrace=False)
+        pytest.skip(reason)
+
+
+def probe_containers() -> list[str]:
+    return [c.name for c in _docker().containers.list(all=True, filters={"label": LABEL})]
+
+
+def left_behind(before: set[str], grace: float = 15.0) -> set[str]:
+    """Probe containers that appeared since `before` and are still there after `grace` seconds: another run on
+    the same daemon (a colleague's test run) removes its own within seconds; a leak stays."""
+    deadline = time.monotonic() + grace
+    while (new := set(probe_containers()) - before) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    return new
+
+
+@pytest.fixture(autouse=True)
+def no_probe_container_left(images):
+    before = set(probe_containers())
+    yield
+    assert left_behind(before) == set(), "a probe container outlived its run"
+
+
+def mldoctor(*args: str, timeout: float = 120) -> tuple[int, dict]:
+    proc = subprocess.run(
+        [sys.executable, "-m", "mldoctor", *args, "--format", "json"],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    assert proc.stderr == "" or "Traceback" not in proc.stderr, proc.stderr
+    return proc.returncode, json.loads(proc.stdout)
+
+
+def statuses(report: dict) -> dict[str, str]:
+    return {r["id"]: r["status"] for r in report["results"]}
+
+
+def result(report: dict, check_id: str) -> dict:
+    return next(r for r in report["results"] if r["id"] == check_id)
+
+
+def test_torch_image_runs_the_cpu_benchmark_and_passes():
+    code, report = mldoctor("gpu-bench", "--image", TORCH_IMAGE, "--duration", "2", "--shm-size", "2g")
+    got = statuses(report)
+    assert code == 0, got
+    for check_id in ("probe.container", "probe.python", "probe.torch", "probe.shm", "bench.cpu"):
+        assert got[check_id] == "PASS", (check_id, result(report, check_id))
+    assert got["probe.cuda"] == "SKIP"  # no GPU on this machine: nothing given to the container
+    document = report["facts"]["probe"]["document"]
+    assert document["torch"]["version"].startswith("2.13.0")
+    assert document["system"]["uid"] != 0, "the probe image runs as its non-root user"
+    assert document["shm"]["total_bytes"] == 2 << 30
+    cpu = document["bench"]["cpu"]
+    assert cpu["ok"] and cpu["gflops"] > 10 and cpu["threads"] >= 1
+    (row,) = report["benchmarks"]
+    assert (row["gpu"], row["metric"], row["status"]) == ("cpu", "fp32", "PASS")
+    assert row["measured"] == pytest.approx(cpu["gflops"])
+
+
+def test_the_container_is_hardened():
+    """No network, no capabilities, no new privileges: what the probe sees from inside says so."""
+    code, report = mldoctor("gpu-bench", "--image", TORCH_IMAGE, "--duration", "0")
+    assert code == 0, statuses(report)
+    run = report["facts"]["probe"]["run"]
+    assert run["gpus"] == "none" and run["stage"] == "done"
+    assert report["facts"]["probe"]["document"]["system"]["in_container"] is True
+
+
+def test_an_image_with_python_but_no_torch():
+    code, report = mldoctor("gpu-bench", "--image", BASE_IMAGE, "--duration", "1")
+    got = statuses(report)
+    assert code == 1
+    assert got["probe.container"] == "PASS" and got["probe.python"] == "PASS"
+    assert got["probe.torch"] == "FAIL"
+    assert "pip install torch" in result(report, "probe.torch")["fix"]
+    assert got["bench.matmul"] == "SKIP" and got.get("bench.cpu") == "SKIP"
+
+
+def test_an_image_without_python3():
+    code, report = mldoctor("gpu-bench", "--image", BUSYBOX_IMAGE)
+    got = statuses(report)
+    assert code == 1
+    assert got["probe.python"] == "FAIL"
+    assert "no python3" in result(report, "probe.python")["summary"]
+    assert got["probe.torch"] == "SKIP"
+
+
+def test_garbage_on_the_probes_stdout_is_a_clear_failure():
+    code, report = mldoctor("gpu-bench", "--image", GARBAGE_IMAGE)
+    failed = result(report, "probe.container")
+    assert code == 1 and failed["status"] == "FAIL"
+    assert "printed something other than its JSON" in failed["summary"]
+    assert any("hello from a .pth file" in line for line in failed["details"])
+    assert report["facts"]["probe"]["document"] is None
+
+
+def test_a_probe_past_its_deadline_is_killed_and_removed():
+    started = time.monotonic()
+    code, report = mldoctor("gpu-bench", "--image", HANG_IMAGE, "--timeout", "3", "--duration", "0")
+    assert time.monotonic() - started < 20
+    failed = result(report, "probe.container")
+    assert code == 1 and failed["status"] == "FAIL"
+    assert "did not finish within 3 s" in failed["summary"] and "removed" in failed["summary"]
+    assert report["facts"]["probe"]["run"]["timed_out"] is True
+
+
+def test_a_nonexistent_image():
+    code, report = mldoctor("gpu-bench", "--image", "mldoctor-test/does-not-exist:1")
+    failed = result(report, "probe.container")
+    assert code == 1 and failed["status"] == "FAIL"
+    assert failed["fix"].startswith("docker pull mldoctor-test/does-not-exist:1")
+
+
+def test_check_without_the_default_image_warns_with_the_build_command():
+    """A fresh machine: mldoctor's own image is not built yet. That is a WARN with the build command, and the
+    probe's dependants are skipped, not a wall of red."""
+    _, report = mldoctor("check", "--only", "probe,bench", "--timeout", "10")
+    container = result(report, "probe.container")
+    if container["status"] == "PASS":
+        pytest.skip("the default probe image is built on this machine")
+    assert container["status"] == "WARN" and container["fix"].startswith("mldoctor image build")
+    assert {r["status"] for r in report["results"] if r["id"] != "probe.container"} == {"SKIP"}
+
+
+def test_check_runs_the_probe_in_a_given_image_and_no_probe_skips_it():
+    code, report = mldoctor("check", "--image", TORCH_IMAGE, "--duration", "1", "--only", "probe,bench")
+    assert code == 0 and statuses(report)["bench.cpu"] == "PASS"  # Docker's default 64 MiB /dev/shm is a WARN
+    _, report = mldoctor("check", "--no-probe", "--only", "docker")
+    assert not [r for r in report["results"] if r["area"] in ("probe", "bench")]
+    assert report["facts"]["probe"] is None
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_an_interrupted_run_removes_its_container(signum):
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mldoctor", "gpu-bench", "--image", HANG_IMAGE, "--timeout", "60"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    before = set(probe_containers())
+    try:
+        deadline = time.monotonic() + 30
+        while not (mine := set(probe_containers()) - before):
+            assert time.monotonic() < deadline, "the probe container never appeared"
+            assert proc.poll() is None, proc.stderr.read()
+            time.sleep(0.1)
+        proc.send_signal(signum)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode in (130, 143)
+    assert "Traceback" not in proc.stderr.read()
+    assert not mine & set(probe_containers())
+
+
+def test_two_runs_at_once_do_not_interfere():
+    runs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "mldoctor", "gpu-bench", "--image", image, "--duration", "1", "--format", "json"],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for image in (TORCH_IMAGE, BASE_IMAGE)
+    ]
+    torch_report, base_report = (json.loads(run.communicate(timeout=120)[0]) for run in runs)
+    assert statuses(torch_report)["bench.cpu"] == "PASS"
+    assert statuses(base_report)["probe.torch"] == "FAIL"
