@@ -12,8 +12,8 @@ set -euo pipefail
 PACKAGE=libnvidia-ml1
 STATE=${MLDOCTOR_APT_STATE:-/var/tmp/mldoctor-apt-nonfree}
 
-where() {
-    ldconfig -p | awk '/libnvidia-ml\.so\.1 /{print $NF; exit}'
+where() {  # awk reads to the end: an early exit would SIGPIPE ldconfig and fail the pipeline
+    ldconfig -p | awk '/libnvidia-ml\.so\.1 / && !found {found = $NF} END {if (found) print found}'
 }
 
 found=$(where)
