@@ -11,6 +11,7 @@ from typing import Any
 import click
 
 from mldoctor import __version__
+from mldoctor.bundle.command import command as report_command
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 
@@ -335,6 +336,9 @@ def gpu_bench(fmt: str, output: str | None, strict: bool, timeout: float, **prob
             console = Console(highlight=False, width=120)  # logs and pipes: do not wrap at 80
         console.print(bench_output.renderable(report, policy))
     return report.exit_code(strict)
+
+
+cli.add_command(report_command())
 
 
 @cli.group("image")

@@ -1,0 +1,90 @@
+"""Writing the bundle: every file through the Redactor, a manifest with sizes and hashes, one atomic zip.
+
+The zip is written to a hidden temp file in the target directory and renamed into place only when complete:
+Ctrl-C, a full disk or a bug mid-way leaves nothing behind, never half an archive. The file is created 0600 (the
+bundle describes the user's machine; sharing it is their decision).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import re
+import tempfile
+import zipfile
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from mldoctor.bundle.redact import Redactor
+
+BUNDLE_FORMAT = 1
+"""The layout of the archive (report.json at the root, raw/, manifest.json); `check --facts` refuses newer ones."""
+MANIFEST = "manifest.json"
+REPORT = "report.json"
+
+
+def default_name(host: str, created: str) -> str:
+    """mldoctor-report-<host>-<UTC time>.zip, safe as a file name (created is the report's ISO time, in UTC)."""
+    safe_host = re.sub(r"[^A-Za-z0-9._-]+", "_", host).strip("._") or "host"
+    stamp = re.sub(r"[^0-9TZ]", "", created)
+    return f"mldoctor-report-{safe_host}-{stamp}.zip"
+
+
+def write(
+    path: str,
+    files: Mapping[str, str],
+    redactor: Redactor,
+    notes: Mapping[str, str],
+    info: Mapping[str, Any],
+) -> dict[str, Any]:
+    """Scrub `files` (archive name -> text), write them and a manifest atomically to `path`; return the manifest.
+
+    `notes` says, per raw source, whether it was collected or why not; `info` is merged into the manifest
+    (mldoctor version, creation time, host). Both are scrubbed as data before the redaction summary is taken, so
+    the manifest's counts include what they held.
+    """
+    contents = {name: redactor.scrub_file(name, text).encode("utf-8") for name, text in files.items()}
+    manifest = {
+        "bundle_format": BUNDLE_FORMAT,
+        **redactor.scrub_data(dict(info)),
+        "files": [
+            {"name": name, "size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+            for name, data in contents.items()
+        ],
+        "raw": redactor.scrub_data(dict(notes)),
+        "redaction": redactor.summary(),
+    }
+    contents[MANIFEST] = redactor.scrub_file(MANIFEST, json.dumps(manifest, indent=2) + "\n").encode("utf-8")
+    _write_zip(path, contents, str(info.get("created", "")))
+    return manifest
+
+
+def _zip_time(created: str) -> tuple[int, ...]:
+    """The report's own time on every entry (zip stores local times without a zone; this one is UTC)."""
+    try:
+        return datetime.fromisoformat(created.replace("Z", "+00:00")).timetuple()[:6]
+    except ValueError:
+        return (1980, 1, 1, 0, 0, 0)
+
+
+def _write_zip(path: str, contents: Mapping[str, bytes], created: str) -> None:
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            with zipfile.ZipFile(handle, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+                for name, data in contents.items():
+                    entry = zipfile.ZipInfo(name, date_time=_zip_time(created))
+                    entry.compress_type = zipfile.ZIP_DEFLATED
+                    entry.external_attr = 0o644 << 16
+                    archive.writestr(entry, data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:  # Ctrl-C included: no partial archive, under any name
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise

@@ -1,0 +1,233 @@
+"""raw/: the outputs a support engineer asks for first, declared the way a sos plugin declares them.
+
+Each Source names one file of the archive and how to read it: a command (with a deadline), a file, or a view of
+the facts already gathered. Collection never raises: a source that does not exist here (no nvidia-smi on a
+GPU-less host) or fails is recorded as a note for the manifest, and the bundle is written without it. Nothing
+here redacts: the archive writer sends every file through the one Redactor.
+
+Never collected: ~/.docker/config.json (registry credentials) and the rest of the home directory.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import re
+import shutil
+import sys
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from mldoctor.bundle.redact import relevant_environment
+from mldoctor.facts import Facts
+from mldoctor.facts.common import CommandOutput, read_text, run_command
+from mldoctor.serde import to_data
+
+MAX_CHARS = 2 << 20
+"""Per file: keeps a bundle from a machine with a huge log well under 5 MB (the tail is kept, where the
+recent lines are)."""
+SLOW_COMMAND_S = 30.0
+"""nvidia-smi -q on 8 GPUs and pip freeze take seconds; they get at least this long whatever --timeout says."""
+KERNEL_LINES = 500
+NVIDIA_PCI = re.compile(r"NVIDIA|\[10de:", re.IGNORECASE)
+NVIDIA_KERNEL = re.compile(r"NVRM|Xid|nvidia|nouveau|NVSwitch|nvlink", re.IGNORECASE)
+
+
+class Unavailable(Exception):
+    """The source does not exist on this machine or could not be read; the message says which."""
+
+
+@dataclass(frozen=True)
+class Collected:
+    name: str
+    text: str | None
+    note: str
+    """"collected", or why the file is missing or partial (for the manifest)."""
+
+
+@dataclass(frozen=True)
+class Source:
+    name: str
+    read: Callable[[Facts, float], str]
+    """Facts and the per-command timeout -> the file's text; raises Unavailable."""
+
+
+def command(*argv: str, keep: re.Pattern[str] | None = None, slow: bool = False) -> Callable[[Facts, float], str]:
+    """A read-only command's output (stdout, then stderr), kept even when it fails: nvidia-smi's "couldn't
+    communicate with the NVIDIA driver" is exactly what support wants to read."""
+
+    def read(facts: Facts, timeout: float) -> str:
+        return _run(list(argv), max(timeout, SLOW_COMMAND_S) if slow else timeout, keep)
+
+    return read
+
+
+def _output(argv: list[str], timeout: float) -> CommandOutput:
+    if shutil.which(argv[0]) is None:
+        raise Unavailable(f"{argv[0]} is not installed")
+    output = run_command(argv, timeout)
+    if output.error:
+        raise Unavailable(output.error)
+    return output
+
+
+def _run(argv: list[str], timeout: float, keep: re.Pattern[str] | None = None) -> str:
+    output = _output(argv, timeout)
+    text = output.stdout
+    if keep is not None:
+        text = "\n".join(line for line in text.splitlines() if keep.search(line)) or "# no matching lines"
+    if output.returncode:
+        text += f"\n# {' '.join(argv)} exited with code {output.returncode}\n{output.stderr}"
+    if not text.strip():
+        raise Unavailable(f"{' '.join(argv)} printed nothing")
+    return text.strip() + "\n"
+
+
+def file(*paths: str) -> Callable[[Facts, float], str]:
+    """The first of `paths` that is readable."""
+
+    def read(facts: Facts, timeout: float) -> str:
+        return _read_file(*paths)
+
+    return read
+
+
+def _read_file(*paths: str) -> str:
+    for path in paths:
+        text = read_text(path, limit=MAX_CHARS + 1)
+        if text is not None:
+            return text
+    raise Unavailable(f"{' or '.join(paths)}: missing or not readable")
+
+
+def docker_system_df(facts: Facts, timeout: float) -> str:
+    """`docker system df` prints one JSON object per line; the file holds them as one JSON list."""
+    text = _run(["docker", "system", "df", "--format", "{{json .}}"], max(timeout, SLOW_COMMAND_S))
+    try:
+        return json.dumps([json.loads(line) for line in text.splitlines() if line.strip()], indent=2) + "\n"
+    except ValueError:
+        return text
+
+
+def daemon_json(facts: Facts, timeout: float) -> str:
+    """The daemon.json the running daemon uses (the docker facts found which: --config-file, rootless, snap)."""
+    config = facts.docker.config if facts.docker else None
+    if config is None or not config.path:
+        raise Unavailable("no daemon on this host whose configuration could be located")
+    if not config.found:
+        raise Unavailable(f"{config.path} does not exist (the daemon runs with its defaults)")
+    return _read_file(config.path)
+
+
+def cdi_specs(facts: Facts, timeout: float) -> str:
+    """Every CDI spec, as one multi-document YAML file, each document headed by its path."""
+    paths = sorted(glob.glob("/etc/cdi/*") + glob.glob("/var/run/cdi/*"))
+    documents = [f"--- # {path}\n{text}" for path in paths if (text := read_text(path, limit=MAX_CHARS)) is not None]
+    if not documents:
+        raise Unavailable("no CDI spec in /etc/cdi or /var/run/cdi")
+    return "\n".join(documents)
+
+
+def docker_journal(facts: Facts, timeout: float) -> str:
+    """The daemon's recent log, from the unit of this Docker flavour."""
+    flavour = facts.docker.flavour if facts.docker else "engine"
+    units = {"snap": ["-u", "snap.docker.dockerd"], "rootless": ["--user", "-u", "docker"]}
+    unit = units.get(flavour, ["-u", "docker"])
+    return _run(["journalctl", *unit, "--no-pager", "-q", "-n", "300"], timeout)
+
+
+def kernel_lines(facts: Facts, timeout: float) -> str:
+    """Recent NVRM/Xid/nvidia kernel lines: dmesg, else the journal's kernel log (either may need privileges)."""
+    errors = []
+    for argv in (["dmesg"], ["journalctl", "-k", "--no-pager", "-q", "-n", "20000"]):
+        try:
+            output = _output(argv, timeout)
+        except Unavailable as exc:
+            errors.append(str(exc))
+            continue
+        if not output.ok:
+            errors.append(f"{argv[0]}: {output.stderr or f'exit code {output.returncode}'}")
+            continue
+        lines = [line for line in output.stdout.splitlines() if NVIDIA_KERNEL.search(line)]
+        return "\n".join(lines[-KERNEL_LINES:]) + "\n" if lines else "# no NVIDIA kernel messages\n"
+    raise Unavailable("; ".join(errors))
+
+
+def uname(facts: Facts, timeout: float) -> str:
+    return " ".join(os.uname()) + "\n"
+
+
+def probe_stdout(facts: Facts, timeout: float) -> str:
+    """What the probe printed: its document as parsed, or the start of whatever else it printed."""
+    if facts.probe is None:
+        raise Unavailable("the probe did not run (--no-probe)")
+    if facts.probe.document is not None:
+        return json.dumps(to_data(facts.probe.document), indent=2) + "\n"
+    if facts.probe.run.stdout_head:
+        return facts.probe.run.stdout_head
+    raise Unavailable(f"the probe printed nothing (stopped at {facts.probe.run.stage}: {facts.probe.run.error})")
+
+
+def probe_stderr(facts: Facts, timeout: float) -> str:
+    if facts.probe is None:
+        raise Unavailable("the probe did not run (--no-probe)")
+    if not facts.probe.run.stderr_tail:
+        raise Unavailable("the probe wrote nothing on stderr")
+    return facts.probe.run.stderr_tail + "\n"
+
+
+def environment(facts: Facts, timeout: float) -> str:
+    """mldoctor's interpreter and the allowlisted part of its environment."""
+    kept, left_out = relevant_environment(os.environ)
+    lines = [f"# python {sys.version.split()[0]} at {sys.executable}", *(f"{k}={v}" for k, v in kept.items())]
+    lines.append(f"# {left_out} other variables left out (not on the allowlist in docs/report.md)")
+    return "\n".join(lines) + "\n"
+
+
+SOURCES = (
+    Source("raw/docker-version.json", command("docker", "version", "--format", "{{json .}}")),
+    Source("raw/docker-info.json", command("docker", "info", "--format", "{{json .}}")),
+    Source("raw/docker-system-df.json", docker_system_df),
+    Source("raw/daemon.json", daemon_json),
+    Source("raw/docker-journal.txt", docker_journal),
+    Source("raw/nvidia-smi-q.txt", command("nvidia-smi", "-q", slow=True)),
+    Source("raw/proc-driver-nvidia-version.txt", file("/proc/driver/nvidia/version")),
+    Source("raw/lspci-nvidia.txt", command("lspci", "-nn", keep=NVIDIA_PCI)),
+    Source("raw/kernel-nvidia.txt", kernel_lines),
+    Source("raw/nvidia-container-runtime-config.toml", file("/etc/nvidia-container-runtime/config.toml")),
+    Source("raw/cdi-specs.yaml", cdi_specs),
+    Source("raw/os-release.txt", file("/etc/os-release", "/usr/lib/os-release")),
+    Source("raw/uname.txt", uname),
+    Source("raw/probe-stdout.json", probe_stdout),
+    Source("raw/probe-stderr.txt", probe_stderr),
+    Source(
+        "raw/pip-freeze.txt", command(sys.executable, "-m", "pip", "--disable-pip-version-check", "freeze", slow=True)
+    ),
+    Source("raw/environment.txt", environment),
+)
+
+
+def _collect_one(source: Source, facts: Facts, timeout: float) -> Collected:
+    try:
+        text = source.read(facts, timeout)
+    except Unavailable as exc:
+        return Collected(source.name, None, f"not collected: {exc}")
+    except Exception as exc:  # a collector bug must not cost the user the rest of the bundle
+        return Collected(source.name, None, f"not collected: {type(exc).__name__}: {exc}")
+    if len(text) > MAX_CHARS:
+        cut = len(text) - MAX_CHARS
+        return Collected(source.name, text[-MAX_CHARS:], f"collected; its first {cut} characters were cut")
+    return Collected(source.name, text, "collected")
+
+
+def collect(facts: Facts, timeout: float, sources: tuple[Source, ...] | None = None) -> list[Collected]:
+    """Every source (SOURCES unless given), in parallel, each under its own deadline; in their order."""
+    sources = SOURCES if sources is None else sources
+    pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="bundle-collect")
+    try:
+        futures = [pool.submit(_collect_one, source, facts, timeout) for source in sources]
+        return [future.result() for future in futures]
+    finally:  # on Ctrl-C, do not start the sources still queued
+        pool.shutdown(wait=False, cancel_futures=True)

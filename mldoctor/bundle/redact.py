@@ -1,0 +1,407 @@
+"""The central scrubbing pass of a support bundle: every byte written into the archive goes through one Redactor.
+
+Like sos's cleaner, redaction happens once, in one place, after collection and before anything is written, so
+a collector added later cannot forget it. Two layers:
+
+- **Secrets** (always, unless `--no-redact`): known token shapes (AWS, GitHub, GitLab, Hugging Face, Slack,
+  OpenAI, Google, PyPI, npm, Docker Hub, JWTs, bearer tokens, private key blocks), the password in
+  `scheme://user:password@host`, the value of anything whose *name* looks secret (`HF_TOKEN=...`,
+  `"password": "..."`, `api_key: ...`), and the literal values of secret-named variables of mldoctor's own
+  environment wherever they appear. Each is replaced by `[REDACTED:<class>]`.
+- **Pseudonyms** (`--redact-hosts`, optionally `gpu_ids`): host names, users, IPv4/IPv6 and MAC addresses (and
+  GPU UUIDs and serial numbers) become stable placeholders from documentation ranges (`host1`, `user1`,
+  `192.0.2.1`, `2001:db8::1`, `02:00:00:00:00:01`); one map per bundle, so the same host is the same pseudonym in
+  every file.
+
+Every rule is idempotent (a marker or a pseudonym is never replaced again), so scrubbing structured data first
+(for correct escaping in JSON, Markdown and HTML) and the rendered files again costs nothing and counts nothing
+twice. Counts per class end up in the manifest.
+"""
+
+from __future__ import annotations
+
+import functools
+import ipaddress
+import json
+import re
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import replace
+from typing import Any
+from urllib.parse import urlsplit
+
+from mldoctor.facts import Facts
+from mldoctor.model import CheckResult, Report
+from mldoctor.serde import from_data, to_data
+
+MARKER = re.compile(r"\[REDACTED:[a-z0-9-]+\]")
+
+SECRET_WORDS = (
+    "token",
+    "secret",
+    "password",
+    "passwd",
+    "passphrase",
+    "credential",
+    "credentials",
+    "auth",
+    "authorization",
+    "apikey",
+    "key",
+    "cookie",
+)
+"""A name is secret when one of its words (split at `_`, `-`, `.`) ends with one of these: HF_TOKEN, PGPASSWORD,
+apiKey, AWS_SECRET_ACCESS_KEY; not tokenizers, keyring or NVIDIA_DRIVER_CAPABILITIES."""
+
+TOKENS = (
+    ("github-token", r"gh[pousr]_[A-Za-z0-9]{36,255}|github_pat_[A-Za-z0-9_]{22,255}"),
+    ("gitlab-token", r"glpat-[A-Za-z0-9_-]{20,}"),
+    ("huggingface-token", r"hf_[A-Za-z0-9]{30,}"),
+    ("slack-token", r"xox[abposre]-[A-Za-z0-9-]{10,}"),
+    ("openai-key", r"sk-(?:proj-|ant-)?[A-Za-z0-9_-]{20,}"),
+    ("google-api-key", r"AIza[0-9A-Za-z_-]{35}"),
+    ("pypi-token", r"pypi-[A-Za-z0-9_-]{50,}"),
+    ("npm-token", r"npm_[A-Za-z0-9]{36}"),
+    ("docker-hub-token", r"dckr_pat_[A-Za-z0-9_-]{20,}"),
+    ("jwt", r"eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*"),
+)
+"""Tokens recognisable by their prefix (as issued today); each must start a word."""
+
+TOKEN_SHAPES: tuple[tuple[str, re.Pattern[str]], ...] = (
+    (
+        "private-key",
+        re.compile(
+            r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----(?:.*?-----END [A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----|.*)",
+            re.DOTALL,  # a block cut off by a log's tail is removed to the end
+        ),
+    ),
+    ("aws-access-key", re.compile(r"(?<![A-Z0-9])(?:AKIA|ASIA|ABIA|ACCA|AIDA|AROA|ANPA|AGPA)[A-Z0-9]{16}(?![A-Z0-9])")),
+    ("slack-webhook", re.compile(r"https://hooks\.slack\.com/services/[A-Za-z0-9/_-]+")),
+    *((name, re.compile(rf"(?<![\w-])(?:{body})")) for name, body in TOKENS),
+)
+
+BEARER = re.compile(r"(?i)\bbearer\s+([A-Za-z0-9._~+/-]{16,}=*)")
+URL_PASSWORD = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://[^\s/@:\"'<>\\]*):([^\s/@\"'<>\\]+)@")
+JSON_SECRET = re.compile(r'"([^"\\]{1,100})"(\s*:\s*)"((?:[^"\\]|\\.)*)"')
+ASSIGNMENT = re.compile(
+    r"(?<![\w.-])([A-Za-z_][\w.-]{0,100}?)([ \t]*[:=](?!=)[ \t]*)"
+    r"((?i:(?:bearer|basic|token)[ \t]+)?)(\"[^\"\n]*\"|'[^'\n]*'|[^\s\"'&;,\\]+)"
+)
+"""`NAME=value`, `name: value`, `?token=value&`: the value is replaced when the name looks secret."""
+
+IPV4 = re.compile(r"(?<![\w.])(?<!==)\d{1,3}(?:\.\d{1,3}){3}(?![\w]|\.\d)")
+IPV6 = re.compile(r"(?<![\w:.])[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7}(?![\w:.])")
+MAC = re.compile(r"(?<![\w:-])[0-9A-Fa-f]{2}(?:([:-])[0-9A-Fa-f]{2})(?:\1[0-9A-Fa-f]{2}){4}(?![\w:-])")
+GPU_UUID = re.compile(r"\b(GPU|MIG)-[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\b")
+SERIAL = re.compile(r"(?im)^([ \t]*(?:Serial Number|Serial)[ \t]*:[ \t]*)(?!N/A\b)(\S+)")
+"""nvidia-smi -q's `Serial Number : 1650123456789` (board serials; `N/A` on consumer cards)."""
+
+NOT_IDENTIFYING = frozenset(
+    [
+        "localhost",
+        "root",
+        "ubuntu",
+        "debian",
+        "admin",
+        "ec2-user",
+        "cloud-user",
+        "centos",
+        "fedora",
+        "rocky",
+        "docker",
+        "nvidia",
+        "user",
+        "host",
+        "default",
+        "nobody",
+        "linux",
+        "mldoctor",
+    ]
+)
+"""Default names of cloud images and system accounts (and the probe image's user): they identify nobody, and
+replacing `ubuntu` would rewrite the OS facts (`ID=ubuntu`) that the rules read."""
+
+
+def is_secret_name(name: str) -> bool:
+    return any(word.endswith(SECRET_WORDS) for word in re.split(r"[^a-z0-9]+", name.lower()) if word)
+
+
+def _redacted(kind: str) -> str:
+    return f"[REDACTED:{kind}]"
+
+
+class Pseudonyms:
+    """One consistent map per bundle: the n-th distinct value of a kind becomes that kind's n-th placeholder."""
+
+    def __init__(self) -> None:
+        self.maps: dict[str, dict[str, str]] = {}
+        self.issued: set[str] = set()
+
+    def __call__(self, kind: str, value: str) -> str:
+        if value in self.issued:
+            return value
+        table = self.maps.setdefault(kind, {})
+        key = value.lower() if kind in ("ipv6", "mac", "gpu-uuid") else value
+        if kind == "host":  # gpu-01 and gpu-01.corp.example.com are one host
+            key = key.lower().split(".")[0]
+        if key not in table:
+            table[key] = PLACEHOLDERS[kind](len(table) + 1, value)
+            self.issued.add(table[key])
+        return table[key]
+
+    def counts(self) -> dict[str, int]:
+        return {kind: len(table) for kind, table in sorted(self.maps.items())}
+
+
+def _ipv4(n: int, original: str) -> str:
+    base = "192.0.2.0" if n < 255 else "198.18.0.0"  # TEST-NET-1, then the benchmarking range
+    return str(ipaddress.IPv4Address(base) + (n if n < 255 else n - 254))
+
+
+PLACEHOLDERS: dict[str, Callable[[int, str], str]] = {
+    "host": lambda n, _: f"host{n}",
+    "user": lambda n, _: f"user{n}",
+    "ipv4": _ipv4,
+    "ipv6": lambda n, _: str(ipaddress.IPv6Address("2001:db8::") + n),
+    "mac": lambda n, _: "02:00:00:00:{:02x}:{:02x}".format(*divmod(n, 256)),
+    "gpu-uuid": lambda n, original: f"{original[:3]}-00000000-0000-0000-0000-{n:012x}",
+    "serial": lambda n, _: f"SERIAL{n}",
+}
+
+
+class Redactor:
+    """Scrubs text and JSON-ready data; counts what it replaced, per class, for the manifest.
+
+    `names` are this machine's host names and users (from the facts) to pseudonymise with `hosts`; `secrets` are
+    literal secret values to remove wherever they appear (the values of mldoctor's secret-named variables).
+    """
+
+    def __init__(
+        self,
+        enabled: bool = True,
+        hosts: bool = False,
+        gpu_ids: bool = False,
+        hostnames: Iterable[str] = (),
+        users: Iterable[str] = (),
+        secrets: Iterable[str] = (),
+    ) -> None:
+        self.enabled, self.hosts, self.gpu_ids = enabled, hosts, gpu_ids
+        self.counts: Counter[str] = Counter()
+        self.pseudonyms = Pseudonyms()
+        literal = sorted({s for s in secrets if len(s) >= 8}, key=len, reverse=True)
+        self._secrets = re.compile("|".join(map(re.escape, literal))) if literal else None
+        hostnames = [label for name in hostnames for label in (name, name.split(".")[0])]  # FQDN and short
+        self._names = [
+            (kind, _word_pattern(names, re.IGNORECASE if kind == "host" else 0))
+            for kind, names in (("host", hostnames), ("user", list(users)))
+            if _identifying(names)
+        ]
+
+    @classmethod
+    def off(cls) -> Redactor:
+        """`--no-redact`: everything goes into the bundle as collected."""
+        return cls(enabled=False)
+
+    def scrub(self, text: str) -> str:
+        if not self.enabled or not text:
+            return text
+        for kind, pattern in TOKEN_SHAPES:
+            text = pattern.sub(lambda m, kind=kind: self._count(kind, m.group(0)), text)
+        if self._secrets is not None:
+            text = self._secrets.sub(lambda m: self._count("environment-secret", m.group(0)), text)
+        text = BEARER.sub(lambda m: self._replace_group(m, 1, "bearer-token"), text)
+        text = URL_PASSWORD.sub(lambda m: self._replace_group(m, 2, "url-password"), text)
+        text = JSON_SECRET.sub(self._json_secret, text)
+        text = ASSIGNMENT.sub(self._assignment, text)
+        if self.gpu_ids:
+            text = GPU_UUID.sub(lambda m: self.pseudonyms("gpu-uuid", m.group(0)), text)
+            text = SERIAL.sub(lambda m: m.group(1) + self.pseudonyms("serial", m.group(2)), text)
+        if self.hosts:
+            text = self._pseudonymise(text)
+        return text
+
+    def scrub_data(self, value: Any, key: str = "") -> Any:
+        """JSON-ready data, scrubbed string by string; a string under a secret-looking key is replaced whole."""
+        if not self.enabled:
+            return value
+        if isinstance(value, dict):
+            return {self.scrub(str(k)): self.scrub_data(v, str(k)) for k, v in value.items()}
+        if isinstance(value, list):
+            return [self.scrub_data(v, key) for v in value]
+        if isinstance(value, str):
+            if key and is_secret_name(key) and value and not MARKER.fullmatch(value):
+                return self._count("secret-value", value)
+            return self.scrub(value)
+        return value
+
+    def scrub_file(self, name: str, text: str) -> str:
+        """A file of the bundle: JSON is scrubbed as data (so the result stays valid JSON), anything else as text."""
+        if name.endswith(".json") and self.enabled:
+            try:
+                data = json.loads(text)
+            except ValueError:
+                return self.scrub(text)
+            return json.dumps(self.scrub_data(data), indent=2) + "\n"
+        return self.scrub(text)
+
+    def scrub_report(self, report: Report) -> Report:
+        """The report with facts and results scrubbed as data: every renderer then escapes clean strings."""
+        if not self.enabled:
+            return report
+        return replace(
+            report,
+            host=self.scrub(report.host),
+            facts=from_data(Facts, self.scrub_data(to_data(report.facts))),
+            results=[from_data(CheckResult, self.scrub_data(to_data(r))) for r in report.results],
+        )
+
+    def summary(self) -> dict[str, Any]:
+        """What the manifest says about redaction (never the map itself: it stays on the user's machine)."""
+        if not self.enabled:
+            return {"enabled": False}
+        return {
+            "enabled": True,
+            "hosts": self.hosts,
+            "gpu_ids": self.gpu_ids,
+            "replaced": dict(sorted(self.counts.items())),
+            "pseudonyms": self.pseudonyms.counts(),
+        }
+
+    def _count(self, kind: str, original: str) -> str:
+        self.counts[kind] += 1
+        return _redacted(kind)
+
+    def _replace_group(self, match: re.Match[str], group: int, kind: str) -> str:
+        value = match.group(group)
+        if MARKER.fullmatch(value):
+            return match.group(0)
+        start, end = match.span(group)
+        whole = match.group(0)
+        offset = match.start()
+        return whole[: start - offset] + self._count(kind, value) + whole[end - offset :]
+
+    def _json_secret(self, match: re.Match[str]) -> str:
+        name, separator, value = match.groups()
+        if not is_secret_name(name) or not value or MARKER.fullmatch(value):
+            return match.group(0)
+        return f'"{name}"{separator}"{self._count("secret-value", value)}"'
+
+    def _assignment(self, match: re.Match[str]) -> str:
+        name, separator, scheme, value = match.groups()
+        if not is_secret_name(name) or MARKER.fullmatch(value.strip("\"'")) or value in ('""', "''"):
+            return match.group(0)
+        return f"{name}{separator}{scheme}{self._count('secret-value', value)}"
+
+    def _pseudonymise(self, text: str) -> str:
+        text = MAC.sub(self._mac, text)
+        text = IPV6.sub(lambda m: self._address(m, "ipv6", ipaddress.IPv6Address), text)
+        text = IPV4.sub(lambda m: self._address(m, "ipv4", ipaddress.IPv4Address), text)
+        for kind, pattern in self._names:
+            text = pattern.sub(lambda m, kind=kind: self.pseudonyms(kind, m.group(0)), text)
+        return text
+
+    def _mac(self, match: re.Match[str]) -> str:
+        value = match.group(0)
+        if value.replace("-", ":").lower() in ("00:00:00:00:00:00", "ff:ff:ff:ff:ff:ff"):
+            return value
+        return self.pseudonyms("mac", value)
+
+    def _address(self, match: re.Match[str], kind: str, parse: Callable[[str], Any]) -> str:
+        value = match.group(0)
+        try:
+            address = parse(value)
+        except ValueError:
+            return value
+        if address.is_loopback or address.is_unspecified:
+            return value
+        return self.pseudonyms(kind, value)
+
+
+@functools.cache
+def _reserved() -> frozenset[str]:
+    """Words no pseudonym may replace: default accounts, and every word of a check id (a user called `probe`
+    must not turn `probe.cuda` into `user1.cuda`, in the page or in the facts re-diagnosis reads)."""
+    from mldoctor.rules import REGISTRY
+
+    return NOT_IDENTIFYING | {word for check_id in REGISTRY for word in check_id.split(".")}
+
+
+def _identifying(names: Iterable[str]) -> list[str]:
+    """The names worth replacing: not reserved, not a bare number (a uid)."""
+    return sorted(
+        {n for n in names if n and len(n) >= 2 and not n.isdigit() and n.lower() not in _reserved()},
+        key=len,
+        reverse=True,
+    )
+
+
+def _word_pattern(names: Iterable[str], flags: int) -> re.Pattern[str]:
+    """The names as whole words: `alice` in /home/alice/ and alice@gpu-01, not in malice."""
+    alternatives = "|".join(re.escape(n) for n in _identifying(names))
+    return re.compile(rf"(?<![\w-])(?:{alternatives})(?![\w-])", flags)
+
+
+def secret_values(environ: Mapping[str, str]) -> list[str]:
+    """The values of secret-named variables, to be removed verbatim wherever a log repeats them."""
+    return [value for name, value in environ.items() if is_secret_name(name) and value]
+
+
+ENV_NAMES = frozenset(
+    [
+        "PATH",
+        "LD_LIBRARY_PATH",
+        "LD_PRELOAD",
+        "PYTHONPATH",
+        "PYTHONHOME",
+        "VIRTUAL_ENV",
+        "CONDA_PREFIX",
+        "CONDA_DEFAULT_ENV",
+        "XDG_RUNTIME_DIR",
+        "XDG_CONFIG_HOME",
+        "LANG",
+        "LC_ALL",
+        "TZ",
+        "container",
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "NO_PROXY",
+        "http_proxy",
+        "https_proxy",
+        "no_proxy",
+    ]
+)
+ENV_PREFIXES = ("NVIDIA_", "CUDA_", "CUDNN_", "NCCL_", "DOCKER_", "TORCH_", "PYTORCH_", "OMP_", "MKL_", "SLURM_")
+
+
+def relevant_environment(environ: Mapping[str, str]) -> tuple[dict[str, str], int]:
+    """The variables support needs, by an allowlist (a blocklist misses AWS_SECRET_ACCESS_KEY; vllm#9293), and
+    how many others were left out. Secret-named ones that pass (DOCKER_AUTH_CONFIG) are scrubbed like any text."""
+    kept = {k: v for k, v in sorted(environ.items()) if k in ENV_NAMES or k.startswith(ENV_PREFIXES)}
+    return kept, len(environ) - len(kept)
+
+
+def for_facts(facts: Facts, environ: Mapping[str, str], hosts: bool = False, gpu_ids: bool = False) -> Redactor:
+    """The bundle's one Redactor: this machine's names come from the facts (its host name, the daemon's, the
+    endpoint's; the user running mldoctor and the endpoint's), the literal secrets from the environment. Accounts of
+    services (a port's owner, the image's user) name no person and are left alone."""
+    hostnames, users = [], []
+    if facts.host is not None:
+        hostnames.append(facts.host.hostname)
+        users.append(facts.host.user.name)
+    if facts.docker is not None:
+        if facts.docker.daemon is not None:
+            hostnames.append(facts.docker.daemon.name)
+        remote = urlsplit(facts.docker.endpoint.url)
+        if remote.hostname and not _is_address(remote.hostname):
+            hostnames.append(remote.hostname)
+        if remote.username:
+            users.append(remote.username)
+    return Redactor(hosts=hosts, gpu_ids=gpu_ids, hostnames=hostnames, users=users, secrets=secret_values(environ))
+
+
+def _is_address(name: str) -> bool:
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True

@@ -1,0 +1,408 @@
+"""`mldoctor report` end to end on planted facts: what lands in the zip, the manifest, atomicity, re-diagnosis.
+
+`gpu_report()` is an 8-GPU HGX host whose probe ran and benchmarked (GPU 5 slow at bf16), with secrets planted
+where real ones hide: the environment, daemon.json, the probe's stderr, a URL with a password, a host name and
+user that --redact-hosts must replace everywhere.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import zipfile
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from factories import daemon, docker, facts, host
+from test_nvidia_rules import nvidia_facts
+
+from mldoctor.bundle import archive, collect
+from mldoctor.bundle.collect import Collected, Source, Unavailable
+from mldoctor.bundle.command import write_bundle
+from mldoctor.bundle.redact import Redactor, for_facts
+from mldoctor.cli import main
+from mldoctor.facts.docker import DaemonConfig, Endpoint
+from mldoctor.facts.host import UserFacts
+from mldoctor.facts.probe import (
+    BenchResults,
+    CopyResult,
+    GpuBench,
+    MatmulResult,
+    PcieLink,
+    ProbeCuda,
+    ProbeDevice,
+    ProbeDocument,
+    ProbeFacts,
+    ProbePython,
+    ProbeRun,
+    ProbeSystem,
+    ProbeTorch,
+    Warmup,
+)
+from mldoctor.policy import Policy
+from mldoctor.runner import build_report, select
+
+GIB = 1 << 30
+EXPECTED = {"fp32": 52.0, "tf32": 402.2, "bf16": 790.0, "fp16": 759.0, "fp8": 1402.6}
+SECRETS = {
+    "github": "ghp_" + "A1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q7r8",
+    "hf": "hf_" + "AbCdEfGhIjKlMnOpQrStUvWxYz01234567",
+    "aws": "AKIA" + "IOSFODNN7EXAMPLE",
+    "url_password": "s3cr3t-P4ss",
+    "daemon_json": "registry-p4ssw0rd-value",
+    "env_only": "wandb-9f8e7d6c5b4a39281706f5e4d3c2b1a0",
+}
+HOSTNAME, USER, HOST_IP = "gpu-node-07.corp.example.com", "alice", "10.20.30.40"
+
+
+def probe_facts(gpus: int = 8, slow: int | None = 5) -> ProbeFacts:
+    devices = [
+        ProbeDevice(
+            index=i,
+            name="NVIDIA H100 80GB HBM3",
+            major=9,
+            minor=0,
+            sm_count=132,
+            memory_bytes=85520809984,
+            uuid=f"GPU-5a7c1f3e-9b2d-4e61-8c0a-{i:012x}",
+            pci_bus_id=f"00000000:{0x18 + i:02X}:00.0",
+            pcie=PcieLink(max_gen=5, max_width=16, cur_gen=5, cur_width=16),
+        )
+        for i in range(gpus)
+    ]
+    benches = []
+    for i in range(gpus):
+        factor = 0.68 if i == slow else 0.97 + 0.005 * i
+        matmul = [
+            MatmulResult(
+                dtype=d,
+                shape=[8192, 8192, 8192],
+                tflops=e * (factor if d == "bf16" else 0.98),
+                iters=50,
+                max_rel_err=1e-3,
+                tolerance=2e-2,
+                ok=True,
+            )
+            for d, e in EXPECTED.items()
+        ]
+        benches.append(
+            GpuBench(
+                index=i,
+                warmup=Warmup(seconds=2.0, settled=True),
+                matmul=matmul,
+                d2d=CopyResult(bytes=1 << 30, gbps=2900.0, iters=20),
+                h2d=CopyResult(bytes=1 << 28, gbps=52.0, iters=20),
+                d2h=CopyResult(bytes=1 << 28, gbps=49.5, iters=20),
+            )
+        )
+    document = ProbeDocument(
+        python=ProbePython(version="3.10.12", implementation="CPython", executable="/usr/bin/python3"),
+        system=ProbeSystem(uid=1000, gid=1000, user="mldoctor", machine="x86_64", cpu_count=224, in_container=True),
+        env={"NVIDIA_VISIBLE_DEVICES": "all", "CUDA_VERSION": "12.4.1"},
+        torch=ProbeTorch(found=True, version="2.4.1+cu124", cuda="12.4", cudnn=90100, nccl="2.20.5", threads=112),
+        cuda=ProbeCuda(available=True, device_count=gpus, arch_list=["sm_80", "sm_86", "sm_90"], driver=12040),
+        devices=devices,
+        bench=BenchResults(duration_s=10.0, elapsed_s=95.0, gpus=benches),
+    )
+    run = ProbeRun(
+        image="mldoctor-probe:0.1.0",
+        default_image=True,
+        gpus="all",
+        gpus_reason=f"this host has {gpus} NVIDIA GPUs",
+        deadline_s=200.0,
+        elapsed_s=101.3,
+        exit_code=0,
+        stderr_tail=f"warning: HF_TOKEN={SECRETS['hf']} is set\nfetching https://bot:{SECRETS['url_password']}@"
+        f"git.example.com/repo.git from {HOST_IP}",
+    )
+    return ProbeFacts(run=run, document=document)
+
+
+def gpu_facts():
+    nv = nvidia_facts(gpus=8, switches=4)
+    nv = replace(nv, fabric_manager=replace(nv.fabric_manager, running=True))
+    return facts(
+        host=host(
+            hostname=HOSTNAME,
+            user=UserFacts(uid=1000, name=USER, active_groups=[USER, "docker"], member_of=[USER, "docker"]),
+        ),
+        docker=docker(
+            daemon=daemon(
+                name=HOSTNAME,
+                runtimes=["io.containerd.runc.v2", "nvidia", "runc"],
+                warnings=[f"WARNING: API is accessible on http://{HOST_IP}:2375 without encryption."],
+            ),
+            config=DaemonConfig(
+                path="/etc/docker/daemon.json",
+                found=True,
+                settings={"log-opts": {"max-size": "100m", "max-file": "3"}, "runtimes": {"nvidia": {"path": "x"}}},
+            ),
+        ),
+        nvidia=nv,
+        probe=probe_facts(),
+    )
+
+
+def gpu_report():
+    return build_report(select(), gpu_facts(), Policy())
+
+
+def raw_files() -> list[Collected]:
+    daemon_json = json.dumps(
+        {
+            "registry-mirrors": [f"https://mirror:{SECRETS['url_password']}@mirror.example.com"],
+            "proxies": {"http-proxy": "http://proxy:3128"},
+            "registry-password": SECRETS["daemon_json"],
+        }
+    )
+    return [
+        Collected("raw/daemon.json", daemon_json, "collected"),
+        Collected(
+            "raw/environment.txt",
+            f"GITHUB_TOKEN={SECRETS['github']}\nAWS_ACCESS_KEY_ID={SECRETS['aws']}\n"
+            f"PATH=/home/{USER}/.local/bin:/usr/bin\n",
+            "collected",
+        ),
+        Collected("raw/uname.txt", f"Linux {HOSTNAME.split('.')[0]} 6.1.0-18-amd64 #1 SMP x86_64\n", "collected"),
+        Collected("raw/probe-stderr.txt", probe_facts().run.stderr_tail, "collected"),
+        Collected(
+            "raw/pip-freeze.txt",
+            f"torch==2.4.1\nmypkg @ git+https://{USER}:{SECRETS['url_password']}@"
+            "github.com/acme/mypkg.git\n" + f"wandb-key-in-a-log {SECRETS['env_only']}\n",
+            "collected",
+        ),
+        Collected("raw/nvidia-smi-q.txt", None, "not collected: nvidia-smi is not installed"),
+    ]
+
+
+def unpack(path: Path) -> dict[str, bytes]:
+    with zipfile.ZipFile(path) as bundle:
+        return {name: bundle.read(name) for name in bundle.namelist()}
+
+
+@pytest.fixture
+def bundle(tmp_path):
+    """A bundle of gpu_report() with hosts and GPU ids redacted, and the report it was made from."""
+    report = gpu_report()
+    redactor = for_facts(report.facts, {"WANDB_API_KEY": SECRETS["env_only"]}, hosts=True, gpu_ids=True)
+    path = tmp_path / "bundle.zip"
+    manifest = write_bundle(str(path), report, raw_files(), redactor, Policy())
+    return path, manifest, report
+
+
+def test_no_planted_secret_survives_in_any_file(bundle):
+    path, _, _ = bundle
+    for name, data in unpack(path).items():
+        text = data.decode()
+        for kind, secret in SECRETS.items():
+            assert secret not in text, f"{kind} secret in {name}"
+
+
+def test_hosts_users_and_addresses_are_replaced_everywhere_by_the_same_pseudonyms(bundle):
+    path, manifest, _ = bundle
+    files = {name: data.decode() for name, data in unpack(path).items()}
+    for name, text in files.items():
+        for identifying in (HOSTNAME, "gpu-node-07", USER, HOST_IP, "5a7c1f3e-9b2d"):
+            assert identifying not in text, f"{identifying} in {name}"
+    data = json.loads(files["report.json"])
+    assert data["host"] == "host1" and data["facts"]["docker"]["daemon"]["name"] == "host1"
+    assert data["facts"]["host"]["user"]["name"] == "user1"
+    assert "Linux host1 " in files["raw/uname.txt"]
+    assert "/home/user1/.local/bin" in files["raw/environment.txt"]
+    assert "192.0.2.1" in files["raw/probe-stderr.txt"] and "http://192.0.2.1:2375" in files["report.html"]
+    uuids = [g["uuid"] for g in data["facts"]["nvidia"]["nvml"]["gpus"]]
+    probe_uuids = [d["uuid"] for d in data["facts"]["probe"]["document"]["devices"]]
+    assert uuids == probe_uuids == [f"GPU-00000000-0000-0000-0000-{i + 1:012x}" for i in range(8)]
+    assert manifest["redaction"]["pseudonyms"] == {"gpu-uuid": 8, "host": 1, "ipv4": 1, "user": 1}
+
+
+def test_the_manifest_lists_every_file_with_its_size_and_hash(bundle):
+    path, _, _ = bundle
+    files = unpack(path)
+    manifest = json.loads(files.pop("manifest.json"))
+    assert {f["name"] for f in manifest["files"]} == set(files)
+    for entry in manifest["files"]:
+        data = files[entry["name"]]
+        assert entry["size"] == len(data) and entry["sha256"] == hashlib.sha256(data).hexdigest()
+    assert manifest["bundle_format"] == archive.BUNDLE_FORMAT and manifest["mldoctor_version"] == "0.1.0"
+    assert manifest["raw"]["raw/nvidia-smi-q.txt"] == "not collected: nvidia-smi is not installed"
+
+
+def test_the_manifest_counts_what_was_redacted_by_class(bundle):
+    _, manifest, _ = bundle
+    replaced = manifest["redaction"]["replaced"]
+    assert replaced["github-token"] == 1 and replaced["aws-access-key"] == 1
+    assert replaced["environment-secret"] == 1  # the W&B key, known only from the environment
+    assert replaced["url-password"] == 4  # the probe's stderr in the facts and in raw/, pip freeze, daemon.json
+    assert replaced["huggingface-token"] == 2  # the report's facts and the raw copy of the probe's stderr
+    assert replaced["secret-value"] == 1  # daemon.json's registry-password
+    assert manifest["redaction"]["enabled"] and manifest["redaction"]["hosts"]
+
+
+def test_rediagnosing_the_bundle_gives_the_statuses_of_the_run_that_made_it(bundle, capsys):
+    path, _, report = bundle
+    with pytest.raises(SystemExit) as exit_info:
+        main(["check", "--facts", str(path), "--format", "json"])
+    again = json.loads(capsys.readouterr().out)
+    assert [(r["id"], r["status"]) for r in again["results"]] == [(r.id, r.status.value) for r in report.results]
+    assert exit_info.value.code == report.exit_code()
+    statuses = {r.id: r.status.value for r in report.results}
+    assert statuses["bench.matmul.bf16"] == "FAIL" and statuses["docker.daemon"] == "PASS"
+
+
+def test_without_redaction_everything_is_as_collected(tmp_path):
+    report = gpu_report()
+    path = tmp_path / "plain.zip"
+    manifest = write_bundle(str(path), report, raw_files(), Redactor.off(), Policy())
+    files = unpack(path)
+    assert SECRETS["github"] in files["raw/environment.txt"].decode()
+    assert HOSTNAME in files["report.json"].decode()
+    assert manifest["redaction"] == {"enabled": False}
+
+
+def test_default_name_carries_host_and_utc_time():
+    assert archive.default_name("gpu-01", "2026-11-27T17:10:48Z") == "mldoctor-report-gpu-01-20261127T171048Z.zip"
+    assert archive.default_name("we/ird name", "2026-11-27T17:10:48Z").startswith("mldoctor-report-we_ird_name-")
+
+
+def test_a_failure_while_writing_leaves_no_archive(tmp_path, monkeypatch):
+    """Atomic: the zip is assembled under a temp name; a failure mid-way removes it and leaves no target."""
+    report = gpu_report()
+    written = []
+
+    def explode(self, entry, data, *args, **kwargs):
+        written.append(entry.filename)
+        if len(written) == 3:
+            raise KeyboardInterrupt
+        return original(self, entry, data, *args, **kwargs)
+
+    original = zipfile.ZipFile.writestr
+    monkeypatch.setattr(zipfile.ZipFile, "writestr", explode)
+    with pytest.raises(KeyboardInterrupt):
+        write_bundle(str(tmp_path / "b.zip"), report, raw_files(), Redactor(), Policy())
+    assert written[:2] == ["report.json", "report.md"]
+    assert os.listdir(tmp_path) == []
+
+
+def test_ctrl_c_while_collecting_leaves_no_archive(tmp_path, monkeypatch, capsys):
+    def interrupted(facts, timeout):
+        raise KeyboardInterrupt
+
+    slow = (*collect.SOURCES[:3], Source("raw/slow.txt", interrupted))
+    monkeypatch.setattr(collect, "SOURCES", slow)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["report", "--no-probe", "-o", str(tmp_path / "r.zip")])
+    assert exit_info.value.code == 130 and "interrupted" in capsys.readouterr().err
+    assert os.listdir(tmp_path) == []
+
+
+def test_a_broken_source_is_a_note_not_a_failure():
+    def broken(facts, timeout):
+        raise ValueError("boom")
+
+    def absent(facts, timeout):
+        raise Unavailable("no such thing here")
+
+    sources = (Source("raw/a.txt", broken), Source("raw/b.txt", absent), Source("raw/c.txt", lambda f, t: "ok\n"))
+    assert collect.collect(facts(), 1.0, sources) == [
+        Collected("raw/a.txt", None, "not collected: ValueError: boom"),
+        Collected("raw/b.txt", None, "not collected: no such thing here"),
+        Collected("raw/c.txt", "ok\n", "collected"),
+    ]
+
+
+def test_a_huge_source_keeps_its_tail():
+    text = "old\n" + "x" * collect.MAX_CHARS + "\nnewest line\n"
+    (got,) = collect.collect(facts(), 1.0, (Source("raw/big.txt", lambda f, t: text),))
+    assert len(got.text) == collect.MAX_CHARS and got.text.endswith("newest line\n") and "cut" in got.note
+
+
+def test_commands_keep_their_failure_output(tmp_path, monkeypatch):
+    """nvidia-smi's own error text is what support needs, so a failing command's output is kept."""
+    tool = tmp_path / "nvidia-smi"
+    tool.write_text(
+        '#!/bin/sh\necho "NVIDIA-SMI has failed because it couldn\'t communicate with the driver"\nexit 9\n'
+    )
+    tool.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
+    text = collect.command("nvidia-smi", "-q")(facts(), 5.0)
+    assert "couldn't communicate" in text and "exited with code 9" in text
+    with pytest.raises(Unavailable, match="not installed"):
+        collect.command("no-such-tool-here")(facts(), 5.0)
+
+
+def test_daemon_json_is_the_one_the_facts_located(tmp_path):
+    config = tmp_path / "daemon.json"
+    config.write_text('{"data-root": "/data/docker"}')
+    located = facts(docker=docker(config=DaemonConfig(path=str(config), found=True)))
+    assert collect.daemon_json(located, 1.0) == '{"data-root": "/data/docker"}'
+    with pytest.raises(Unavailable, match="does not exist"):
+        collect.daemon_json(facts(docker=docker(config=DaemonConfig(path="/x", found=False))), 1.0)
+    with pytest.raises(Unavailable, match="no daemon on this host"):
+        collect.daemon_json(facts(docker=docker(config=None, endpoint=Endpoint(url="tcp://h:2376"))), 1.0)
+
+
+def test_environment_is_allowlisted(monkeypatch):
+    monkeypatch.setenv("NVIDIA_VISIBLE_DEVICES", "all")
+    monkeypatch.setenv("MY_APP_DB_URL", "postgres://u:p@db/x")
+    text = collect.environment(facts(), 1.0)
+    assert "NVIDIA_VISIBLE_DEVICES=all" in text and "MY_APP_DB_URL" not in text
+    assert "other variables left out" in text
+
+
+def rewrite(path: Path, target: Path, drop: str = "", **manifest_changes) -> Path:
+    """A copy of the bundle at `path` without member `drop`, its manifest changed."""
+    with zipfile.ZipFile(path) as source, zipfile.ZipFile(target, "w") as copy:
+        for name in source.namelist():
+            if name == drop:
+                continue
+            data = source.read(name)
+            if name == "manifest.json":
+                data = json.dumps(json.loads(data) | manifest_changes).encode()
+            copy.writestr(name, data)
+    return target
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"drop": "report.json"}, "is a zip but not an mldoctor bundle (no report.json in it)"),
+        (
+            {"bundle_format": 99, "mldoctor_version": "9.0"},
+            "is a bundle of format 99 (mldoctor 9.0); this mldoctor reads",
+        ),
+    ],
+)
+def test_bundles_it_cannot_read_are_refused_in_one_line(bundle, tmp_path, capsys, change, message):
+    path, _, _ = bundle
+    other = rewrite(path, tmp_path / "other.zip", **change)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["check", "--facts", str(other)])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and message in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_truncated_bundle_is_refused_in_one_line(bundle, tmp_path, capsys):
+    path, _, _ = bundle
+    broken = tmp_path / "broken.zip"
+    broken.write_bytes(path.read_bytes()[:-200])
+    with pytest.raises(SystemExit) as exit_info:
+        main(["check", "--facts", str(broken)])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and "--facts" in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["report", "-o", "/nonexistent/dir/b.zip"], "directory /nonexistent/dir does not exist"),
+        (["report", "--no-redact", "--redact-hosts"], "--no-redact turns redaction off"),
+    ],
+)
+def test_bad_report_options_are_one_line_and_exit_2(capsys, argv, message):
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and message in err and len(err.strip().splitlines()) == 1

@@ -1,0 +1,210 @@
+"""The central scrubbing pass: realistic token shapes go, ordinary facts stay, pseudonyms are consistent."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from test_bundle import gpu_facts
+
+from mldoctor.bundle.redact import Redactor, for_facts, is_secret_name, relevant_environment
+from mldoctor.serde import to_data
+
+# Realistic shapes, assembled so that no scanner mistakes this file for a leak.
+GITHUB_CLASSIC = "ghp_" + "x7Yq2Lm9Pz4Kb8Vn1Rt6Hc3Jw5Gd0Fs2Ae4U"
+GITHUB_FINE = "github_pat_" + "11ABCDEFG0123456789_abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUV012345"
+HF = "hf_" + "QmXwPzLkJhGfDsAqWeRtYuIoPlMnBvCxZa"
+AWS = "AKIA" + "Z3Q4RT5YU6IO7PWK"
+SLACK = "xoxb-" + "2716348502-5829374619283-aB3dE5fG7hI9jK1lM3nO5pQ7"
+JWT = (
+    "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9"
+    + ".eyJzdWIiOiIxMjM0NTY3ODkwIiwibmFtZSI6IkpvaG4gRG9lIiwiaWF0IjoxNTE2MjM5MDIyfQ"
+    + ".SflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV_adQssw5c"
+)
+PRIVATE_KEY = (
+    "-----BEGIN OPENSSH PRIVATE KEY-----\n"
+    "b3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAAAAAABAAAAMwAAAAtzc2gtZW\n"
+    "QyNTUxOQAAACDxJ1g0l3Qp4xKp8q1Z2c5x7w9y3r5t6u8i0o2p4a6s8dAAAAJh3Yk9Rd2\n"
+    "-----END OPENSSH PRIVATE KEY-----"
+)
+
+
+def scrub(text: str, **options) -> tuple[str, dict[str, int]]:
+    redactor = Redactor(**options)
+    return redactor.scrub(text), dict(redactor.counts)
+
+
+@pytest.mark.parametrize(
+    ("text", "secret", "kind"),
+    [
+        (f"export GH={GITHUB_CLASSIC}", GITHUB_CLASSIC, "github-token"),
+        (f"token {GITHUB_FINE} used", GITHUB_FINE, "github-token"),
+        (f"huggingface-cli login --token {HF}", HF, "huggingface-token"),
+        (f"aws_access_key_id {AWS}", AWS, "aws-access-key"),
+        (f"slack: {SLACK} posted", SLACK, "slack-token"),
+        (f"cookie {JWT};", JWT, "jwt"),
+        (f"key file:\n{PRIVATE_KEY}\nrest", "b3BlbnNzaC1rZXkt", "private-key"),
+        ("-----BEGIN RSA PRIVATE KEY-----\nMIIEpAIBAAKCAQEA7 (truncated log", "MIIEpAIBAAKCAQEA7", "private-key"),
+        ("pull https://bob:hunter2-Secret@registry.example.com/v2/", "hunter2-Secret", "url-password"),
+        ("curl -H 'Authorization: Bearer abcdefghijklmnop0123456789'", "abcdefghijklmnop0123456789", "bearer-token"),
+        ("sk-proj-" + "Ab3dEf6hIj9lMn2pQr5tUv8x", "Ab3dEf6hIj9lMn2pQr5tUv8x", "openai-key"),
+    ],
+)
+def test_known_token_shapes_are_replaced_by_their_class(text, secret, kind):
+    scrubbed, counts = scrub(text)
+    assert secret not in scrubbed and f"[REDACTED:{kind}]" in scrubbed
+    assert counts == {kind: 1}
+
+
+def test_the_user_of_a_url_stays_its_password_goes():
+    scrubbed, _ = scrub("DOCKER_HOST=ssh://deploy:pw-12345@build.example.com")
+    assert scrubbed == "DOCKER_HOST=ssh://deploy:[REDACTED:url-password]@build.example.com"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("HF_TOKEN=abc123def456", "HF_TOKEN=[REDACTED:secret-value]"),
+        (
+            "AWS_SECRET_ACCESS_KEY=wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+            "AWS_SECRET_ACCESS_KEY=[REDACTED:secret-value]",
+        ),
+        ("PGPASSWORD='pa ss' psql", "PGPASSWORD=[REDACTED:secret-value] psql"),
+        ("password: hunter2\nuser: bob", "password: [REDACTED:secret-value]\nuser: bob"),
+        ("GET /x?api_key=s3cr3t&page=2", "GET /x?api_key=[REDACTED:secret-value]&page=2"),
+        ('{"auth": "dXNlcjpwYXNz", "email": "a@b.c"}', '{"auth": "[REDACTED:secret-value]", "email": "a@b.c"}'),
+        ("Authorization: Basic dXNlcjpwYXNzd29yZA==", "Authorization: Basic [REDACTED:secret-value]"),
+    ],
+)
+def test_values_of_secret_looking_names_are_replaced(text, expected):
+    assert scrub(text)[0] == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "tokenizers==0.19.1\ngoogle-auth==2.29.0\nkeyring==24.3.0\nsecretstorage==3.3.3\nnvidia-cudnn-cu12==8.9.2.26",
+        "NVIDIA_DRIVER_CAPABILITIES=compute,utility\nNVIDIA_REQUIRE_CUDA=cuda>=12.4 brand=tesla,driver>=470",
+        "driver 550.90.07, CUDA 12.4, NVML 12.550.90.07, kernel 6.1.0-18-amd64, torch 2.4.1+cu124",
+        "GPU 00000000:17:00.0 NVRM: Xid (PCI:0000:17:00): 79, pid=1234, GPU has fallen off the bus.",
+        "/usr/lib/x86_64-linux-gnu/libnvidia-ml.so.550.90.07 /var/lib/docker unix:///var/run/docker.sock",
+        "2026-11-27T17:10:48Z probe.cuda bench.matmul.bf16 docker.daemon sm_90 std::vector<int>",
+        "    Serial Number : 1650123456789\n    GPU UUID : GPU-5a7c1f3e-9b2d-4e61-8c0a-000000000000",
+        '{"log-opts": {"max-size": "100m"}, "runtimes": {"nvidia": {"path": "nvidia-container-runtime"}}}',
+        "mldoctor-probe:0.1.0 exit code 0; 3 warnings, 10 passed",
+    ],
+)
+def test_ordinary_facts_are_left_alone(text):
+    assert scrub(text) == (text, {})
+
+
+def test_the_facts_of_a_whole_gpu_host_pass_unchanged_without_host_redaction():
+    data = to_data(gpu_facts())
+    data["probe"]["run"]["stderr_tail"] = ""  # the planted secrets of test_bundle
+    redactor = Redactor()
+    assert redactor.scrub_data(data) == data and not redactor.counts
+
+
+def test_scrubbing_twice_changes_and_counts_nothing_more():
+    text = f"HF_TOKEN={HF} https://u:p4ss@h.example.com 10.1.2.3 gpu-07 {GITHUB_CLASSIC} password=x1"
+    redactor = Redactor(hosts=True, hostnames=["gpu-07"])
+    once = redactor.scrub(text)
+    counts = dict(redactor.counts)
+    assert redactor.scrub(once) == once and dict(redactor.counts) == counts
+    assert redactor.pseudonyms.counts() == {"host": 1, "ipv4": 1}
+
+
+def test_json_stays_valid_json():
+    text = json.dumps({"stderr": 'PASSWORD="x y" and\n' + PRIVATE_KEY, "n": 1, "password": "p"})
+    scrubbed = json.loads(Redactor().scrub_file("raw/x.json", text))
+    assert scrubbed == {
+        "stderr": "PASSWORD=[REDACTED:secret-value] and\n[REDACTED:private-key]",
+        "n": 1,
+        "password": "[REDACTED:secret-value]",
+    }
+
+
+def test_literal_secrets_of_the_environment_go_wherever_they_appear():
+    redactor = for_facts(gpu_facts(), {"WANDB_API_KEY": "0123456789abcdef0123", "SHORT_TOKEN": "abc", "PATH": "/bin"})
+    assert (
+        redactor.scrub("wandb: key 0123456789abcdef0123 ok; abc") == "wandb: key [REDACTED:environment-secret] ok; abc"
+    )
+
+
+class TestPseudonyms:
+    def redactor(self, **changes) -> Redactor:
+        options = {"hosts": True, "hostnames": ["gpu-07.corp.example.com", "ubuntu"], "users": ["alice", "1000"]}
+        return Redactor(**(options | changes))
+
+    def test_the_same_value_is_the_same_pseudonym_everywhere(self):
+        redactor = self.redactor()
+        first = redactor.scrub(
+            "alice@gpu-07.corp.example.com from 10.0.0.5 (fe80::1c2:3ff:fe4d:5e6f, 52:54:00:12:34:56)"
+        )
+        second = redactor.scrub("GPU-07 /home/alice/x 10.0.0.5 10.0.0.6 52-54-00-12-34-56")
+        assert first == "user1@host1 from 192.0.2.1 (2001:db8::1, 02:00:00:00:00:01)"
+        assert second == "host1 /home/user1/x 192.0.2.1 192.0.2.2 02:00:00:00:00:02"
+
+    def test_whole_words_only_and_default_names_stay(self):
+        scrubbed = self.redactor().scrub("malice alice_x ID=ubuntu uid 1000 gpu-07x")
+        assert scrubbed == "malice alice_x ID=ubuntu uid 1000 gpu-07x"
+
+    def test_loopback_unspecified_and_broadcast_addresses_stay(self):
+        text = "127.0.0.1 0.0.0.0 ::1 ff:ff:ff:ff:ff:ff 00:00:00:00:00:00"
+        assert self.redactor().scrub(text) == text
+
+    def test_bus_ids_versions_and_times_survive_host_redaction(self):
+        text = "00000000:17:00.0 550.90.07 12.550.90.07 17:10:48 sm_90 probe.cuda cudnn==8.9.2.26"
+        assert self.redactor().scrub(text) == text
+
+    def test_gpu_uuids_and_serials_only_when_asked(self):
+        text = "GPU-5a7c1f3e-9b2d-4e61-8c0a-000000000003\n    Serial Number : 1650123456789\n"
+        assert self.redactor().scrub(text) == text
+        scrubbed = self.redactor(gpu_ids=True).scrub(text)
+        assert scrubbed == "GPU-00000000-0000-0000-0000-000000000001\n    Serial Number : SERIAL1\n"
+
+    def test_a_user_named_like_a_check_word_is_left_alone(self):
+        """Replacing `probe` would turn probe.cuda into user1.cuda, in the page and in the re-diagnosed facts."""
+        assert Redactor(hosts=True, users=["probe"]).scrub("probe.cuda as probe") == "probe.cuda as probe"
+
+
+@pytest.mark.parametrize(
+    ("name", "secret"),
+    [
+        ("HF_TOKEN", True),
+        ("AWS_SECRET_ACCESS_KEY", True),
+        ("PGPASSWORD", True),
+        ("apiKey", True),
+        ("DOCKER_AUTH_CONFIG", True),
+        ("registry-password", True),
+        ("tokenizers", False),
+        ("keyring", False),
+        ("NVIDIA_DRIVER_CAPABILITIES", False),
+        ("DOCKER_CERT_PATH", False),
+        ("PWD", False),
+        ("author", False),
+    ],
+)
+def test_secret_names(name, secret):
+    assert is_secret_name(name) is secret
+
+
+def test_the_environment_is_an_allowlist():
+    kept, left_out = relevant_environment(
+        {
+            "NVIDIA_VISIBLE_DEVICES": "0",
+            "CUDA_HOME": "/usr/local/cuda",
+            "PATH": "/bin",
+            "DOCKER_HOST": "unix:///x",
+            "AWS_SECRET_ACCESS_KEY": "x",
+            "MY_DB_URL": "postgres://u:p@h/db",
+            "HOME": "/home/alice",
+        }
+    )
+    assert kept == {
+        "CUDA_HOME": "/usr/local/cuda",
+        "DOCKER_HOST": "unix:///x",
+        "NVIDIA_VISIBLE_DEVICES": "0",
+        "PATH": "/bin",
+    }
+    assert left_out == 3
