@@ -4,33 +4,15 @@ so `mldoctor --help` stays fast and does not need docker, pynvml or torch."""
 from __future__ import annotations
 
 import os
-import re
 import sys
 from typing import Any
 
 import click
 
-from mldoctor import __version__
+from mldoctor import __version__, options
 from mldoctor.bundle.command import command as report_command
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
-
-
-def _split(values: tuple[str, ...]) -> list[str]:
-    """--only a,b --only c -> [a, b, c]"""
-    return [item.strip() for value in values for item in value.split(",") if item.strip()]
-
-
-def _check_output_path(path: str | None) -> None:
-    if path is None:
-        return
-    directory = os.path.dirname(os.path.abspath(path))
-    if os.path.isdir(path):
-        raise click.BadParameter(f"{path} is a directory; give a file name", param_hint="'-o'")
-    if not os.path.isdir(directory):
-        raise click.BadParameter(f"directory {directory} does not exist", param_hint="'-o'")
-    if not os.access(directory, os.W_OK):
-        raise click.BadParameter(f"cannot write in {directory}", param_hint="'-o'")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -43,87 +25,6 @@ def cli() -> None:
     """
 
 
-BENCH_DTYPES = ("fp32", "tf32", "bf16", "fp16", "fp8")
-
-
-def _gpus(ctx: click.Context, param: click.Parameter, value: str) -> str:
-    if value in ("auto", "all", "none") or re.fullmatch(r"\d+(,\d+)*", value):
-        return value
-    raise click.BadParameter(f"{value!r}: use auto, all, none or GPU indices such as 0,1")
-
-
-def _shm_size(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
-    if value is None or re.fullmatch(r"\d+[bkmg]?", value, re.IGNORECASE):
-        return value.lower() if value else None
-    raise click.BadParameter(f"{value!r}: a size such as 16g, 512m or a number of bytes")
-
-
-def _expect_tflops(
-    ctx: click.Context, param: click.Parameter, values: tuple[str, ...]
-) -> tuple[tuple[str, float], ...]:
-    pairs = []
-    for value in values:
-        dtype, _, number = value.partition("=")
-        try:
-            tflops = float(number)
-        except ValueError:
-            tflops = 0.0
-        if dtype not in BENCH_DTYPES or tflops <= 0:
-            raise click.BadParameter(f"{value!r}: use DTYPE=TFLOPS with DTYPE one of {', '.join(BENCH_DTYPES)}")
-        pairs.append((dtype, tflops))
-    return tuple(pairs)
-
-
-def _probe_options(command: Any) -> Any:
-    """Options shared by `check` and `gpu-bench`: which image the probe runs in, with what, for how long."""
-    options = [
-        click.option("--image", metavar="IMAGE", help="Run the probe in this image (yours) instead of mldoctor's."),
-        click.option("--no-container", is_flag=True, help="Run the probe on this host (needs mldoctor[bench])."),
-        click.option(
-            "--gpus",
-            default="auto",
-            show_default=True,
-            callback=_gpus,
-            help="GPUs for the probe container: auto (all when this host has any), all, none or 0,1.",
-        ),
-        click.option("--shm-size", callback=_shm_size, metavar="SIZE", help="The probe container's /dev/shm (16g)."),
-        click.option(
-            "--duration",
-            type=click.FloatRange(min=0, max=3600),
-            default=10.0,
-            show_default=True,
-            help="Benchmark seconds per GPU (or for the CPU when there is none); 0 skips the benchmarks.",
-        ),
-        click.option(
-            "--expect-tflops",
-            multiple=True,
-            metavar="DTYPE=N",
-            callback=_expect_tflops,
-            help="Expected matmul TFLOP/s for a GPU the spec table lacks (repeatable), e.g. bf16=700.",
-        ),
-    ]
-    for option in reversed(options):
-        command = option(command)
-    return command
-
-
-def _probe_settings(probe: dict[str, Any], timeout: float) -> Any:
-    """ProbeOptions from the shared options; --image and --no-container exclude each other."""
-    from mldoctor.facts.probe import ProbeOptions
-
-    if probe["image"] and probe["no_container"]:
-        raise click.BadParameter("--image runs a container; --no-container runs on the host: pick one")
-    return ProbeOptions(
-        image=probe["image"],
-        gpus=probe["gpus"],
-        shm_size=probe["shm_size"],
-        duration=probe["duration"],
-        timeout=timeout,
-        container=not probe["no_container"],
-        bench=probe["duration"] > 0,
-    )
-
-
 @cli.command()
 @click.option(
     "-f",
@@ -132,20 +33,14 @@ def _probe_settings(probe: dict[str, Any], timeout: float) -> Any:
     type=click.Choice(["table", "json"]),
     default="table",
     show_default=True,
-    help="Output format.",
+    help="Output format on stdout (or in -o FILE).",
 )
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write the report to FILE (atomically).")
 @click.option("-v", "--verbose", is_flag=True, help="Show the details of every finding.")
 @click.option("--only", multiple=True, metavar="ID", help="Run only these checks (id, glob or prefix; repeatable).")
 @click.option("--skip", multiple=True, metavar="ID", help="Leave these checks out (id, glob or prefix; repeatable).")
-@click.option("--strict", is_flag=True, help="Treat warnings (and checks that could not run) as failures.")
-@click.option(
-    "--timeout",
-    type=click.FloatRange(min=0.1, max=600),
-    default=5.0,
-    show_default=True,
-    help="Seconds to wait for each answer from the daemon or a helper command.",
-)
+@click.option("--strict", is_flag=True, help="Treat warnings as failures.")
+@click.option("--exit-zero", is_flag=True, help="Exit 0 whatever the checks found (report only; bad usage still 2).")
 @click.option(
     "--port",
     "ports",
@@ -153,95 +48,127 @@ def _probe_settings(probe: dict[str, Any], timeout: float) -> Any:
     type=click.IntRange(1, 65535),
     help="Check that this TCP port is free (repeatable).",
 )
-@click.option("--disk-fail-gib", type=click.FloatRange(min=0), help="FAIL a disk with less free space (default 5).")
-@click.option("--disk-warn-gib", type=click.FloatRange(min=0), help="WARN on a disk with less free space (default 20).")
-@click.option(
-    "--require-gpus",
-    type=click.IntRange(min=0),
-    metavar="N",
-    help="FAIL unless this host has at least N NVIDIA GPUs (default 0: a GPU-less host skips the NVIDIA checks).",
-)
-@_probe_options
-@click.option("--no-probe", is_flag=True, help="Skip the probe container and the benchmarks (probe.*, bench.*).")
-@click.option(
-    "--probe-timeout",
-    type=click.FloatRange(min=1, max=3600),
-    default=120.0,
-    show_default=True,
-    help="Seconds the probe may take besides its benchmarks; then its container is killed and removed.",
-)
+@options.host_options
+@options.probe_options
 @click.option(
     "--facts",
     "facts_file",
     type=click.Path(exists=True, dir_okay=False),
-    help="Re-diagnose the facts of a saved `--format json` report instead of this machine.",
+    help="Re-diagnose a saved report (`--format json` file or `mldoctor report` zip) instead of this host.",
 )
+@click.option("--json", "json_file", type=click.Path(dir_okay=False), help="Also write the JSON report to FILE.")
+@click.option("--junit", "junit_file", type=click.Path(dir_okay=False), help="Also write JUnit XML to FILE.")
+@click.option("--markdown", "markdown_file", type=click.Path(dir_okay=False), help="Also write Markdown to FILE.")
+@click.option(
+    "--prometheus",
+    "prometheus_file",
+    type=click.Path(dir_okay=False),
+    help="Also write node_exporter textfile metrics to FILE (e.g. /var/lib/node_exporter/mldoctor.prom).",
+)
+@click.option(
+    "--github/--no-github",
+    default=None,
+    help="GitHub Actions annotations and step summary [default: on when GITHUB_ACTIONS=true].",
+)
+@click.option("--ci", is_flag=True, help="No colour, no spinner, plain progress lines on stderr.")
+@click.pass_context
 def check(
+    ctx: click.Context,
     fmt: str,
     output: str | None,
     verbose: bool,
-    only: tuple[str, ...],
-    skip: tuple[str, ...],
-    strict: bool,
-    timeout: float,
-    ports: tuple[int, ...],
-    disk_fail_gib: float | None,
-    disk_warn_gib: float | None,
-    require_gpus: int | None,
     facts_file: str | None,
-    no_probe: bool,
-    probe_timeout: float,
-    **probe: Any,
+    github: bool | None,
+    ci: bool,
+    exit_zero: bool,
+    **_: Any,
 ) -> int:
-    """Check the host, Docker and (soon) the GPU stack; print a matrix with a fix for every failure."""
+    """Check the host, Docker, the NVIDIA stack and a probe container; print a matrix with a fix per failure."""
     from mldoctor import runner
-    from mldoctor.facts import GatherOptions
-    from mldoctor.policy import Policy
 
-    _check_output_path(output)
-    overrides: dict[str, Any] = {
-        "disk_fail_gib": disk_fail_gib,
-        "disk_warn_gib": disk_warn_gib,
-        "require_gpus": require_gpus,
-        "expect_tflops": probe["expect_tflops"] or None,
-    }
-    policy = Policy(**{k: v for k, v in overrides.items() if v is not None})
-    if policy.disk_warn_gib < policy.disk_fail_gib:
-        raise click.BadParameter(
-            f"{policy.disk_warn_gib:g} is below the FAIL limit {policy.disk_fail_gib:g}; warn must be >= fail",
-            param_hint="'--disk-warn-gib'",
-        )
+    files = {name: ctx.params[f"{name}_file"] for name in ("json", "junit", "markdown", "prometheus")}
+    for name, path in [("-o", output), *((f"--{n}", p) for n, p in files.items())]:
+        options.check_output_path(path, name)
+    resolved = options.settings(ctx)
     try:
-        checks = runner.select(_split(only), _split(skip) + (["probe", "bench"] if no_probe else []))
+        skipped = options.split(resolved.value("skip")) + (["probe", "bench"] if ctx.params["no_probe"] else [])
+        checks = runner.select(options.split(resolved.value("only")), skipped)
     except runner.SelectionError as exc:
         raise click.BadParameter(str(exc), param_hint="'--only' / '--skip'") from None
-    probe_options = _probe_settings(probe, probe_timeout)
     if facts_file:
-        from mldoctor.reload import load_facts
-
-        saved = load_facts(facts_file)
-        report = runner.build_report(checks if only else runner.covered_by(checks, saved), saved, policy)
+        report = _rediagnose(facts_file, checks, resolved, only=bool(resolved.value("only")))
     else:
-        _cleanup_on_sigterm(checks)
-        with _progress(fmt == "table" and output is None):
-            options = GatherOptions(timeout=timeout, ports=ports, policy=policy, probe=probe_options)
-            report = runner.run(checks, options)
-    _emit(report, fmt, output, verbose)
-    return report.exit_code(strict)
+        report = _run(checks, resolved, ctx.params, ci or fmt != "table" or output is not None)
+    strict = resolved.value("strict")
+    _emit(report, fmt, output, verbose, plain=ci)
+    _export(
+        report,
+        files,
+        strict,
+        github if github is not None else os.environ.get("GITHUB_ACTIONS") == "true",
+        annotations_to_stderr=fmt == "json" and output is None,
+    )
+    return EXIT_OK if exit_zero else report.exit_code(strict)
 
 
-def _progress(enabled: bool) -> Any:
-    """A spinner on stderr while gathering, only on a terminal."""
-    import contextlib
+def _run(checks: list[Any], resolved: options.Settings, params: dict[str, Any], quiet: bool) -> Any:
+    from mldoctor import runner
+    from mldoctor.facts import GatherOptions
 
-    if not enabled or not sys.stderr.isatty():
-        return contextlib.nullcontext()
-    from rich.console import Console
+    options.cleanup_on_sigterm(checks)
+    gather = GatherOptions(
+        timeout=resolved.value("timeout"),
+        ports=params["ports"],
+        policy=resolved.policy,
+        probe=resolved.probe(params["no_container"]),
+    )
+    with options.progress(params["ci"], quiet=quiet and not params["ci"]) as progress:
+        areas = sorted({c.area for c in checks})
+        progress.step(f"checking {', '.join(areas)}…")
+        report = runner.run(checks, gather)
+        progress.step(f"done: {len(report.results)} checks")
+    return report
 
-    return Console(stderr=True).status("Checking Docker and the host…")
+
+def _rediagnose(path: str, checks: list[Any], resolved: options.Settings, only: bool) -> Any:
+    """A saved report judged by today's rules; by its own recorded policy unless a flag overrides a value."""
+    import dataclasses
+
+    from mldoctor import runner
+    from mldoctor.reload import load_report
+
+    facts, saved_policy = load_report(path)
+    policy = resolved.policy
+    if saved_policy is not None:
+        flagged = {k for k, source in resolved.effective.sources.items() if source.startswith("--")}
+        policy = dataclasses.replace(saved_policy, **{k: getattr(policy, k) for k in flagged if hasattr(policy, k)})
+    return runner.build_report(checks if only else runner.covered_by(checks, facts), facts, policy)
 
 
-def _emit(report: Any, fmt: str, output: str | None, verbose: bool) -> None:
+def _export(report: Any, files: dict[str, str | None], strict: bool, github: bool, annotations_to_stderr: bool) -> None:
+    """The CI artifacts asked for, each written atomically; GitHub annotations and step summary when on."""
+    from mldoctor.output import github as github_output
+    from mldoctor.output import json as json_output
+    from mldoctor.output import junit, markdown, prometheus, write_atomic
+
+    renderers = {
+        "json": json_output.render,
+        "junit": lambda r: junit.render(r, strict),
+        "markdown": markdown.render,
+        "prometheus": prometheus.render,
+    }
+    for name, path in files.items():
+        if path:
+            write_atomic(path, renderers[name](report))
+    if not github:
+        return
+    click.echo(github_output.render(report, strict), nl=False, err=annotations_to_stderr)
+    summary = os.environ.get("GITHUB_STEP_SUMMARY")
+    if summary:
+        github_output.append_step_summary(summary, markdown.render(report))
+
+
+def _emit(report: Any, fmt: str, output: str | None, verbose: bool, plain: bool = False) -> None:
     from mldoctor.output import write_atomic
 
     if fmt == "json":
@@ -261,7 +188,7 @@ def _emit(report: Any, fmt: str, output: str | None, verbose: bool) -> None:
     from rich.console import Console
 
     console = Console(highlight=False)
-    if console.is_terminal:
+    if console.is_terminal and not plain:
         table.print_report(report, console, verbose)
     else:  # logs and pipes: plain text, wide lines, no trailing blanks
         columns = os.environ.get("COLUMNS", "")
@@ -278,14 +205,6 @@ def list_checks() -> None:
         click.echo(f"{check_id:<{width}}  {registered.title}")
 
 
-def _cleanup_on_sigterm(checks: list[Any]) -> None:
-    """When a probe container will run, let SIGTERM end mldoctor like Ctrl-C does: the container gets removed."""
-    if any(c.area == "probe" for c in checks):
-        from mldoctor.probe import launch
-
-        launch.exit_on_sigterm()
-
-
 @cli.command("gpu-bench")
 @click.option(
     "-f",
@@ -297,7 +216,7 @@ def _cleanup_on_sigterm(checks: list[Any]) -> None:
     help="Output format.",
 )
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write the results to FILE (atomically).")
-@click.option("--strict", is_flag=True, help="Treat warnings (and checks that could not run) as failures.")
+@click.option("--strict", is_flag=True, help="Treat warnings as failures.")
 @click.option(
     "--timeout",
     type=click.FloatRange(min=1, max=3600),
@@ -305,23 +224,25 @@ def _cleanup_on_sigterm(checks: list[Any]) -> None:
     show_default=True,
     help="Seconds the probe may take besides its benchmarks; then its container is killed and removed.",
 )
-@_probe_options
-def gpu_bench(fmt: str, output: str | None, strict: bool, timeout: float, **probe: Any) -> int:
+@options.CONFIG_OPTION
+@options.probe_options
+@click.pass_context
+def gpu_bench(ctx: click.Context, fmt: str, output: str | None, **_: Any) -> int:
     """Run the probe and its benchmarks alone: matmul per dtype, memory and host bandwidth, per GPU, each graded
     against what a healthy card of that model reaches (the CPU when there is no GPU)."""
     from mldoctor import runner
     from mldoctor.facts import GatherOptions
     from mldoctor.output import bench as bench_output
     from mldoctor.output import write_atomic
-    from mldoctor.policy import Policy
 
-    _check_output_path(output)
-    probe_options = _probe_settings(probe, timeout)
-    policy = Policy(expect_tflops=probe["expect_tflops"])
-    checks = runner.select(["probe", "bench", *(["docker.daemon"] if probe_options.container else [])])
-    _cleanup_on_sigterm(checks)
-    with _progress(fmt == "table" and output is None):
-        report = runner.run(checks, GatherOptions(timeout=10.0, policy=policy, probe=probe_options))
+    options.check_output_path(output)
+    resolved = options.settings(ctx, renamed={"timeout": "probe_timeout"})
+    policy, probe = resolved.policy, resolved.probe(ctx.params["no_container"])
+    checks = runner.select(["probe", "bench", *(["docker.daemon"] if probe.container else [])])
+    options.cleanup_on_sigterm(checks)
+    with options.progress(ci=False, quiet=fmt != "table" or output is not None) as progress:
+        progress.step("running the probe and its benchmarks…")
+        report = runner.run(checks, GatherOptions(timeout=10.0, policy=policy, probe=probe))
     if fmt == "json" or output:
         text = bench_output.render_json(report, policy) if fmt == "json" else bench_output.render(report, policy)
         if output:
@@ -335,10 +256,42 @@ def gpu_bench(fmt: str, output: str | None, strict: bool, timeout: float, **prob
         if not console.is_terminal and "COLUMNS" not in os.environ:
             console = Console(highlight=False, width=120)  # logs and pipes: do not wrap at 80
         console.print(bench_output.renderable(report, policy))
-    return report.exit_code(strict)
+    return report.exit_code(resolved.value("strict"))
 
 
-cli.add_command(report_command())
+cli.add_command(report_command)
+
+
+@cli.group("config")
+def config_group() -> None:
+    """The policy file: mldoctor.toml, or [tool.mldoctor] in pyproject.toml (see docs/ci.md)."""
+
+
+@config_group.command("show")
+@options.CONFIG_OPTION
+@click.option("-f", "--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.pass_context
+def config_show(ctx: click.Context, fmt: str, **_: Any) -> None:
+    """Print every setting, its effective value and where it came from (default, the file, or a flag)."""
+    import json
+
+    from mldoctor.serde import to_data
+
+    resolved = options.settings(ctx)
+    values = {key: to_data(value) for key, value in resolved.effective.values.items()}
+    if fmt == "json":
+        data = {
+            "file": resolved.config_path,
+            "settings": {k: {"value": v, "source": resolved.effective.sources[k]} for k, v in values.items()},
+        }
+        click.echo(json.dumps(data, indent=2))
+        return
+    where = resolved.config_path or "none found (mldoctor.toml, or [tool.mldoctor] in pyproject.toml)"
+    click.echo(f"policy file: {where}")
+    width = max(len(k) for k in values)
+    for key, value in values.items():
+        shown = json.dumps(value) if value not in (None, [], {}) else "-"
+        click.echo(f"{key:<{width}}  {shown:<40}  {resolved.effective.sources[key]}")
 
 
 @cli.group("image")

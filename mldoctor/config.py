@@ -85,7 +85,7 @@ def _policy_keys() -> list[Key]:
 
 
 def _positive_values(value: dict[str, float]) -> str | None:
-    from mldoctor.cli import BENCH_DTYPES
+    from mldoctor.options import BENCH_DTYPES
 
     if all(dtype in BENCH_DTYPES and tflops > 0 for dtype, tflops in value.items()):
         return None

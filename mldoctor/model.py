@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from mldoctor.facts import Facts
+    from mldoctor.policy import Policy
 
 SCHEMA_VERSION = 1
 
@@ -87,6 +88,8 @@ class Report:
     host: str
     facts: Facts
     results: list[CheckResult]
+    policy: Policy | None = None
+    """The thresholds the results were judged by, so a re-diagnosis judges by the same ones."""
 
     def counts(self) -> Counter[Status]:
         return Counter(result.status for result in self.results)

@@ -11,6 +11,7 @@ import click
 from mldoctor.bundle.archive import BUNDLE_FORMAT, MANIFEST, REPORT
 from mldoctor.facts import Facts
 from mldoctor.model import SCHEMA_VERSION
+from mldoctor.policy import Policy
 from mldoctor.serde import SchemaError, from_data
 
 UPGRADE = "upgrade mldoctor (pip install -U mldoctor)"
@@ -47,9 +48,9 @@ def _read_json(path: str) -> Any:
         raise _bad(f"{path} is not a JSON report or an mldoctor bundle: {exc}") from None
 
 
-def load_facts(path: str) -> Facts:
-    """Facts from a `--format json` report or a `mldoctor report` bundle; a click error (exit 2) naming what is
-    wrong otherwise."""
+def load_report(path: str) -> tuple[Facts, Policy | None]:
+    """Facts (and the policy they were judged by, when recorded) from a `--format json` report or a `mldoctor
+    report` bundle; a click error (exit 2) naming what is wrong otherwise."""
     data = _read_bundle(path) if zipfile.is_zipfile(path) else _read_json(path)
     if not isinstance(data, dict) or "facts" not in data:
         raise _bad(f"{path} has no facts; give a file from `mldoctor check --format json` or `mldoctor report`")
@@ -59,6 +60,8 @@ def load_facts(path: str) -> Facts:
             f"{path} uses report schema {version!r}; this mldoctor reads schema {SCHEMA_VERSION} and older: {UPGRADE}"
         )
     try:
-        return from_data(Facts, data["facts"])
+        facts = from_data(Facts, data["facts"])
+        policy = from_data(Policy, data["policy"]) if data.get("policy") else None
     except SchemaError as exc:
-        raise _bad(f"{path}: facts do not match schema {version}: {exc}") from None
+        raise _bad(f"{path}: does not match report schema {version}: {exc}") from None
+    return facts, policy

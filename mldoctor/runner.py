@@ -143,6 +143,7 @@ def build_report(checks: list[Check], facts: Facts, policy: Policy) -> Report:
         host=host,
         facts=facts,
         results=evaluate(checks, facts, policy),
+        policy=policy,
     )
 
 

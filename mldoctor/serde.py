@@ -57,8 +57,12 @@ def from_data(cls: Any, data: Any, where: str = "$") -> Any:
     if origin is list or origin is tuple:
         if not isinstance(data, list):
             raise SchemaError(f"{where}: expected a list, got {type(data).__name__}")
-        (item,) = typing.get_args(cls)[:1]
-        items = [from_data(item, v, f"{where}[{i}]") for i, v in enumerate(data)]
+        args = typing.get_args(cls)
+        if origin is tuple and not (len(args) == 2 and args[1] is Ellipsis):  # tuple[str, float]: one type each
+            if len(data) != len(args):
+                raise SchemaError(f"{where}: expected {len(args)} items, got {len(data)}")
+            return tuple(from_data(arg, v, f"{where}[{i}]") for i, (arg, v) in enumerate(zip(args, data, strict=True)))
+        items = [from_data(args[0], v, f"{where}[{i}]") for i, v in enumerate(data)]
         return items if origin is list else tuple(items)
     if origin is dict:
         if not isinstance(data, dict):

@@ -1,21 +1,17 @@
 """`mldoctor report`: run the full check, collect raw/, redact, write one zip for a support ticket.
 
-The command reuses the check command's machinery: runner.select/run, GatherOptions, the helpers of mldoctor.cli
-and `check`'s own option objects (probe, timeouts). Because mldoctor.cli registers this command, the click command
-is built by `command()` when cli.py calls it, once `check` exists; this module imports only click at the top, so
-`mldoctor --help` stays light.
+The command shares `check`'s machinery: runner.select/run, GatherOptions, and the options and policy-file handling of
+mldoctor.options. This module imports only click at the top, so `mldoctor --help` stays light.
 """
 
 from __future__ import annotations
 
-import contextlib
-import functools
 import os
-import sys
-from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import click
+
+from mldoctor import options
 
 if TYPE_CHECKING:
     from mldoctor.bundle.redact import Redactor
@@ -36,18 +32,6 @@ def write_bundle(path: str, report: Any, collected: list[Any], redactor: Redacto
     }
     info = {"mldoctor_version": clean.tool_version, "created": clean.created, "host": clean.host}
     return archive.write(path, files, redactor, {c.name: c.note for c in collected}, info)
-
-
-@contextlib.contextmanager
-def _progress() -> Iterator[Callable[[str], None]]:
-    """A spinner on stderr naming the current step (the probe can take minutes), only on a terminal."""
-    if not sys.stderr.isatty():
-        yield lambda text: None
-        return
-    from rich.console import Console
-
-    with Console(stderr=True).status("") as status:
-        yield status.update
 
 
 def _target(output: str | None, report: Any, redactor: Redactor) -> str:
@@ -77,15 +61,32 @@ def _summary(path: str, manifest: dict[str, Any], report: Any) -> list[str]:
     return lines
 
 
-def _report(
+@click.command("report")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(),
+    metavar="PATH",
+    help="Write the zip here (a file, or a directory for the default name) "
+    "[default: ./mldoctor-report-<host>-<UTC time>.zip].",
+)
+@click.option("--no-redact", is_flag=True, help="Do not redact anything (secrets included): for your own use.")
+@click.option(
+    "--redact-hosts", is_flag=True, help="Also replace host names, users, IP and MAC addresses by pseudonyms."
+)
+@click.option("--redact-gpu-ids", is_flag=True, help="Also replace GPU UUIDs and board serial numbers.")
+@options.host_options
+@options.probe_options
+@click.pass_context
+def command(
+    ctx: click.Context,
     output: str | None,
-    no_probe: bool,
     no_redact: bool,
     redact_hosts: bool,
     redact_gpu_ids: bool,
-    timeout: float,
-    probe_timeout: float,
-    **probe: Any,
+    no_probe: bool,
+    no_container: bool,
+    **_: Any,
 ) -> int:
     """Write a support bundle: report.json/.md/.html, raw/ outputs, a manifest; secrets redacted.
 
@@ -94,28 +95,26 @@ def _report(
     from mldoctor import runner
     from mldoctor.bundle import collect
     from mldoctor.bundle.redact import Redactor, for_facts
-    from mldoctor.cli import _check_output_path, _cleanup_on_sigterm, _probe_settings
     from mldoctor.facts import GatherOptions
     from mldoctor.facts.probe import probe_deadline
-    from mldoctor.policy import Policy
 
     if no_redact and (redact_hosts or redact_gpu_ids):
         raise click.BadParameter("--no-redact turns redaction off; --redact-hosts/--redact-gpu-ids need it: pick one")
     if output is not None and not os.path.isdir(output):
-        _check_output_path(output)
-    policy = Policy(expect_tflops=probe["expect_tflops"])
+        options.check_output_path(output)
+    resolved = options.settings(ctx)
+    policy, probe_options, timeout = resolved.policy, resolved.probe(no_container), resolved.value("timeout")
     checks = runner.select((), ["probe", "bench"] if no_probe else [])
-    probe_options = _probe_settings(probe, probe_timeout)
-    _cleanup_on_sigterm(checks)
-    with _progress() as step:
+    options.cleanup_on_sigterm(checks)
+    with options.progress(ci=False) as progress:
         waiting = (
             "" if no_probe else f", the probe container and its benchmarks (up to {probe_deadline(probe_options):g} s)"
         )
-        step(f"checking Docker, the NVIDIA stack, the host{waiting}…")
+        progress.step(f"checking Docker, the NVIDIA stack, the host{waiting}…")
         report = runner.run(checks, GatherOptions(timeout=timeout, policy=policy, probe=probe_options))
-        step("collecting docker info, nvidia-smi -q, kernel messages, pip freeze…")
+        progress.step("collecting docker info, nvidia-smi -q, kernel messages, pip freeze…")
         collected = collect.collect(report.facts, timeout)
-        step("redacting and writing the bundle…")
+        progress.step("redacting and writing the bundle…")
         redactor = Redactor.off() if no_redact else for_facts(report.facts, os.environ, redact_hosts, redact_gpu_ids)
         path = _target(output, report, redactor)
         manifest = write_bundle(path, report, collected, redactor, policy)
@@ -124,46 +123,3 @@ def _report(
     if no_redact:
         click.echo("mldoctor: warning: the bundle is NOT redacted (--no-redact): read it before you share it", err=True)
     return report.exit_code()
-
-
-SHARED = (
-    "no_probe",
-    "timeout",
-    "probe_timeout",
-    "image",
-    "no_container",
-    "gpus",
-    "shm_size",
-    "duration",
-    "expect_tflops",
-)
-"""Options `report` takes from `check` itself (the same objects: same names, defaults, validation and help)."""
-
-OPTIONS = (
-    click.Option(
-        ["-o", "--output"],
-        type=click.Path(),
-        metavar="PATH",
-        help="Write the zip here (a file, or a directory for the default name) "
-        "[default: ./mldoctor-report-<host>-<UTC time>.zip].",
-    ),
-    click.Option(["--no-redact"], is_flag=True, help="Do not redact anything (secrets included): for your own use."),
-    click.Option(
-        ["--redact-hosts"], is_flag=True, help="Also replace host names, users, IP and MAC addresses by pseudonyms."
-    ),
-    click.Option(["--redact-gpu-ids"], is_flag=True, help="Also replace GPU UUIDs and board serial numbers."),
-)
-
-
-@functools.cache
-def command() -> click.Command:
-    """The `report` click command, built when cli.py registers it (once `check` exists to borrow options from)."""
-    from mldoctor.cli import check
-
-    shared = {p.name: p for p in check.params if p.name in SHARED}
-    missing = sorted(set(SHARED) - set(shared))
-    if missing:  # check renamed an option: fail at start-up, not on a user's machine mid-report
-        raise RuntimeError(f"mldoctor check has no options {missing} for mldoctor report")
-    return click.Command(
-        "report", callback=_report, params=[*OPTIONS, *(shared[n] for n in SHARED)], help=_report.__doc__
-    )

@@ -32,3 +32,15 @@ def render(report: Report, strict: bool = False) -> str:
         lines.append(f"::notice title=mldoctor::{hidden} more findings than GitHub shows as annotations: "
                      "see the job summary")
     return "".join(line + "\n" for line in lines)
+
+
+STEP_SUMMARY_LIMIT = 1024 * 1024  # "supports content up to a size of 1024k"
+
+
+def append_step_summary(path: str, markdown: str) -> None:
+    """Append to $GITHUB_STEP_SUMMARY, cut to what GitHub accepts rather than losing the whole summary."""
+    data = markdown.encode("utf-8")
+    if len(data) > STEP_SUMMARY_LIMIT - 200:
+        data = data[: STEP_SUMMARY_LIMIT - 200].rsplit(b"\n", 1)[0] + b"\n\n(cut: GitHub's 1 MiB limit)\n"
+    with open(path, "ab") as handle:
+        handle.write(data)

@@ -51,3 +51,12 @@ def test_ints_widen_to_float_and_enums_load():
 def test_missing_required_field_is_a_schema_error():
     with pytest.raises(SchemaError, match="count"):
         from_data(Sample, {})
+
+
+def test_policy_round_trips_with_bands_and_pairs():
+    from mldoctor.policy import Band, Policy
+
+    policy = Policy(require_gpus=8, matmul=Band(0.95, 0.8), expect_tflops=(("bf16", 700.0), ("fp32", 50.0)))
+    assert from_data(Policy, json.loads(json.dumps(to_data(policy)))) == policy
+    with pytest.raises(SchemaError, match="expected 2 items"):
+        from_data(Policy, {"expect_tflops": [["bf16"]]})
