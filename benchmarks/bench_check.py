@@ -40,8 +40,11 @@ def main() -> None:
         server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         server.bind(path)
         server.listen(16)
-        hung = wall([py, "-m", "mldoctor", "check", "--timeout", "2"], max(1, runs // 2),
-                    env={**os.environ, "DOCKER_HOST": f"unix://{path}"})
+        hung = wall(
+            [py, "-m", "mldoctor", "check", "--timeout", "2"],
+            max(1, runs // 2),
+            env={**os.environ, "DOCKER_HOST": f"unix://{path}"},
+        )
         server.close()
     print(f"import floor (docker, rich, click, psutil): {floor:.3f} s")
     print(f"mldoctor check (table):  {check:.3f} s  = {check / floor:.2f}x floor  (target <= 1.5x)")

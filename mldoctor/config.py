@@ -70,18 +70,51 @@ class Key:
     """None when the value is allowed, else a description of what is."""
 
 
+PAIRS = {"expect_tflops": float, "matmul_by_dtype": Band}
+"""Policy fields held as (dtype, value) pairs, written as tables in the file: expect_tflops = { bf16 = 700 }."""
+
+
 def _policy_keys() -> list[Key]:
     hints = typing.get_type_hints(Policy)
     keys = []
     for f in dataclasses.fields(Policy):
         kind = hints[f.name]
-        if f.name == "expect_tflops":
-            keys.append(Key(f.name, dict[str, float], {}, option=f.name, check=_positive_values))
+        if f.name in PAIRS:
+            check = _positive_values if PAIRS[f.name] is float else _bands_by_dtype
+            keys.append(Key(f.name, dict[str, PAIRS[f.name]], {}, option=f.name, check=check))
         elif kind is Band:
             keys.append(Key(f.name, Band, f.default, check=_band))
+        elif kind in (str, tuple[str, ...]):
+            keys.append(
+                Key(
+                    f.name,
+                    list[str] if kind is not str else str,
+                    f.default,
+                    option=f.name,
+                    check=_version if f.name.endswith("_version") else None,
+                )
+            )
         else:
             keys.append(Key(f.name, kind, f.default, option=f.name, check=_at_least(0)))
     return keys
+
+
+def _version(value: str) -> str | None:
+    return None if value == "" or re.fullmatch(r"\d+(\.\d+)*", value) else 'a version such as "550.54" or "12.4"'
+
+
+def _bands_by_dtype(value: dict[str, Band]) -> str | None:
+    from mldoctor.options import BENCH_DTYPES
+
+    if all(dtype in BENCH_DTYPES and _band(band) is None for dtype, band in value.items()):
+        return None
+    return f"a table of DTYPE = {{passing = P, warning = W}} (0 <= W <= P) with DTYPE one of {', '.join(BENCH_DTYPES)}"
+
+
+def _dtype_names(value: list[str]) -> str | None:
+    from mldoctor.options import BENCH_DTYPES
+
+    return None if set(value) <= set(BENCH_DTYPES) else f"a list of some of {', '.join(BENCH_DTYPES)}"
 
 
 def _positive_values(value: dict[str, float]) -> str | None:
@@ -100,11 +133,22 @@ RUN_KEYS = [
 ]
 PROBE_KEYS = [
     Key("probe.image", str, None, option="image"),
-    Key("probe.gpus", str, "auto", option="gpus",
-        check=_pattern(r"auto|all|none|\d+(,\d+)*", "auto, all, none or GPU indices such as 0,1")),
-    Key("probe.shm_size", str, None, option="shm_size",
-        check=_pattern(r"\d+[bkmg]?", "a size such as 16g, 512m or a number of bytes")),
+    Key(
+        "probe.gpus",
+        str,
+        "auto",
+        option="gpus",
+        check=_pattern(r"auto|all|none|\d+(,\d+)*", "auto, all, none or GPU indices such as 0,1"),
+    ),
+    Key(
+        "probe.shm_size",
+        str,
+        None,
+        option="shm_size",
+        check=_pattern(r"\d+[bkmg]?", "a size such as 16g, 512m or a number of bytes"),
+    ),
     Key("probe.duration", float, 10.0, option="duration", check=_at_least(0)),
+    Key("probe.dtypes", list[str], [], option="dtypes", check=_dtype_names),
     Key("probe.timeout", float, 120.0, option="probe_timeout", check=_at_least(1)),
 ]
 
@@ -205,9 +249,16 @@ def _checked(values: dict[str, Any], path: str) -> dict[str, Any]:
 
 
 def _describe(kind: Any) -> str:
-    names = {str: "a string", bool: "true or false", int: "a whole number", float: "a number",
-             list[str]: "a list of strings", Band: "{passing = P, warning = W}",
-             dict[str, float]: "a table of DTYPE = TFLOPS"}
+    names = {
+        str: "a string",
+        bool: "true or false",
+        int: "a whole number",
+        float: "a number",
+        list[str]: "a list of strings",
+        Band: "{passing = P, warning = W}",
+        dict[str, float]: "a table of DTYPE = TFLOPS",
+        dict[str, Band]: "a table of DTYPE = {passing, warning}",
+    }
     return names.get(kind, str(kind))
 
 
@@ -229,7 +280,9 @@ class Effective:
     def policy(self) -> Policy:
         fields = {f.name for f in dataclasses.fields(Policy)}
         values = {k: v for k, v in self.values.items() if k in fields}
-        values["expect_tflops"] = tuple(sorted(dict(values.get("expect_tflops") or {}).items()))
+        for name in PAIRS:
+            values[name] = tuple(sorted(dict(values.get(name) or {}).items()))
+        values["require_gpu_models"] = tuple(values.get("require_gpu_models") or ())
         return Policy(**values)
 
     def probe(self, prefix: str = "probe.") -> dict[str, Any]:
@@ -242,7 +295,7 @@ def effective(loaded: Loaded, params: dict[str, Any], given: set[str]) -> Effect
     for key in keys().values():
         if key.option and key.option in given:
             value = params[key.option]
-            values[key.name] = dict(value) if key.name == "expect_tflops" else value
+            values[key.name] = dict(value) if key.name in PAIRS else value
             sources[key.name] = "--" + key.option.replace("_", "-")
         elif key.name in loaded.values:
             values[key.name], sources[key.name] = loaded.values[key.name], loaded.path or "file"

@@ -52,6 +52,14 @@ def _expect_tflops(
     return tuple(pairs)
 
 
+def _dtypes(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> tuple[str, ...]:
+    dtypes = tuple(split(values))
+    unknown = [d for d in dtypes if d not in BENCH_DTYPES]
+    if unknown:
+        raise click.BadParameter(f"{', '.join(unknown)}: use some of {', '.join(BENCH_DTYPES)}")
+    return dtypes
+
+
 def _decorate(options: list[Callable[[Any], Any]]) -> Callable[[Any], Any]:
     def apply(command: Any) -> Any:
         for option in reversed(options):
@@ -86,6 +94,13 @@ probe_options = _decorate(
             default=10.0,
             show_default=True,
             help="Benchmark seconds per GPU (or for the CPU when there is none); 0 skips the benchmarks.",
+        ),
+        click.option(
+            "--dtypes",
+            multiple=True,
+            metavar="LIST",
+            callback=_dtypes,
+            help="Matmul dtypes to benchmark, e.g. bf16,fp8 [default: all the GPU supports].",
         ),
         click.option(
             "--expect-tflops",
@@ -161,6 +176,7 @@ class Settings:
             timeout=probe["timeout"],
             container=not no_container,
             bench=probe["duration"] > 0,
+            dtypes=tuple(probe["dtypes"]),
         )
 
 

@@ -33,8 +33,16 @@ class Policy:
     min_available_memory_gib: float = 4.0
     require_gpus: int = 0
     """NVIDIA GPUs this host must have; 0 lets a GPU-less host pass with the NVIDIA checks skipped."""
+    require_gpu_models: tuple[str, ...] = ()
+    """Every GPU's name must contain one of these (case-insensitive): `["H100", "H200"]` keeps a job off A100s."""
+    min_driver_version: str = ""
+    """The oldest NVIDIA driver allowed (e.g. "550.54"); empty: any."""
+    min_cuda_version: str = ""
+    """The oldest CUDA the driver must support (e.g. "12.4", what your images' CUDA needs); empty: any."""
     # Benchmarks (shared/reference/performance.md section 4): ratios to the expected achievable figure of the SKU.
     matmul: Band = Band(0.90, 0.75)
+    matmul_by_dtype: tuple[tuple[str, Band], ...] = ()
+    """Per-dtype bands that replace `matmul` / `matmul_fp32` for those dtypes (policy file: [matmul_by_dtype])."""
     matmul_fp32: Band = Band(0.85, 0.70)
     """FP32 and TF32 vary more between healthy cards (dual-issue FP32 on Ada and GA102 is rarely reached)."""
     d2d: Band = Band(0.80, 0.65)
@@ -48,6 +56,9 @@ class Policy:
     """A GPU below this share of the other GPUs' median matmul rate is flagged."""
     expect_tflops: tuple[tuple[str, float], ...] = ()
     """Expected figures given on the command line (`--expect-tflops bf16=700`), for SKUs the table lacks."""
+
+    def matmul_band(self, dtype: str) -> Band:
+        return dict(self.matmul_by_dtype).get(dtype) or (self.matmul_fp32 if dtype in ("fp32", "tf32") else self.matmul)
 
     def disk_status(self, usage: DiskUsage) -> str:
         """'fail', 'warn' or 'ok' for a filesystem: low when under the GiB floor *or* a percentage floor

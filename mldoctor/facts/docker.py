@@ -161,8 +161,11 @@ def gather(timeout: float, policy: Policy) -> DockerFacts:
         try:
             endpoint = resolve_endpoint()
         except ImportError as exc:  # a broken install; the host-side checks that read docker facts still run
-            endpoint = Endpoint(url=os.environ.get("DOCKER_HOST") or f"unix://{DEFAULT_SOCKET}", error=str(exc),
-                                error_kind="sdk_missing")
+            endpoint = Endpoint(
+                url=os.environ.get("DOCKER_HOST") or f"unix://{DEFAULT_SOCKET}",
+                error=str(exc),
+                error_kind="sdk_missing",
+            )
         facts = DockerFacts(cli=CliFacts(), endpoint=endpoint, connection=Connection())
         facts.socket = _socket(endpoint.socket_path) if endpoint.socket_path else None
         facts.connection, facts.daemon = _connect(endpoint, timeout, policy, facts)

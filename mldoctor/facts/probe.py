@@ -232,6 +232,8 @@ class ProbeOptions:
     """Deadline for everything but the benchmarks: container start, imports, CUDA init, teardown."""
     container: bool = True
     bench: bool = True
+    dtypes: tuple[str, ...] = ()
+    """Matmul dtypes to benchmark (among those the GPU supports); empty: all of them."""
 
     def deadline(self, devices: int) -> float:
         return self.timeout + (self.duration * max(1, devices) if self.bench else 0.0)

@@ -22,15 +22,17 @@ def _annotation(kind: str, result: CheckResult) -> str:
 
 def render(report: Report, strict: bool = False) -> str:
     """FAIL and ERROR (and WARN under --strict) are errors, WARN a warning; over the limit, one notice says so."""
-    errors = [r for r in report.results
-              if r.status in (Status.FAIL, Status.ERROR) or (strict and r.status is Status.WARN)]
+    errors = [
+        r for r in report.results if r.status in (Status.FAIL, Status.ERROR) or (strict and r.status is Status.WARN)
+    ]
     warnings = [r for r in report.results if r.status is Status.WARN and not strict]
     lines = [_annotation("error", r) for r in errors[:MAX_PER_KIND]]
     lines += [_annotation("warning", r) for r in warnings[:MAX_PER_KIND]]
     hidden = max(0, len(errors) - MAX_PER_KIND) + max(0, len(warnings) - MAX_PER_KIND)
     if hidden:
-        lines.append(f"::notice title=mldoctor::{hidden} more findings than GitHub shows as annotations: "
-                     "see the job summary")
+        lines.append(
+            f"::notice title=mldoctor::{hidden} more findings than GitHub shows as annotations: see the job summary"
+        )
     return "".join(line + "\n" for line in lines)
 
 

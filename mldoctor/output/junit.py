@@ -43,8 +43,14 @@ def render(report: Report, strict: bool = False) -> str:
         results = [r for r in report.results if r.area == area]
         if not results:
             continue
-        suite = ET.SubElement(root, "testsuite", name=f"mldoctor.{area}", hostname=report.host,
-                              timestamp=report.created.rstrip("Z"), time="0")
+        suite = ET.SubElement(
+            root,
+            "testsuite",
+            name=f"mldoctor.{area}",
+            hostname=report.host,
+            timestamp=report.created.rstrip("Z"),
+            time="0",
+        )
         suite.set("package", title)
         counts = {"tests": len(results), "failures": 0, "errors": 0, "skipped": 0}
         for result in results:

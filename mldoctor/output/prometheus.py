@@ -23,8 +23,10 @@ def render(report: Report) -> str:
     for result in report.results:
         for status in Status:
             value = 1 if result.status is status else 0
-            lines.append(f'mldoctor_check_status{{host="{host}",check="{_label(result.id)}",'
-                         f'status="{status.value.lower()}"}} {value}')
+            lines.append(
+                f'mldoctor_check_status{{host="{host}",check="{_label(result.id)}",'
+                f'status="{status.value.lower()}"}} {value}'
+            )
     counts = report.counts()
     lines += ["# HELP mldoctor_checks Number of checks per status in the last run.", "# TYPE mldoctor_checks gauge"]
     lines += [f'mldoctor_checks{{host="{host}",status="{s.value.lower()}"}} {counts[s]}' for s in Status]

@@ -54,7 +54,9 @@ def dockerfile_digest() -> str:
 
 
 def probe_args(options: ProbeOptions) -> list[str]:
-    return ["--duration", f"{options.duration:g}"] if options.bench else ["--no-bench"]
+    if not options.bench:
+        return ["--no-bench"]
+    return ["--duration", f"{options.duration:g}", *(["--dtypes", ",".join(options.dtypes)] if options.dtypes else [])]
 
 
 _live: dict[str, Callable[[], None]] = {}

@@ -8,7 +8,7 @@ but the JSON document reaches stdout: fd 1 is pointed at stderr before anything 
 It records facts and measurements only; judging them (expected figures, thresholds, fixes) is mldoctor's job on
 the host, so an old report can be re-graded with a newer GPU table.
 
-Usage: python3 probe.py [--duration SECONDS] [--no-bench]
+Usage: python3 probe.py [--duration SECONDS] [--no-bench] [--dtypes fp32,bf16,...]
 """
 
 from __future__ import annotations
@@ -66,11 +66,14 @@ def _claim_stdout():
 
 
 def _parse_args(argv):
-    args = {"duration": 10.0, "bench": True}
+    args = {"duration": 10.0, "bench": True, "dtypes": []}
     i = 0
     while i < len(argv):
         if argv[i] == "--duration" and i + 1 < len(argv):
             args["duration"] = max(0.0, float(argv[i + 1]))
+            i += 1
+        elif argv[i] == "--dtypes" and i + 1 < len(argv):
+            args["dtypes"] = [d for d in argv[i + 1].split(",") if d]
             i += 1
         elif argv[i] == "--no-bench":
             args["bench"] = False
@@ -104,7 +107,7 @@ def collect(doc, args):
     doc["cuda"] = _section(doc, "cuda", _cuda, torch)
     doc["devices"] = _section(doc, "devices", _devices, torch) or []
     if args["bench"]:
-        doc["bench"] = _section(doc, "bench", _bench, torch, doc["devices"], args["duration"])
+        doc["bench"] = _section(doc, "bench", _bench, torch, doc["devices"], args["duration"], args["dtypes"])
 
 
 def _system():
@@ -286,12 +289,12 @@ class Budget:
         return max(0.0, self.ends - time.monotonic())
 
 
-def _bench(torch, devices, duration):
+def _bench(torch, devices, duration, wanted):
     started = time.monotonic()
     result = {"duration_s": duration, "gpus": [], "cpu": None, "elapsed_s": 0.0}
     if devices:
         for device in devices:
-            result["gpus"].append(_bench_gpu(torch, device, Budget(duration)))
+            result["gpus"].append(_bench_gpu(torch, device, Budget(duration), wanted))
     else:
         result["cpu"] = _bench_cpu(torch, Budget(duration))
     result["elapsed_s"] = round(time.monotonic() - started, 3)
@@ -317,12 +320,12 @@ SHARES = {"warmup": 0.2, "matmul": 0.6, "copies": 0.2}
 WEIGHT = {"fp32": 1.0, "tf32": 1.0, "bf16": 2.0, "fp16": 2.0, "fp8": 1.0}
 
 
-def _bench_gpu(torch, device, budget):
+def _bench_gpu(torch, device, budget, wanted):
     index = device["index"]
     dev = torch.device("cuda", index)
     out = {"index": index, "warmup": None, "matmul": [], "d2d": None, "h2d": None, "d2h": None, "errors": []}
     torch.cuda.set_device(dev)
-    dtypes = gpu_dtypes(torch, device["major"], device["minor"])
+    dtypes = [d for d in gpu_dtypes(torch, device["major"], device["minor"]) if not wanted or d in wanted]
     free = torch.cuda.mem_get_info(dev)[0]
     main = "bf16" if "bf16" in dtypes else "fp16"
     try:

@@ -68,7 +68,7 @@ def _matmul_rows(device: ProbeDevice, bench: GpuBench, spec: GpuSpec | None, pol
         elif expected is None:
             rows.append(replace(base, status=Status.WARN, note="no expected figure"))
         else:
-            band = policy.matmul_fp32 if result.dtype in ("fp32", "tf32") else policy.matmul
+            band = policy.matmul_band(result.dtype)
             rows.append(replace(base, status=GRADE[band.grade(result.tflops / expected)]))
     return rows
 

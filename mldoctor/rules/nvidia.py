@@ -197,6 +197,15 @@ def nvidia_gpu(facts: Facts, policy: Policy) -> Finding:
             fix="lspci -nn | grep -i nvidia   # every GPU the host has; one missing there is unseated or dead",
             details=details,
         )
+    wanted = policy.require_gpu_models
+    others = sorted({g.name for g in nv.nvml.gpus if not any(m.lower() in g.name.lower() for m in wanted)})
+    if wanted and (others or not nv.nvml.gpus):
+        found = ", ".join(others) if nv.nvml.gpus else "unknown models (NVML cannot name them: see nvidia.driver)"
+        return Finding.fail(
+            f"{described}: {found} is not one of the required models ({', '.join(wanted)})",
+            fix="run this job on a node with the required GPUs, or change require_gpu_models in the policy file",
+            details=details,
+        )
     return Finding.ok(described, details=details)
 
 
@@ -301,7 +310,7 @@ def nvidia_driver(facts: Facts, policy: Policy) -> Finding:
         return Finding.skip("skipped: no NVIDIA GPU on this host", blocked_by="nvidia.gpu")
     details = _driver_details(nv)
     if nv.nvml.ok:
-        return _driver_ok(nv, details)
+        return _driver_ok(nv, details, policy, facts.host)
     if nv.nvml.error_kind == "no_bindings":  # mldoctor's environment, not the host: the check could not run
         return Finding.error(f"cannot query NVML: {nv.nvml.error} (python3 -m pip install nvidia-ml-py)")
     summary, fix = _init_failure(nv, facts.host)
@@ -314,7 +323,7 @@ def _elsewhere(nv: NvidiaFacts) -> list[PciDevice]:
     return [d for d in nv.pci_gpus if d.driver not in (None, "nvidia", "nouveau")]
 
 
-def _driver_ok(nv: NvidiaFacts, details: tuple[str, ...]) -> Finding:
+def _driver_ok(nv: NvidiaFacts, details: tuple[str, ...], policy: Policy, host: HostFacts | None) -> Finding:
     """NVML works; FAIL still when it misses a GPU the nvidia driver should have taken (fell off the bus, failed
     to initialise), since that GPU is silently absent from every container."""
     nvml = nv.nvml
@@ -332,7 +341,23 @@ def _driver_ok(nv: NvidiaFacts, details: tuple[str, ...]) -> Finding:
             "a GPU that fell off the bus (Xid 79) needs a reboot, then reseating",
             details=details,
         )
+    too_old = _older_than_policy(nvml.driver_version, nvml.cuda_driver_version, policy)
+    if too_old:
+        return Finding.fail(f"{summary}: {too_old}", fix=_driver_install(host) + "   # a newer driver", details=details)
     return Finding.ok(summary, details=details)
+
+
+def _version_tuple(version: str) -> tuple[int, ...]:
+    return tuple(int(p) for p in re.findall(r"\d+", version))
+
+
+def _older_than_policy(driver: str | None, cuda: str | None, policy: Policy) -> str | None:
+    """The policy's driver and CUDA floors (what the team's images need), when the host is below one."""
+    if policy.min_driver_version and driver and _version_tuple(driver) < _version_tuple(policy.min_driver_version):
+        return f"older than the required driver {policy.min_driver_version}"
+    if policy.min_cuda_version and cuda and _version_tuple(cuda) < _version_tuple(policy.min_cuda_version):
+        return f"supports CUDA {cuda}, older than the required {policy.min_cuda_version}"
+    return None
 
 
 def _node_access_fix(blocked: list[DeviceNode], host: HostFacts | None) -> str:

@@ -95,3 +95,32 @@ def test_each_invalid_file_names_file_key_value_and_what_is_allowed(tmp_path, te
         config.load(path)
     assert str(info.value).startswith(f"{path}: ")
     assert message in str(info.value)
+
+
+def test_issue5_keys(tmp_path):
+    path = write(
+        tmp_path / "mldoctor.toml",
+        """
+require_gpu_models = ["H100", "H200"]
+min_driver_version = "550.54"
+min_cuda_version = "12.4"
+matmul_by_dtype = { bf16 = { passing = 0.95, warning = 0.85 } }
+
+[probe]
+dtypes = ["bf16", "fp8"]
+""",
+    )
+    loaded = config.load(path)
+    policy = config.effective(loaded, {}, set()).policy()
+    assert policy.require_gpu_models == ("H100", "H200")
+    assert (policy.min_driver_version, policy.min_cuda_version) == ("550.54", "12.4")
+    assert policy.matmul_band("bf16") == Band(0.95, 0.85) and policy.matmul_band("fp32") == policy.matmul_fp32
+    assert loaded.values["probe.dtypes"] == ["bf16", "fp8"]
+    for bad, message in [
+        ('min_cuda_version = "twelve"', "a version such as"),
+        ("matmul_by_dtype = { bf17 = { passing = 0.9, warning = 0.8 } }", "DTYPE one of"),
+        ('[probe]\ndtypes = ["int4"]', "a list of some of"),
+    ]:
+        (tmp_path / "mldoctor.toml").write_text(bad + "\n")
+        with pytest.raises(ConfigError, match=message):
+            config.load(path)

@@ -779,3 +779,24 @@ def test_cli_re_diagnoses_saved_nvidia_facts(tmp_path, capsys):
     assert by_id["nvidia.health.gpu0"]["status"] == "FAIL"
     assert by_id["nvidia.health.gpu1"]["status"] == "PASS"
     assert by_id["nvidia.gpu"]["status"] == "PASS"
+
+
+class TestPolicyFloors:
+    """The policy file's GPU models and driver/CUDA floors (issue 5)."""
+
+    def test_required_models(self):
+        healthy = facts(nvidia=nvidia_facts(gpus=2))
+        assert result(healthy, "nvidia.gpu", Policy(require_gpu_models=("h100", "H200"))).status is Status.PASS
+        r = result(healthy, "nvidia.gpu", Policy(require_gpu_models=("A100",)))
+        assert r.status is Status.FAIL
+        assert "NVIDIA H100 80GB HBM3 is not one of the required models (A100)" in r.summary
+
+    def test_driver_and_cuda_floors(self):
+        nv = nvidia_facts(gpus=2)
+        healthy = facts(nvidia=nv)
+        driver = nv.nvml.driver_version
+        assert result(healthy, "nvidia.driver", Policy(min_driver_version=driver)).status is Status.PASS
+        r = result(healthy, "nvidia.driver", Policy(min_driver_version="999.1"))
+        assert r.status is Status.FAIL and "older than the required driver 999.1" in r.summary
+        r = result(healthy, "nvidia.driver", Policy(min_cuda_version="99.0"))
+        assert r.status is Status.FAIL and "older than the required 99.0" in r.summary
