@@ -147,21 +147,19 @@ def _rediagnose(path: str, checks: list[Any], resolved: options.Settings, only: 
 
 def _export(report: Any, files: dict[str, str | None], strict: bool, github: bool, annotations_to_stderr: bool) -> None:
     """The CI artifacts asked for, each written atomically; GitHub annotations and step summary when on."""
-    from mldoctor.output import github as github_output
-    from mldoctor.output import json as json_output
-    from mldoctor.output import junit, markdown, prometheus, write_atomic
+    import importlib
 
-    renderers = {
-        "json": json_output.render,
-        "junit": lambda r: junit.render(r, strict),
-        "markdown": markdown.render,
-        "prometheus": prometheus.render,
-    }
+    from mldoctor.output import write_atomic
+
     for name, path in files.items():
-        if path:
-            write_atomic(path, renderers[name](report))
+        if path:  # each renderer is imported only when its artifact is asked for
+            renderer = importlib.import_module(f"mldoctor.output.{name}")
+            write_atomic(path, renderer.render(report, strict) if name == "junit" else renderer.render(report))
     if not github:
         return
+    from mldoctor.output import github as github_output
+    from mldoctor.output import markdown
+
     click.echo(github_output.render(report, strict), nl=False, err=annotations_to_stderr)
     summary = os.environ.get("GITHUB_STEP_SUMMARY")
     if summary:

@@ -295,6 +295,16 @@ def gather(options: ProbeOptions, docker: DockerFacts | None, nvidia: NvidiaFact
     from mldoctor.probe import launch
 
     host_gpus = host_gpu_count(nvidia)
+    if options.container and docker is not None and not docker.connection.ok:  # asking again only waits again
+        image = options.image or DEFAULT_IMAGE
+        return ProbeFacts(
+            run=ProbeRun(
+                image=image,
+                default_image=options.image is None,
+                stage="connect",
+                error="not started: the Docker daemon did not answer (see docker.daemon)",
+            )
+        )
     if options.container:
         gpus, reason = decide_gpus(options.gpus, docker, host_gpus)
         run = ProbeRun(
