@@ -1,0 +1,21 @@
+"""An invariant every rule test enforces: a WARN or FAIL always carries a fix the user can paste."""
+
+from __future__ import annotations
+
+import pytest
+
+from mldoctor import runner
+from mldoctor.model import Status
+
+
+@pytest.fixture(autouse=True)
+def every_warn_and_fail_has_a_fix(monkeypatch):
+    original = runner._result
+
+    def checked(check, finding):
+        result = original(check, finding)
+        if result.status in (Status.WARN, Status.FAIL):
+            assert result.fix and result.fix.strip(), f"{result.id} {result.status.value} without a fix: {result.summary}"
+        return result
+
+    monkeypatch.setattr(runner, "_result", checked)
