@@ -15,7 +15,8 @@ def every_warn_and_fail_has_a_fix(monkeypatch):
     def checked(check, finding):
         result = original(check, finding)
         if result.status in (Status.WARN, Status.FAIL):
-            assert result.fix and result.fix.strip(), f"{result.id} {result.status.value} without a fix: {result.summary}"
+            message = f"{result.id} {result.status.value} without a fix: {result.summary}"
+            assert result.fix and result.fix.strip(), message
         return result
 
     monkeypatch.setattr(runner, "_result", checked)
