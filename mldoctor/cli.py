@@ -26,15 +26,7 @@ def cli() -> None:
 
 
 @cli.command()
-@click.option(
-    "-f",
-    "--format",
-    "fmt",
-    type=click.Choice(["table", "json"]),
-    default="table",
-    show_default=True,
-    help="Output format on stdout (or in -o FILE).",
-)
+@options.FORMAT_OPTION
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write the report to FILE (atomically).")
 @click.option("-v", "--verbose", is_flag=True, help="Show the details of every finding.")
 @click.option("--only", multiple=True, metavar="ID", help="Run only these checks (id, glob or prefix; repeatable).")
@@ -204,15 +196,7 @@ def list_checks() -> None:
 
 
 @cli.command("gpu-bench")
-@click.option(
-    "-f",
-    "--format",
-    "fmt",
-    type=click.Choice(["table", "json"]),
-    default="table",
-    show_default=True,
-    help="Output format.",
-)
+@options.FORMAT_OPTION
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write the results to FILE (atomically).")
 @click.option("--strict", is_flag=True, help="Treat warnings as failures.")
 @click.option(
@@ -267,7 +251,7 @@ def config_group() -> None:
 
 @config_group.command("show")
 @options.CONFIG_OPTION
-@click.option("-f", "--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@options.FORMAT_OPTION
 @click.pass_context
 def config_show(ctx: click.Context, fmt: str, **_: Any) -> None:
     """Print every setting, its effective value and where it came from (default, the file, or a flag)."""

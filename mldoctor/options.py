@@ -69,6 +69,16 @@ def _decorate(options: list[Callable[[Any], Any]]) -> Callable[[Any], Any]:
     return apply
 
 
+FORMAT_OPTION = click.option(
+    "-f",
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "json"]),
+    default="table",
+    show_default=True,
+    help="Output format (on stdout, or in -o FILE).",
+)
+
 CONFIG_OPTION = click.option(
     "--config",
     "config_file",

@@ -190,13 +190,7 @@ def run_in_container(run: ProbeRun, options: ProbeOptions, timeout: float) -> st
         run.stderr_tail = _tail(client.logs(name, stdout=False, stderr=True, tail=200))
         if run.timed_out:
             return ""
-        text = stdout.decode("utf-8", errors="replace")
-        if not text.strip():
-            run.stage = "exit"
-            run.error = f"the probe exited with code {run.exit_code} and printed nothing"
-            return ""
-        run.stage = "output"
-        return text
+        return _output(run, stdout)
     except Exception as exc:  # every failure is a fact: the stage says where, the text says why
         run.error = _describe(exc)
         return ""
@@ -206,6 +200,17 @@ def run_in_container(run: ProbeRun, options: ProbeOptions, timeout: float) -> st
                 _untrack(name)  # else the atexit hook tries again
             client.close()
         run.elapsed_s = round(time.monotonic() - started, 3)
+
+
+def _output(run: ProbeRun, stdout: bytes) -> str:
+    """What the probe printed, for parsing; an empty stdout is where the run stopped (the exit code says why)."""
+    text = stdout.decode("utf-8", errors="replace")
+    if not text.strip():
+        run.stage = "exit"
+        run.error = f"the probe exited with code {run.exit_code} and printed nothing"
+        return ""
+    run.stage = "output"
+    return text
 
 
 def run_on_host(run: ProbeRun, options: ProbeOptions) -> str:
@@ -227,13 +232,7 @@ def run_on_host(run: ProbeRun, options: ProbeOptions) -> str:
             return ""
         run.exit_code = proc.returncode
         run.stderr_tail = _tail(stderr)
-        text = stdout[:STDOUT_LIMIT].decode("utf-8", errors="replace")
-        if not text.strip():
-            run.stage = "exit"
-            run.error = f"the probe exited with code {run.exit_code} and printed nothing"
-            return ""
-        run.stage = "output"
-        return text
+        return _output(run, stdout[:STDOUT_LIMIT])
     finally:
         _untrack(key)
         run.elapsed_s = round(time.monotonic() - started, 3)
