@@ -7,9 +7,9 @@ one: there a missing daemon is a broken CI and the tests fail loudly instead of 
 from __future__ import annotations
 
 import functools
-import os
 
 import pytest
+from provided import absent
 
 
 @functools.cache
@@ -31,6 +31,4 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     reason = docker_unavailable_reason()
     if reason is None:
         return
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"CI must provide a Docker daemon (.ci/run starts dockerd): {reason}", pytrace=False)
-    pytest.skip(reason)
+    absent(reason)

@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from provided import absent
 
 INSTALL = "scripts/ci/install-libnvidia-ml.sh"
 
@@ -42,9 +43,7 @@ def nvml_library() -> None:
     reason = library_missing()
     if reason is None:
         return
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"CI must provide libnvidia-ml.so.1 (.ci/run runs {INSTALL}): {reason}", pytrace=False)
-    pytest.skip(reason)
+    absent(f"{reason} (install it: {INSTALL})")
 
 
 def mldoctor(*args: str) -> tuple[int, dict]:
