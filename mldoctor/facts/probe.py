@@ -96,6 +96,7 @@ class ProbeDevice:
     sm_count: int = 0
     memory_bytes: int = 0
     uuid: str | None = None
+    l2_bytes: int | None = None
     pci_bus_id: str | None = None
     pcie: PcieLink | None = None
 
@@ -115,7 +116,10 @@ class MatmulResult:
     dtype: str = ""
     shape: list[int] = field(default_factory=list)
     tflops: float = 0.0
+    """From the median time of one call (CUDA events around each call, the L2 flushed between calls)."""
     median_ms: float = 0.0
+    mean_ms: float | None = None
+    min_ms: float | None = None
     iters: int = 0
     max_rel_err: float | None = None
     tolerance: float | None = None
@@ -129,9 +133,13 @@ class MatmulResult:
 class CopyResult:
     bytes: int = 0
     gbps: float = 0.0
+    """d2d counts the bytes read plus written (2x, as bandwidthTest); h2d and d2h count them once."""
     median_ms: float = 0.0
+    mean_ms: float | None = None
+    min_ms: float | None = None
     iters: int = 0
     ok: bool = True
+    """The copied bytes matched the source."""
 
 
 @dataclass

@@ -234,6 +234,10 @@ def run_on_host(run: ProbeRun, options: ProbeOptions) -> str:
         run.stderr_tail = _tail(stderr)
         return _output(run, stdout[:STDOUT_LIMIT])
     finally:
+        if proc.poll() is None:  # interrupted in this thread (Ctrl-C while waiting): the probe must not outlive us
+            with contextlib.suppress(Exception):
+                proc.kill()
+                proc.wait(timeout=5)
         _untrack(key)
         run.elapsed_s = round(time.monotonic() - started, 3)
 

@@ -32,14 +32,23 @@ ENV_KEYS = (
     "CUDA_VISIBLE_DEVICES",
     "CUDA_VERSION",
     "LD_LIBRARY_PATH",
+    "NVIDIA_TF32_OVERRIDE",
+    "TORCH_ALLOW_TF32_CUBLAS_OVERRIDE",
 )
 """An allowlist: the environment can hold secrets, so only these names are ever reported."""
 
 # Error bound per dtype: max |C - C_ref| / max |C_ref| on a slice, against float64 from the same (rounded) inputs.
 # Output rounding dominates: bf16 keeps 8 bits of mantissa (0.4 %), fp16 11, tf32 rounds the inputs to 11 bits.
+# The fp32 bound also catches TF32 leaking into an fp32 run (its error is ~4e-4 at these sizes).
 TOLERANCE = {"fp32": 1e-4, "tf32": 1e-2, "bf16": 2e-2, "fp16": 5e-3, "fp8": 5e-2}
 MIN_ITERS, MAX_ITERS = 10, 2000
+WARMUP_CALLS = 10
+"""Un-timed calls per shape before timing (cuBLAS handle, algorithm choice, module loading), budget permitting."""
 SLICE = 64
+FLUSH_BYTES = 256 << 20
+"""The buffer zeroed between timed calls to evict the L2 (at least twice the L2 where that is bigger)."""
+DEVICE_TYPE = "cuda"
+WARMUP_N = 8192
 
 
 def main(argv=None):
@@ -240,6 +249,7 @@ def _devices(torch):
             "sm_count": props.multi_processor_count,
             "memory_bytes": props.total_memory,
             "uuid": str(getattr(props, "uuid", "") or "") or None,
+            "l2_bytes": getattr(props, "L2_cache_size", None),
             "pci_bus_id": None,
             "pcie": None,
         }
@@ -254,7 +264,16 @@ def _devices(torch):
     return devices
 
 
-GEN_BY_SPEED = {"2.5": 1, "5.0": 2, "8.0": 3, "16.0": 4, "32.0": 5, "64.0": 6}
+GEN_BY_SPEED = ((2.5, 1), (5.0, 2), (8.0, 3), (16.0, 4), (32.0, 5), (64.0, 6))
+
+
+def link_gen(text):
+    """PCIe generation from sysfs' link speed: "32.0 GT/s PCIe" (current kernels) or "8 GT/s" (older ones)."""
+    try:
+        speed = float((text or "").split()[0])
+    except (IndexError, ValueError):
+        return None
+    return next((gen for rate, gen in GEN_BY_SPEED if abs(rate - speed) < 0.1), None)
 
 
 def _pcie_link(address):
@@ -262,8 +281,7 @@ def _pcie_link(address):
     base = "/sys/bus/pci/devices/" + address
 
     def gen(name):
-        text = _read(base + "/" + name)
-        return GEN_BY_SPEED.get(text.split(" ")[0]) if text else None
+        return link_gen(_read(base + "/" + name))
 
     def width(name):
         text = _read(base + "/" + name)
@@ -322,66 +340,103 @@ WEIGHT = {"fp32": 1.0, "tf32": 1.0, "bf16": 2.0, "fp16": 2.0, "fp8": 1.0}
 
 def _bench_gpu(torch, device, budget, wanted):
     index = device["index"]
-    dev = torch.device("cuda", index)
+    dev = torch.device(DEVICE_TYPE, index)
     out = {"index": index, "warmup": None, "matmul": [], "d2d": None, "h2d": None, "d2h": None, "errors": []}
     torch.cuda.set_device(dev)
     dtypes = [d for d in gpu_dtypes(torch, device["major"], device["minor"]) if not wanted or d in wanted]
     free = torch.cuda.mem_get_info(dev)[0]
+    flush = None
+    try:
+        flush = _l2_flusher(torch, dev, device.get("l2_bytes"))
+    except Exception as exc:  # out of memory: time without it (only small shapes notice)
+        out["errors"].append(f"l2 flush: {type(exc).__name__}: {exc}")
     main = "bf16" if "bf16" in dtypes else "fp16"
     try:
         out["warmup"] = _warmup(torch, dev, main, min(budget.seconds * SHARES["warmup"], 10.0))
     except Exception as exc:
         out["errors"].append(f"warmup: {type(exc).__name__}: {exc}")
+    finally:
+        torch.cuda.empty_cache()
     matmul_s = budget.seconds * SHARES["matmul"]
     total_weight = sum(WEIGHT[d] for d in dtypes)
     for dtype in dtypes:
         seconds = min(matmul_s * WEIGHT[dtype] / total_weight, budget.left())
         try:
-            out["matmul"].append(_matmul_sweep(torch, dev, dtype, seconds, free))
+            out["matmul"].append(_matmul_sweep(torch, dev, dtype, seconds, free, flush))
         except Exception as exc:
             out["matmul"].append({"dtype": dtype, "error": f"{type(exc).__name__}: {exc}"})
         finally:
             torch.cuda.empty_cache()
     copy_s = max(budget.left(), 0.3) / 3
-    for name, fn in (("d2d", _copy_d2d), ("h2d", _copy_host), ("d2h", _copy_host)):
-        try:
-            out[name] = fn(torch, dev, name, copy_s, free)
-        except Exception as exc:
-            out["errors"].append(f"{name}: {type(exc).__name__}: {exc}")
-        finally:
-            torch.cuda.empty_cache()
+    try:
+        out["d2d"] = _copy_d2d(torch, dev, copy_s, free, flush)
+    except Exception as exc:
+        out["errors"].append(f"d2d: {type(exc).__name__}: {exc}")
+    finally:
+        torch.cuda.empty_cache()
+    try:
+        out["h2d"], out["d2h"] = _copy_host(torch, dev, copy_s, free)
+    except Exception as exc:
+        out["errors"].append(f"h2d/d2h: {type(exc).__name__}: {exc}")
+    finally:
+        torch.cuda.empty_cache()
     return out
 
 
-def _median_ms(torch, fn, seconds):
-    """Time `fn` with a pair of CUDA events around every call; enough calls to fill `seconds`, median in ms."""
-    fn()
+def _l2_flusher(torch, dev, l2_bytes):
+    """What clears the L2 between timed calls, outside the events (as mamf-finder and triton's do_bench do): zeroing
+    a buffer far bigger than the L2, so no call is served from what the previous one left there."""
+    nbytes = max(FLUSH_BYTES, 2 * int(l2_bytes or 0))
+    buffer = torch.empty(nbytes // 4, dtype=torch.int32, device=dev)
+    return buffer.zero_
+
+
+def _median_ms(torch, fn, seconds, flush=None):
+    """Time `fn` with a pair of CUDA events around every call (`flush` runs before each, outside them), after
+    un-timed warm-up calls; as many calls as fill `seconds`. Returns median, mean and min in ms, and the count."""
+
+    def call():
+        if flush is not None:
+            flush()
+        fn()
+
+    call()
     torch.cuda.synchronize()
     probe_start = time.perf_counter()
     for _ in range(3):
-        fn()
+        call()
     torch.cuda.synchronize()
     per_call = max((time.perf_counter() - probe_start) / 3, 1e-6)
-    iters = int(min(MAX_ITERS, max(MIN_ITERS, seconds / per_call)))
+    for _ in range(max(0, min(WARMUP_CALLS - 4, int(0.1 * seconds / per_call)))):
+        call()
+    iters = int(min(MAX_ITERS, max(MIN_ITERS, 0.9 * seconds / per_call)))
     events = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)) for _ in range(iters)]
     for start, end in events:
+        if flush is not None:
+            flush()
         start.record()
         fn()
         end.record()
     torch.cuda.synchronize()
-    return statistics.median(start.elapsed_time(end) for start, end in events), iters
+    times = [start.elapsed_time(end) for start, end in events]
+    return {
+        "median_ms": statistics.median(times),
+        "mean_ms": statistics.fmean(times),
+        "min_ms": min(times),
+        "iters": iters,
+    }
 
 
 def _warmup(torch, dev, dtype, seconds):
     """Keep the GPU busy until the matmul rate stops rising (clocks settle), or `seconds` run out."""
-    n = 8192 if torch.cuda.mem_get_info(dev)[0] > 4 * 3 * 8192 * 8192 * 2 else 4096
+    n = WARMUP_N if torch.cuda.mem_get_info(dev)[0] > 4 * 3 * WARMUP_N * WARMUP_N * 2 else WARMUP_N // 2
     kind = torch.bfloat16 if dtype == "bf16" else torch.float16
     a, b = torch.randn(n, n, device=dev, dtype=kind), torch.randn(n, n, device=dev, dtype=kind)
     c = torch.empty(n, n, device=dev, dtype=kind)
     started, previous, settled = time.monotonic(), None, False
     window = max(seconds / 10, 0.1)
     while time.monotonic() - started < seconds:
-        ms, _ = _median_ms(torch, lambda: torch.mm(a, b, out=c), window)
+        ms = _median_ms(torch, lambda: torch.mm(a, b, out=c), window)["median_ms"]
         if previous is not None and abs(ms - previous) / previous < 0.02 and time.monotonic() - started > 1.0:
             settled = True
             break
@@ -390,7 +445,8 @@ def _warmup(torch, dev, dtype, seconds):
 
 
 def shapes(dtype, free_bytes):
-    """A small sweep; dimensions stay multiples of 128 (tile and wave quantisation), memory at most a quarter free."""
+    """A small sweep; dimensions stay multiples of 128 (tile and wave quantisation), memory at most a quarter free.
+    8192^3 is always in it where it fits: the best of the sweep is never below a plain 8192^3 loop."""
     size = 4 if dtype in ("fp32", "tf32") else 2
     sweep = [(4096, 4096, 4096), (8192, 8192, 8192)]
     if dtype not in ("fp32", "tf32"):
@@ -398,11 +454,11 @@ def shapes(dtype, free_bytes):
     return [s for s in sweep if (s[0] * s[2] + s[2] * s[1] + s[0] * s[1]) * size * 2 < free_bytes / 4] or [sweep[0]]
 
 
-def _matmul_sweep(torch, dev, dtype, seconds, free_bytes):
+def _matmul_sweep(torch, dev, dtype, seconds, free_bytes, flush=None):
     best = None
     sweep = shapes(dtype, free_bytes)
     for shape in sweep:
-        result = _matmul(torch, dev, dtype, shape, seconds / len(sweep))
+        result = _matmul(torch, dev, dtype, shape, seconds / len(sweep), flush)
         if best is None or result["tflops"] > best["tflops"]:
             best = result
         if not result["ok"]:  # a wrong answer is the headline, whatever the speed of other shapes
@@ -410,24 +466,36 @@ def _matmul_sweep(torch, dev, dtype, seconds, free_bytes):
     return best
 
 
-def _matmul(torch, dev, dtype, shape, seconds):
-    m, n, k = shape
+def set_tf32(torch, enabled):
+    """Set TF32 for fp32 cuBLAS matmuls; returns the previous setting, to restore. The `allow_tf32` setter keeps
+    the legacy flag (float32 matmul precision) and the newer one (torch >= 2.9: `fp32_precision`) in step; torch
+    >= 2.9 refuses a matmul when the two disagree ("mix of the legacy and new APIs"), so nothing else is set."""
     matmul = torch.backends.cuda.matmul
-    saved = (matmul.allow_tf32, torch.get_float32_matmul_precision())
     try:
-        if dtype in ("fp32", "tf32"):
-            matmul.allow_tf32 = dtype == "tf32"
-            torch.set_float32_matmul_precision("high" if dtype == "tf32" else "highest")
+        previous = bool(matmul.allow_tf32)
+    except RuntimeError:  # the two APIs already disagree (the image's startup code): restore torch's default
+        previous = False
+    matmul.allow_tf32 = bool(enabled)
+    return previous
+
+
+def _matmul(torch, dev, dtype, shape, seconds, flush=None):
+    m, n, k = shape
+    previous = set_tf32(torch, dtype == "tf32") if dtype in ("fp32", "tf32") else None
+    try:
         if dtype == "fp8":
+            # Random e4m3 operands (|randn| < 448: nothing saturates), A row-major and B column-major as
+            # _scaled_mm requires; per-tensor scales are one-element float32 tensors (torch >= 2.5).
             a = torch.randn(m, k, device=dev).to(torch.float8_e4m3fn)
-            b = torch.randn(n, k, device=dev).to(torch.float8_e4m3fn).t()  # _scaled_mm wants B column-major
-            one = torch.ones((), device=dev)
+            b = torch.randn(n, k, device=dev).to(torch.float8_e4m3fn).t()
+            scale = torch.ones(1, device=dev, dtype=torch.float32)
+            c = torch.empty(m, n, device=dev, dtype=torch.bfloat16)
 
             def fn():
-                result = torch._scaled_mm(a, b, scale_a=one, scale_b=one, out_dtype=torch.bfloat16)
-                return result[0] if isinstance(result, tuple) else result  # torch < 2.4 also returned amax
+                return torch._scaled_mm(
+                    a, b, scale_a=scale, scale_b=scale, out_dtype=torch.bfloat16, use_fast_accum=False, out=c
+                )
 
-            c = fn()
         else:
             kind = {"fp32": torch.float32, "tf32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[dtype]
             a, b = torch.randn(m, k, device=dev, dtype=kind), torch.randn(k, n, device=dev, dtype=kind)
@@ -436,19 +504,19 @@ def _matmul(torch, dev, dtype, shape, seconds):
             def fn():
                 return torch.mm(a, b, out=c)
 
-        ms, iters = _median_ms(torch, fn, seconds)
-        if dtype == "fp8":
-            c = fn()
+        timing = _median_ms(torch, fn, seconds, flush)
         error = relative_error(torch, a[:SLICE].double() @ b[:, :SLICE].double(), c[:SLICE, :SLICE].double())
     finally:
-        matmul.allow_tf32 = saved[0]
-        torch.set_float32_matmul_precision(saved[1])
+        if previous is not None:
+            torch.backends.cuda.matmul.allow_tf32 = previous
     return {
         "dtype": dtype,
         "shape": list(shape),
-        "tflops": 2.0 * m * n * k / (ms / 1e3) / 1e12,
-        "median_ms": ms,
-        "iters": iters,
+        "tflops": 2.0 * m * n * k / (timing["median_ms"] / 1e3) / 1e12,
+        "median_ms": timing["median_ms"],
+        "mean_ms": timing["mean_ms"],
+        "min_ms": timing["min_ms"],
+        "iters": timing["iters"],
         "max_rel_err": error,
         "tolerance": TOLERANCE[dtype],
         "ok": error == error and error <= TOLERANCE[dtype],  # NaN compares unequal to itself: not ok
@@ -464,25 +532,41 @@ def relative_error(torch, reference, result):
     return float((result - reference).abs().max()) / scale
 
 
-def _copy_d2d(torch, dev, name, seconds, free_bytes):
+def _copy_result(nbytes, factor, timing, ok):
+    return {
+        "bytes": nbytes,
+        "gbps": factor * nbytes / (timing["median_ms"] / 1e3) / 1e9,
+        "median_ms": timing["median_ms"],
+        "mean_ms": timing["mean_ms"],
+        "min_ms": timing["min_ms"],
+        "iters": timing["iters"],
+        "ok": ok,
+    }
+
+
+def _copy_d2d(torch, dev, seconds, free_bytes, flush=None):
+    """Device-to-device copy of up to 1 GiB; bandwidth counts the bytes read plus the bytes written."""
     nbytes = int(min(1 << 30, free_bytes / 4)) // 4096 * 4096
     src = torch.randint(0, 256, (nbytes,), dtype=torch.uint8, device=dev)
     dst = torch.empty_like(src)
-    ms, iters = _median_ms(torch, lambda: dst.copy_(src), seconds)
-    ok = bool(torch.equal(dst[: 1 << 20], src[: 1 << 20]))
-    return {"bytes": nbytes, "gbps": 2 * nbytes / (ms / 1e3) / 1e9, "median_ms": ms, "iters": iters, "ok": ok}
+    timing = _median_ms(torch, lambda: dst.copy_(src), seconds, flush)
+    return _copy_result(nbytes, 2, timing, bool(torch.equal(dst, src)))
 
 
-def _copy_host(torch, dev, name, seconds, free_bytes):
-    """Pinned host memory in one direction: `h2d` or `d2h` (bytes moved once, as bandwidthTest counts them)."""
+def _copy_host(torch, dev, seconds, free_bytes):
+    """Pinned host memory to the GPU and back, up to 256 MiB each way (bytes counted once, as bandwidthTest does);
+    the first MiB carries random bytes that must arrive intact."""
     nbytes = int(min(256 << 20, free_bytes / 8)) // 4096 * 4096
+    check = min(nbytes, 1 << 20)
     host = torch.empty(nbytes, dtype=torch.uint8, pin_memory=True)
     gpu = torch.empty(nbytes, dtype=torch.uint8, device=dev)
-    if name == "h2d":
-        ms, iters = _median_ms(torch, lambda: gpu.copy_(host, non_blocking=True), seconds)
-    else:
-        ms, iters = _median_ms(torch, lambda: host.copy_(gpu, non_blocking=True), seconds)
-    return {"bytes": nbytes, "gbps": nbytes / (ms / 1e3) / 1e9, "median_ms": ms, "iters": iters, "ok": True}
+    host[:check] = torch.randint(0, 256, (check,), dtype=torch.uint8)
+    timing = _median_ms(torch, lambda: gpu.copy_(host, non_blocking=True), seconds)
+    h2d = _copy_result(nbytes, 1, timing, bool(torch.equal(gpu[:check].cpu(), host[:check])))
+    gpu[:check] = torch.randint(0, 256, (check,), dtype=torch.uint8, device=dev)
+    timing = _median_ms(torch, lambda: host.copy_(gpu, non_blocking=True), seconds)
+    d2h = _copy_result(nbytes, 1, timing, bool(torch.equal(host[:check], gpu[:check].cpu())))
+    return h2d, d2h
 
 
 def _bench_cpu(torch, budget):

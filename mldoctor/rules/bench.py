@@ -60,8 +60,9 @@ def _matmul_rows(device: ProbeDevice, bench: GpuBench, spec: GpuSpec | None, pol
         if result.error:
             rows.append(replace(base, status=Status.ERROR, note=f"could not run: {result.error}"))
         elif not result.ok:
-            error = f"error {result.max_rel_err:.2g} > {result.tolerance:g}"
-            rows.append(replace(base, status=Status.FAIL, note=f"wrong results: {error}"))
+            error = "no error figure" if result.max_rel_err is None else f"error {result.max_rel_err:.2g}"
+            bound = "" if result.tolerance is None else f" > {result.tolerance:g}"
+            rows.append(replace(base, status=Status.FAIL, note=f"wrong results: {error}{bound}"))
         elif peak and result.tflops > policy.suspect_ratio * peak:
             note = f"above {policy.suspect_ratio:g}x the datasheet peak: the timing is suspect"
             rows.append(replace(base, status=Status.ERROR, note=note))

@@ -212,3 +212,74 @@ def test_two_runs_at_once_do_not_interfere():
     torch_report, base_report = (json.loads(run.communicate(timeout=120)[0]) for run in runs)
     assert statuses(torch_report)["bench.cpu"] == "PASS"
     assert statuses(base_report)["probe.torch"] == "FAIL"
+
+
+GPU_PATH_SHIM = """
+import json, sys, time
+import torch
+
+ns = {"__name__": "mldoctor_probe"}
+exec(compile(SOURCE, "probe.py", "exec"), ns)
+
+
+class Event:  # host-clock stand-in for torch.cuda.Event: the same calls, on the CPU
+    def __init__(self, enable_timing=False):
+        assert enable_timing, "the probe must ask for timing events"
+        self.t = None
+
+    def record(self, stream=None):
+        self.t = time.perf_counter()
+
+    def elapsed_time(self, end):
+        return (end.t - self.t) * 1e3
+
+
+torch.cuda.Event = Event
+torch.cuda.synchronize = lambda device=None: None
+torch.cuda.set_device = lambda device: None
+torch.cuda.empty_cache = lambda: None
+torch.cuda.mem_get_info = lambda device=None: (256 << 20, 1 << 30)
+real_empty = torch.empty
+
+
+def empty(*args, pin_memory=False, **kwargs):  # a CPU-only torch cannot pin
+    return real_empty(*args, **kwargs)
+
+
+torch.empty = empty
+ns.update(DEVICE_TYPE="cpu", FLUSH_BYTES=1 << 20, WARMUP_N=256)
+ns["shapes"] = lambda dtype, free: [(128, 256, 384), (256, 256, 256)]
+before = torch.backends.cuda.matmul.allow_tf32
+result = ns["_bench_gpu"](torch, {"index": 0, "major": 9, "minor": 0, "l2_bytes": 50 << 20}, ns["Budget"](2.0), [])
+result["tf32_restored"] = torch.backends.cuda.matmul.allow_tf32 == before
+nan = ns["relative_error"](torch, torch.ones(2, 2), torch.tensor([[1.0, float("nan")], [1.0, 1.0]]))
+result["nan_is_an_error"] = nan != nan
+sys.__stdout__.write(json.dumps(result) + "\\n")
+"""
+
+
+def test_the_gpu_benchmark_code_runs_on_real_torch():
+    """The GPU benchmark path (dtype choice, TF32 flags, fp8 through torch._scaled_mm, L2 flush, correctness
+    checks, copies) against the image's real torch, on the CPU: only the CUDA-only calls are stood in for."""
+    from mldoctor.probe.launch import probe_source
+
+    container = _docker().containers.create(
+        TORCH_IMAGE,
+        entrypoint=["python3"],
+        command=["-c", f"SOURCE = {probe_source()!r}\n{GPU_PATH_SHIM}"],
+        network_mode="none",
+    )
+    try:
+        container.start()
+        assert container.wait(timeout=120)["StatusCode"] == 0, container.logs(stdout=False, stderr=True)[-3000:]
+        bench = json.loads(container.logs(stdout=True, stderr=False))
+    finally:
+        container.remove(force=True)
+    assert bench["errors"] == [] and bench["tf32_restored"] and bench["nan_is_an_error"]
+    assert [m["dtype"] for m in bench["matmul"]] == ["fp32", "tf32", "bf16", "fp8"]  # sm_90 on torch >= 2.5
+    for result in bench["matmul"]:
+        assert result["error"] is None and result["ok"], result
+        assert 0 <= result["max_rel_err"] <= result["tolerance"] and result["tflops"] > 0
+        assert result["iters"] >= 10 and result["min_ms"] <= result["median_ms"]
+    for name in ("d2d", "h2d", "d2h"):
+        assert bench[name]["ok"] and bench[name]["gbps"] > 0 and bench[name]["iters"] >= 10, name

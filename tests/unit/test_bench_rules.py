@@ -152,6 +152,20 @@ def test_rows_carry_measured_expected_peak_and_ratio():
         ("NVIDIA A10G", 80, 22.0, "A10G"),
         ("Tesla T4", 40, 15.0, "T4"),
         ("NVIDIA GeForce RTX 3090 Ti", 84, 23.7, None),
+        ("NVIDIA H200 NVL", 132, 139.8, "H200 NVL"),
+        ("NVIDIA GH200 144G HBM3e", 132, 142.0, "GH200 144GB"),
+        ("NVIDIA H100 80GB HBM3 MIG 3g.40gb", 60, 39.0, None),  # a MIG slice is not graded as the whole card
+        ("NVIDIA A100-SXM4-80GB", 108, 79.2, "A100 SXM 80GB"),
+        ("NVIDIA A100-PCIE-40GB", 108, 39.4, "A100 PCIe 40GB"),
+        ("NVIDIA L4", 58, 22.0, "L4"),
+        ("NVIDIA L40", 142, 44.4, "L40"),
+        ("NVIDIA L40S", 142, 44.4, "L40S"),
+        ("NVIDIA GeForce RTX 4090", 128, 23.6, "RTX 4090"),
+        ("NVIDIA RTX 6000 Ada Generation", 142, 47.5, "RTX 6000 Ada"),
+        ("Tesla V100-SXM2-32GB", 80, 31.7, "V100 SXM2"),
+        ("Tesla V100S-PCIE-32GB", 80, 31.7, "V100S PCIe"),
+        ("NVIDIA B200", 148, 178.4, "B200"),
+        ("NVIDIA GB200", 152, 184.0, "GB200"),
     ],
 )
 def test_spec_table_tells_skus_apart(name, sms, memory_gib, sku):
@@ -166,3 +180,43 @@ def test_spec_table_is_sane():
             assert expected is not None and 0.4 * peak < expected <= 1.1 * peak, (spec.sku, dtype)
         assert "bf16" not in spec.peak_tflops or spec.peak("bf16") >= spec.peak("fp32")
     assert min_driver_for_cuda("12.4") == 550 and min_driver_for_cuda("99.0") is None
+
+
+@pytest.mark.parametrize(
+    ("name", "sms", "memory_gib", "bf16", "peak", "memory_gbps"),
+    [
+        ("NVIDIA H100 80GB HBM3", 132, 79.2, 790.0, 989.0, 3350),
+        ("NVIDIA H100 PCIe", 114, 79.2, 495.9, 756.0, 2000),
+        ("NVIDIA H100 NVL", 132, 93.1, 626.2, 835.0, 3900),  # no public measurement: 0.75 x the dense peak
+        ("NVIDIA H200", 132, 139.8, 790.3, 989.0, 4800),
+        ("NVIDIA A100-SXM4-40GB", 108, 39.4, 264.5, 312.0, 1555),
+        ("NVIDIA A100 80GB PCIe", 108, 79.2, 234.1, 312.0, 1935),
+        ("NVIDIA L4", 58, 22.0, 70.9, 121.0, 300),
+    ],
+)
+def test_dense_peaks_and_expected_figures_of_the_main_skus(name, sms, memory_gib, bf16, peak, memory_gbps):
+    """performance.md sections 1-2: dense datasheet peaks (sparse ones halved), typical measured figures."""
+    spec = match_gpu(name, sms, int(memory_gib * GIB))
+    assert (spec.expected("bf16"), spec.peak("bf16"), spec.memory_gbps) == (bf16, peak, memory_gbps)
+
+
+def test_no_sparse_figure_hides_in_the_table():
+    """Dense tensor rates double from TF32 to BF16 to FP8 on every part in the table; a sparse figure copied into
+    one column (2x its neighbours) breaks that."""
+    for spec in gpu_specs():
+        rates = spec.peak_tflops
+        if "tf32" in rates and "bf16" in rates:
+            assert abs(rates["bf16"] / rates["tf32"] - 2) < 0.06, spec.sku
+        if "fp8" in rates:
+            assert abs(rates["fp8"] / rates["bf16"] - 2) < 0.06, spec.sku
+
+
+def test_a_wrong_result_without_an_error_figure_is_still_a_failure():
+    odd = MatmulResult(dtype="bf16", shape=[8192] * 3, tflops=790.0, ok=False)
+    found = matmul_results(bench_facts([gpu(matmul=[odd])]))["bench.matmul.bf16"]
+    assert found.status is Status.FAIL and "wrong results: no error figure" in found.summary
+
+
+def test_host_copy_that_corrupts_bytes_fails():
+    found = result(bench_facts([gpu(h2d=CopyResult(bytes=256 << 20, gbps=52.0, ok=False))]), "bench.h2d")
+    assert found.status is Status.FAIL and "differ" in found.summary
