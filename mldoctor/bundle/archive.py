@@ -12,9 +12,11 @@ import hashlib
 import json
 import os
 import re
+import signal
 import tempfile
+import threading
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -72,19 +74,47 @@ def _zip_time(created: str) -> tuple[int, ...]:
 
 def _write_zip(path: str, contents: Mapping[str, bytes], created: str) -> None:
     directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
+    tmp = None
+    with _sigterm_interrupts():
+        try:
+            fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
+            with os.fdopen(fd, "wb") as handle:
+                with zipfile.ZipFile(handle, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+                    for name, data in contents.items():
+                        entry = zipfile.ZipInfo(name, date_time=_zip_time(created))
+                        entry.compress_type = zipfile.ZIP_DEFLATED
+                        entry.external_attr = 0o600 << 16
+                        archive.writestr(entry, data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, path)
+            tmp = None
+        except BaseException:  # Ctrl-C and SIGTERM included: no partial archive, under any name
+            if tmp is not None:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+            raise
+    with contextlib.suppress(OSError):  # the rename itself survives a crash
+        dir_fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+
+@contextlib.contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """While the temp file exists, SIGTERM (a CI job cancelled, `timeout`) ends mldoctor like Ctrl-C, through the
+    cleanup above, instead of leaving `.NAME.xxxx.tmp` behind; the previous handler comes back afterwards."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
     try:
-        with os.fdopen(fd, "wb") as handle:
-            with zipfile.ZipFile(handle, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-                for name, data in contents.items():
-                    entry = zipfile.ZipInfo(name, date_time=_zip_time(created))
-                    entry.compress_type = zipfile.ZIP_DEFLATED
-                    entry.external_attr = 0o644 << 16
-                    archive.writestr(entry, data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:  # Ctrl-C included: no partial archive, under any name
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

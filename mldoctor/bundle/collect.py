@@ -10,19 +10,26 @@ Never collected: ~/.docker/config.json (registry credentials) and the rest of th
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import json
 import os
 import re
+import selectors
 import shutil
+import signal
+import stat
+import subprocess
 import sys
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FuturesTimeout
 from dataclasses import dataclass
 
 from mldoctor.bundle.redact import relevant_environment
 from mldoctor.facts import Facts
-from mldoctor.facts.common import CommandOutput, read_text, run_command
+from mldoctor.facts.common import CommandOutput
 from mldoctor.serde import to_data
 
 MAX_CHARS = 2 << 20
@@ -31,6 +38,7 @@ recent lines are)."""
 SLOW_COMMAND_S = 30.0
 """nvidia-smi -q on 8 GPUs and pip freeze take seconds; they get at least this long whatever --timeout says."""
 KERNEL_LINES = 500
+MAX_CDI_SPECS = 64
 NVIDIA_PCI = re.compile(r"NVIDIA|\[10de:", re.IGNORECASE)
 NVIDIA_KERNEL = re.compile(r"NVRM|Xid|nvidia|nouveau|NVSwitch|nvlink", re.IGNORECASE)
 
@@ -67,10 +75,57 @@ def command(*argv: str, keep: re.Pattern[str] | None = None, slow: bool = False)
 def _output(argv: list[str], timeout: float) -> CommandOutput:
     if shutil.which(argv[0]) is None:
         raise Unavailable(f"{argv[0]} is not installed")
-    output = run_command(argv, timeout)
+    output = run_capped(argv, timeout)
     if output.error:
         raise Unavailable(output.error)
     return output
+
+
+def run_capped(argv: list[str], timeout: float, limit: int = MAX_CHARS) -> CommandOutput:
+    """Like facts.common.run_command (a hard deadline, never raises), with two more guarantees a bundle needs:
+    at most `limit` bytes of each stream are kept (the tail: a huge dmesg costs no memory), and the deadline holds
+    even when a child of the command keeps the pipes open (the command's whole process group is killed)."""
+    result = CommandOutput(argv=argv)
+    try:
+        proc = subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True
+        )
+    except OSError as exc:
+        result.error = f"{argv[0]}: {exc.strerror or exc}"
+        return result
+    streams = {proc.stdout: bytearray(), proc.stderr: bytearray()}
+    deadline = time.monotonic() + timeout
+    try:
+        with selectors.DefaultSelector() as selector:
+            for stream in streams:
+                selector.register(stream, selectors.EVENT_READ)  # type: ignore[arg-type]
+            while selector.get_map():
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise subprocess.TimeoutExpired(argv, timeout)
+                for key, _ in selector.select(min(left, 1.0)):
+                    chunk = os.read(key.fd, 1 << 16)
+                    if not chunk:
+                        selector.unregister(key.fileobj)
+                        continue
+                    tail = streams[key.fileobj]  # type: ignore[index]
+                    tail += chunk
+                    del tail[: max(0, len(tail) - limit)]
+        result.returncode = proc.wait(max(0.1, deadline - time.monotonic()))
+    except subprocess.TimeoutExpired:
+        result.error = f"{' '.join(argv)}: no answer within {timeout:g} s"
+    finally:
+        if result.returncode is None:  # timed out, or Ctrl-C: nothing of it outlives the bundle
+            with contextlib.suppress(OSError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(5)
+        for stream in streams:
+            stream.close()  # type: ignore[union-attr]
+    if result.error is None:
+        out, err = (bytes(tail).decode("utf-8", errors="replace").strip() for tail in streams.values())
+        result.stdout, result.stderr = out, err
+    return result
 
 
 def _run(argv: list[str], timeout: float, keep: re.Pattern[str] | None = None) -> str:
@@ -92,6 +147,29 @@ def file(*paths: str) -> Callable[[Facts, float], str]:
         return _read_file(*paths)
 
     return read
+
+
+def read_text(path: str, limit: int = MAX_CHARS) -> str | None:
+    """A regular file's text, its last `limit` characters at most; None when it is missing, unreadable or not a
+    regular file. Never blocks: a FIFO or a device planted where a config should be (/etc/cdi/x as a pipe) is
+    refused before anything is read from it."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except OSError:
+        return None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            return None
+        if info.st_size > 4 * limit:  # /proc files report size 0 and are read whole; a huge file: its tail
+            os.lseek(fd, info.st_size - 4 * limit, os.SEEK_SET)
+        with os.fdopen(os.dup(fd), "rb") as handle:
+            data = handle.read(4 * limit + 1)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    return data.decode("utf-8", errors="replace")[-limit:]
 
 
 def _read_file(*paths: str) -> str:
@@ -123,7 +201,7 @@ def daemon_json(facts: Facts, timeout: float) -> str:
 
 def cdi_specs(facts: Facts, timeout: float) -> str:
     """Every CDI spec, as one multi-document YAML file, each document headed by its path."""
-    paths = sorted(glob.glob("/etc/cdi/*") + glob.glob("/var/run/cdi/*"))
+    paths = sorted(glob.glob("/etc/cdi/*") + glob.glob("/var/run/cdi/*"))[:MAX_CDI_SPECS]
     documents = [f"--- # {path}\n{text}" for path in paths if (text := read_text(path, limit=MAX_CHARS)) is not None]
     if not documents:
         raise Unavailable("no CDI spec in /etc/cdi or /var/run/cdi")
@@ -212,6 +290,8 @@ SOURCES = (
 def _collect_one(source: Source, facts: Facts, timeout: float) -> Collected:
     try:
         text = source.read(facts, timeout)
+        if not isinstance(text, str):
+            raise TypeError(f"{source.name}: read {type(text).__name__}, not text")
     except Unavailable as exc:
         return Collected(source.name, None, f"not collected: {exc}")
     except Exception as exc:  # a collector bug must not cost the user the rest of the bundle
@@ -225,9 +305,17 @@ def _collect_one(source: Source, facts: Facts, timeout: float) -> Collected:
 def collect(facts: Facts, timeout: float, sources: tuple[Source, ...] | None = None) -> list[Collected]:
     """Every source (SOURCES unless given), in parallel, each under its own deadline; in their order."""
     sources = SOURCES if sources is None else sources
+    budget = 2 * max(timeout, SLOW_COMMAND_S) + 5  # one source may run two commands (dmesg, then journalctl -k)
+    deadline = time.monotonic() + budget
     pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="bundle-collect")
     try:
         futures = [pool.submit(_collect_one, source, facts, timeout) for source in sources]
-        return [future.result() for future in futures]
+        collected = []
+        for source, future in zip(sources, futures, strict=True):
+            try:
+                collected.append(future.result(max(0.0, deadline - time.monotonic())))
+            except FuturesTimeout:  # a source that ignores its deadline does not hold the bundle back
+                collected.append(Collected(source.name, None, f"not collected: no answer within {budget:g} s"))
+        return collected
     finally:  # on Ctrl-C, do not start the sources still queued
         pool.shutdown(wait=False, cancel_futures=True)

@@ -20,13 +20,18 @@ twice. Counts per class end up in the manifest.
 
 from __future__ import annotations
 
+import ast
+import dataclasses
 import functools
+import html
 import ipaddress
 import json
 import re
+import typing
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -35,6 +40,7 @@ from mldoctor.model import CheckResult, Report
 from mldoctor.serde import from_data, to_data
 
 MARKER = re.compile(r"\[REDACTED:[a-z0-9-]+\]")
+HTML_TAG = re.compile(r"(<[^>]*>)")
 
 SECRET_WORDS = (
     "token",
@@ -49,9 +55,16 @@ SECRET_WORDS = (
     "apikey",
     "key",
     "cookie",
+    "tokens",
+    "secrets",
+    "passwords",
+    "signature",
 )
 """A name is secret when one of its words (split at `_`, `-`, `.`) ends with one of these: HF_TOKEN, PGPASSWORD,
 apiKey, AWS_SECRET_ACCESS_KEY; not tokenizers, keyring or NVIDIA_DRIVER_CAPABILITIES."""
+SECRET_EXACT_WORDS = frozenset(["pw", "pat", "cred", "creds", "sig", "dsn"])
+"""Short words that are secret only as whole words (GITHUB_PAT, DB_CREDS, Azure's `?sig=`, SENTRY_DSN): as
+suffixes they would catch `compat`."""
 
 TOKENS = (
     ("github-token", r"gh[pousr]_[A-Za-z0-9]{36,255}|github_pat_[A-Za-z0-9_]{22,255}"),
@@ -81,18 +94,40 @@ TOKEN_SHAPES: tuple[tuple[str, re.Pattern[str]], ...] = (
 )
 
 BEARER = re.compile(r"(?i)\bbearer\s+([A-Za-z0-9._~+/-]{16,}=*)")
-URL_PASSWORD = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://[^\s/@:\"'<>\\]*):([^\s/@\"'<>\\]+)@")
-JSON_SECRET = re.compile(r'"([^"\\]{1,100})"(\s*:\s*)"((?:[^"\\]|\\.)*)"')
-ASSIGNMENT = re.compile(
-    r"(?<![\w.-])([A-Za-z_][\w.-]{0,100}?)([ \t]*[:=](?!=)[ \t]*)"
-    r"((?i:(?:bearer|basic|token)[ \t]+)?)(\"[^\"\n]*\"|'[^'\n]*'|[^\s\"'&;,\\]+)"
+URL_USERINFO = re.compile(r"(?<![A-Za-z0-9+.-])([A-Za-z][A-Za-z0-9+.-]*)://([^\s/?#\"'<>\\]*)@")
+"""`scheme://userinfo@host`; the authority ends at the first `/`, `?` or `#`, and the userinfo at its *last* `@`
+(as URL parsers read it), so `http://u:p@ss@proxy` loses all of `p@ss`."""
+TOKEN_IN_USER_SCHEMES = frozenset(["http", "https", "ftp", "ftps", "ws", "wss"])
+"""Schemes whose user part alone is a credential (`git+https://<token>@github.com/...`, a Sentry DSN's key);
+`ssh://git@github.com` names an account, which stays."""
+QUOTED_SECRET = re.compile(
+    r"""(["'])([^"'\\\n]{1,100})\1(\s*:\s*)("(?:[^"\\\n]|\\.)*"|'(?:[^'\\\n]|\\.)*'|[^\s"',}\]\[]+)"""
 )
-"""`NAME=value`, `name: value`, `?token=value&`: the value is replaced when the name looks secret."""
+"""`"password": "x"`, `'token': 'x'` (a Python dict in a log), `"pin": 1234`."""
+YAML_SECRET = re.compile(
+    r"(?m)^([ \t]*(?:- )?)([A-Za-z_][\w.-]{0,100})([ \t]*:[ \t]+)((?i:(?:bearer|basic|token)[ \t]+)?)"
+    r"([^\s\"'\[{][^\n]*?)[ \t]*$"
+)
+"""`password: correct horse battery` at the start of a line (YAML, HTTP headers): the value runs to the line's end."""
+CLI_SECRET = re.compile(r"(?<![\w-])(--?[A-Za-z][\w-]{0,100})(=|[ \t]+)(\"[^\"\n]*\"|'[^'\n]*'|[^\s\"'<>-][^\s\"'<>]*)")
+"""`--password hunter2`, `--token=abc`: a secret flag's argument."""
+LOGIN_P = re.compile(r"(\blogin\b[^\n]*?[ \t]-p[ \t]+)(\"[^\"\n]*\"|'[^'\n]*'|[^\s\"'<>]+)")
+"""`docker login -u bob -p hunter2`."""
+ASSIGNMENT = re.compile(
+    r"(?<![\w.-])([A-Za-z_][\w.-]{0,100}?)([ \t]*(?::(?!//)|=(?!=))[ \t]*)"
+    r"((?i:(?:bearer|basic|token)[ \t]+)?)(\"[^\"\n]*\"|'[^'\n]*'|[^\s\"'&;\\<>]+)"
+)
+"""`NAME=value`, `name: value`, `?token=value&`: the value is replaced when the name looks secret (a comma does
+not end it: `PASSWORD=ab,cd` loses all of `ab,cd`)."""
 
 IPV4 = re.compile(r"(?<![\w.])(?<!==)\d{1,3}(?:\.\d{1,3}){3}(?![\w]|\.\d)")
 IPV6 = re.compile(r"(?<![\w:.])[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7}(?![\w:.])")
 MAC = re.compile(r"(?<![\w:-])[0-9A-Fa-f]{2}(?:([:-])[0-9A-Fa-f]{2})(?:\1[0-9A-Fa-f]{2}){4}(?![\w:-])")
-GPU_UUID = re.compile(r"\b(GPU|MIG)-[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\b")
+GPU_UUID = re.compile(
+    r"(?<![\w-])((?:GPU|MIG)-)?([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})(?![\w-])"
+)
+"""`GPU-<uuid>`/`MIG-<uuid>` always; a bare UUID only when it is a known GPU's (torch prints them without `GPU-`):
+the docker daemon's ID and other UUIDs stay."""
 SERIAL = re.compile(r"(?im)^([ \t]*(?:Serial Number|Serial)[ \t]*:[ \t]*)(?!N/A\b)(\S+)")
 """nvidia-smi -q's `Serial Number : 1650123456789` (board serials; `N/A` on consumer cards)."""
 
@@ -123,7 +158,10 @@ replacing `ubuntu` would rewrite the OS facts (`ID=ubuntu`) that the rules read.
 
 
 def is_secret_name(name: str) -> bool:
-    return any(word.endswith(SECRET_WORDS) for word in re.split(r"[^a-z0-9]+", name.lower()) if word)
+    words = [word for word in re.split(r"[^a-z0-9]+", name.lower()) if word]
+    if len(words) > 1 and words[-1] == "pass":  # DOCKER_PASS, db-pass; not `PASS` (a status) or `bypass`
+        return True
+    return any(word.endswith(SECRET_WORDS) or word in SECRET_EXACT_WORDS for word in words)
 
 
 def _redacted(kind: str) -> str:
@@ -142,6 +180,10 @@ class Pseudonyms:
             return value
         table = self.maps.setdefault(kind, {})
         key = value.lower() if kind in ("ipv6", "mac", "gpu-uuid") else value
+        if kind == "mac":  # 52-54-00-12-34-56 and 52:54:00:12:34:56 are one address
+            key = key.replace("-", ":")
+        elif kind in ("ipv4", "ipv6"):  # fe80::1 and fe80:0:0:0:0:0:0:1 too
+            key = str(ipaddress.ip_address(value))
         if kind == "host":  # gpu-01 and gpu-01.corp.example.com are one host
             key = key.lower().split(".")[0]
         if key not in table:
@@ -164,7 +206,7 @@ PLACEHOLDERS: dict[str, Callable[[int, str], str]] = {
     "ipv4": _ipv4,
     "ipv6": lambda n, _: str(ipaddress.IPv6Address("2001:db8::") + n),
     "mac": lambda n, _: "02:00:00:00:{:02x}:{:02x}".format(*divmod(n, 256)),
-    "gpu-uuid": lambda n, original: f"{original[:3]}-00000000-0000-0000-0000-{n:012x}",
+    "gpu-uuid": lambda n, _: f"00000000-0000-0000-0000-{n:012x}",
     "serial": lambda n, _: f"SERIAL{n}",
 }
 
@@ -184,8 +226,10 @@ class Redactor:
         hostnames: Iterable[str] = (),
         users: Iterable[str] = (),
         secrets: Iterable[str] = (),
+        gpu_uuids: Iterable[str] = (),
     ) -> None:
         self.enabled, self.hosts, self.gpu_ids = enabled, hosts, gpu_ids
+        self._gpu_uuids = {GPU_UUID.sub(r"\2", u).lower() for u in gpu_uuids if u}
         self.counts: Counter[str] = Counter()
         self.pseudonyms = Pseudonyms()
         literal = sorted({s for s in secrets if len(s) >= 8}, key=len, reverse=True)
@@ -210,28 +254,35 @@ class Redactor:
         if self._secrets is not None:
             text = self._secrets.sub(lambda m: self._count("environment-secret", m.group(0)), text)
         text = BEARER.sub(lambda m: self._replace_group(m, 1, "bearer-token"), text)
-        text = URL_PASSWORD.sub(lambda m: self._replace_group(m, 2, "url-password"), text)
-        text = JSON_SECRET.sub(self._json_secret, text)
-        text = ASSIGNMENT.sub(self._assignment, text)
+        text = URL_USERINFO.sub(self._url_userinfo, text)
+        text = QUOTED_SECRET.sub(self._quoted_secret, text)
+        text = YAML_SECRET.sub(lambda m: self._named_value(m, 2, 5), text)
+        text = CLI_SECRET.sub(self._cli_secret, text)
+        text = LOGIN_P.sub(lambda m: self._replace_group(m, 2, "secret-value"), text)
+        text = ASSIGNMENT.sub(lambda m: self._named_value(m, 1, 4), text)
         if self.gpu_ids:
-            text = GPU_UUID.sub(lambda m: self.pseudonyms("gpu-uuid", m.group(0)), text)
+            text = GPU_UUID.sub(self._gpu_uuid, text)
             text = SERIAL.sub(lambda m: m.group(1) + self.pseudonyms("serial", m.group(2)), text)
         if self.hosts:
             text = self._pseudonymise(text)
         return text
 
-    def scrub_data(self, value: Any, key: str = "") -> Any:
-        """JSON-ready data, scrubbed string by string; a string under a secret-looking key is replaced whole."""
+    def scrub_data(self, value: Any, key: str = "", numbers: bool = False) -> Any:
+        """JSON-ready data, scrubbed string by string; a string under a secret-looking key is replaced whole, and
+        with `numbers` (collected files, not mldoctor's own documents, whose counts are keyed by class names) so
+        is a number ({"password": 12345})."""
         if not self.enabled:
             return value
         if isinstance(value, dict):
-            return {self.scrub(str(k)): self.scrub_data(v, str(k)) for k, v in value.items()}
+            return {self.scrub(str(k)): self.scrub_data(v, str(k), numbers) for k, v in value.items()}
         if isinstance(value, list):
-            return [self.scrub_data(v, key) for v in value]
+            return [self.scrub_data(v, key, numbers) for v in value]
         if isinstance(value, str):
             if key and is_secret_name(key) and value and not MARKER.fullmatch(value):
                 return self._count("secret-value", value)
             return self.scrub(value)
+        if numbers and isinstance(value, int | float) and not isinstance(value, bool) and key and is_secret_name(key):
+            return self._count("secret-value", str(value))
         return value
 
     def scrub_file(self, name: str, text: str) -> str:
@@ -241,8 +292,23 @@ class Redactor:
                 data = json.loads(text)
             except ValueError:
                 return self.scrub(text)
-            return json.dumps(self.scrub_data(data), indent=2) + "\n"
+            return json.dumps(self.scrub_data(data, numbers=name.startswith("raw/")), indent=2) + "\n"
+        if name.endswith(".html") and self.enabled:
+            return self._scrub_html(text)
         return self.scrub(text)
+
+    def _scrub_html(self, page: str) -> str:
+        """Text between tags, unescaped, scrubbed and escaped again: a value that runs to the end of a word or a
+        line (`HF_TOKEN=x</td></tr>`) must not swallow markup, and `&quot;` must read as the quote it is. Tags and
+        the inline stylesheet are mldoctor's own and stay as they are."""
+        parts = HTML_TAG.split(page)
+        in_style = False
+        for i, part in enumerate(parts):
+            if i % 2:  # a tag
+                in_style = part.lower().startswith("<style") or (in_style and not part.lower().startswith("</style"))
+            elif part and not in_style:
+                parts[i] = html.escape(self.scrub(html.unescape(part)), quote=False)
+        return "".join(parts)
 
     def scrub_report(self, report: Report) -> Report:
         """The report with facts and results scrubbed as data: every renderer then escapes clean strings."""
@@ -280,17 +346,44 @@ class Redactor:
         offset = match.start()
         return whole[: start - offset] + self._count(kind, value) + whole[end - offset :]
 
-    def _json_secret(self, match: re.Match[str]) -> str:
-        name, separator, value = match.groups()
-        if not is_secret_name(name) or not value or MARKER.fullmatch(value):
+    def _url_userinfo(self, match: re.Match[str]) -> str:
+        """The password of `scheme://user:password@host`; the whole user part of an http(s) URL without one."""
+        scheme, userinfo = match.groups()
+        if not userinfo or MARKER.fullmatch(userinfo):
             return match.group(0)
-        return f'"{name}"{separator}"{self._count("secret-value", value)}"'
+        user, colon, password = userinfo.partition(":")
+        if colon:
+            if not password or MARKER.fullmatch(password):
+                return match.group(0)
+            return f"{scheme}://{user}:{self._count('url-password', password)}@"
+        if scheme.lower().rpartition("+")[2] not in TOKEN_IN_USER_SCHEMES:
+            return match.group(0)
+        return f"{scheme}://{self._count('url-token', userinfo)}@"
 
-    def _assignment(self, match: re.Match[str]) -> str:
-        name, separator, scheme, value = match.groups()
-        if not is_secret_name(name) or MARKER.fullmatch(value.strip("\"'")) or value in ('""', "''"):
+    def _quoted_secret(self, match: re.Match[str]) -> str:
+        quote, name, separator, value = match.groups()
+        bare = value[1:-1] if value[:1] in "\"'" else value
+        if not is_secret_name(name) or not bare or MARKER.fullmatch(bare) or value in ("null", "true", "false"):
             return match.group(0)
-        return f"{name}{separator}{scheme}{self._count('secret-value', value)}"
+        inner = "'" if value[:1] == "'" else '"'  # a bare number becomes a string: the JSON stays valid
+        return f"{quote}{name}{quote}{separator}{inner}{self._count('secret-value', bare)}{inner}"
+
+    def _named_value(self, match: re.Match[str], name_group: int, value_group: int) -> str:
+        name, value = match.group(name_group), match.group(value_group)
+        if not is_secret_name(name) or value in ('""', "''"):
+            return match.group(0)
+        if MARKER.sub("", value.strip("\"'")).strip().lower() in ("", "bearer", "basic", "token"):
+            return match.group(0)  # already redacted (`Basic [REDACTED:...]` included)
+        return self._replace_group(match, value_group, "secret-value")
+
+    def _cli_secret(self, match: re.Match[str]) -> str:
+        """`--password=x` for any secret-looking flag; `--password x` only when the flag's last word is secret
+        (`--password-stdin reg.example.com` names no secret)."""
+        flag, separator = match.group(1), match.group(2)
+        last = re.split(r"[^a-z0-9]+", flag.lower())[-1]
+        if not is_secret_name(flag if separator == "=" else last):
+            return match.group(0)
+        return self._named_value(match, 1, 3)
 
     def _pseudonymise(self, text: str) -> str:
         text = MAC.sub(self._mac, text)
@@ -299,6 +392,14 @@ class Redactor:
         for kind, pattern in self._names:
             text = pattern.sub(lambda m, kind=kind: self.pseudonyms(kind, m.group(0)), text)
         return text
+
+    def _gpu_uuid(self, match: re.Match[str]) -> str:
+        """One pseudonym per GPU whether or not its UUID carries the `GPU-` prefix (NVML's and nvidia-smi's do,
+        torch's in the probe does not); a bare UUID that is no known GPU's is left alone."""
+        prefix, core = match.group(1) or "", match.group(2).lower()
+        if not prefix and core not in self._gpu_uuids and core not in self.pseudonyms.issued:
+            return match.group(0)
+        return prefix + self.pseudonyms("gpu-uuid", core)
 
     def _mac(self, match: re.Match[str]) -> str:
         value = match.group(0)
@@ -319,11 +420,50 @@ class Redactor:
 
 @functools.cache
 def _reserved() -> frozenset[str]:
-    """Words no pseudonym may replace: default accounts, and every word of a check id (a user called `probe`
-    must not turn `probe.cuda` into `user1.cuda`, in the page or in the facts re-diagnosis reads)."""
+    """Words no pseudonym may replace: default accounts, every word of a check id (a user called `probe` must
+    not turn `probe.cuda` into `user1.cuda`), every field name of the report's schema (a host called `kernel` must
+    not rename the `kernel` key re-diagnosis reads) and every one-word string the rules and gatherers compare
+    facts with (a host called `arch` must not turn os-release's `ID=arch` into `ID=host1`)."""
+    from mldoctor.model import Report
+    from mldoctor.policy import Policy
     from mldoctor.rules import REGISTRY
 
-    return NOT_IDENTIFYING | {word for check_id in REGISTRY for word in check_id.split(".")}
+    words = {word for check_id in REGISTRY for word in check_id.split(".")}
+    words |= {field.name for field in dataclasses.fields(Report)}
+    schema: set[str] = set()
+    for cls in (Facts, CheckResult, Policy):
+        schema |= _schema_words(cls)
+    return NOT_IDENTIFYING | words | schema | _code_words()
+
+
+def _schema_words(cls: Any, seen: set[Any] | None = None) -> set[str]:
+    seen = set() if seen is None else seen
+    if not dataclasses.is_dataclass(cls) or cls in seen:
+        return set()
+    seen.add(cls)
+    words = set()
+    for name, hint in typing.get_type_hints(cls).items():
+        words.add(name.lower())
+        for part in (hint, *typing.get_args(hint), *(a for arg in typing.get_args(hint) for a in typing.get_args(arg))):
+            words |= _schema_words(part, seen)
+    return words
+
+
+def _code_words() -> set[str]:
+    """One-word string constants of mldoctor.rules and mldoctor.facts (`"rootless"`, `"arch"`, `"systemd"`)."""
+    import mldoctor.facts
+    import mldoctor.rules
+
+    words = set()
+    for package in (mldoctor.facts, mldoctor.rules):
+        for path in Path(package.__file__).parent.glob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                if isinstance(node, ast.Constant) and isinstance(node.value, str) and ONE_WORD.fullmatch(node.value):
+                    words.add(node.value.lower())
+    return words
+
+
+ONE_WORD = re.compile(r"[A-Za-z][A-Za-z0-9_-]{1,31}")
 
 
 def _identifying(names: Iterable[str]) -> list[str]:
@@ -384,7 +524,11 @@ def for_facts(facts: Facts, environ: Mapping[str, str], hosts: bool = False, gpu
     """The bundle's one Redactor: this machine's names come from the facts (its host name, the daemon's, the
     endpoint's; the user running mldoctor and the endpoint's), the literal secrets from the environment. Accounts of
     services (a port's owner, the image's user) name no person and are left alone."""
-    hostnames, users = [], []
+    hostnames, users, gpu_uuids = [], [], []
+    if facts.nvidia is not None:
+        gpu_uuids += [gpu.uuid for gpu in facts.nvidia.nvml.gpus if gpu.uuid]
+    if facts.probe is not None and facts.probe.document is not None:
+        gpu_uuids += [device.uuid for device in facts.probe.document.devices if device.uuid]
     if facts.host is not None:
         hostnames.append(facts.host.hostname)
         users.append(facts.host.user.name)
@@ -396,7 +540,14 @@ def for_facts(facts: Facts, environ: Mapping[str, str], hosts: bool = False, gpu
             hostnames.append(remote.hostname)
         if remote.username:
             users.append(remote.username)
-    return Redactor(hosts=hosts, gpu_ids=gpu_ids, hostnames=hostnames, users=users, secrets=secret_values(environ))
+    return Redactor(
+        hosts=hosts,
+        gpu_ids=gpu_ids,
+        hostnames=hostnames,
+        users=users,
+        secrets=secret_values(environ),
+        gpu_uuids=gpu_uuids,
+    )
 
 
 def _is_address(name: str) -> bool:

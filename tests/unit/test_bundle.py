@@ -10,6 +10,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import signal
+import stat
+import time
 import zipfile
 from dataclasses import replace
 from pathlib import Path
@@ -406,3 +409,135 @@ def test_bad_report_options_are_one_line_and_exit_2(capsys, argv, message):
         main(argv)
     err = capsys.readouterr().err
     assert exit_info.value.code == 2 and message in err and len(err.strip().splitlines()) == 1
+
+
+ATTACK = {
+    "mirror_token": "m1rr0r" + "T0k3nValue",
+    "tcp_password": "tcp-" + "Pa55word",
+    "info_proxy": "pr0xy-" + "Secret",
+    "pip_token": "0123456789abcdef" + "fedcba9876543210abcd",
+    "stderr_flag": "cli-" + "flagSecret",
+    "docker_pass": "d0cker-" + "PassValue",
+    "yaml": "correct horse " + "battery staple",
+    "endpoint": "endp0int-" + "Pa55",
+}
+
+
+def attack_raw_files() -> list[Collected]:
+    """Secrets where careless users and real tools put them, one per raw source."""
+    return [
+        Collected(
+            "raw/daemon.json",
+            json.dumps(
+                {
+                    "registry-mirrors": [f"https://{ATTACK['mirror_token']}@mirror.example.com"],
+                    "hosts": ["unix:///var/run/docker.sock", f"tcp://admin:{ATTACK['tcp_password']}@0.0.0.0:2376"],
+                }
+            ),
+            "collected",
+        ),
+        Collected(
+            "raw/docker-info.json",
+            json.dumps(
+                {
+                    "Name": HOSTNAME,
+                    "HTTPProxy": f"http://{USER}:{ATTACK['info_proxy']}@proxy.example.com:3128",
+                    "RegistryConfig": {"Mirrors": [f"https://{ATTACK['mirror_token']}@mirror.example.com/"]},
+                    "ServerVersion": "24.0.7",
+                    "ID": "a1b2c3d4-9b2d-4e61-8c0a-000000000009",
+                }
+            ),
+            "collected",
+        ),
+        Collected("raw/pip-freeze.txt", f"x @ git+https://{ATTACK['pip_token']}@github.com/acme/x.git\n", "collected"),
+        Collected(
+            "raw/probe-stderr.txt",
+            f"$ huggingface-cli login --token {ATTACK['stderr_flag']}\n{{'password': '{ATTACK['yaml']}'}}\n",
+            "collected",
+        ),
+        Collected("raw/environment.txt", f"DOCKER_PASS={ATTACK['docker_pass']}\n", "collected"),
+        Collected("raw/cdi-specs.yaml", f"--- # /etc/cdi/x.yaml\npassword: {ATTACK['yaml']}\n", "collected"),
+    ]
+
+
+def test_no_secret_of_the_attack_paths_reaches_any_file_or_name(tmp_path):
+    """Every unpacked file, every member name and the zip's own name are grepped for every planted secret."""
+    gathered = gpu_facts()
+    gathered = replace(
+        gathered,
+        docker=replace(gathered.docker, endpoint=Endpoint(url=f"tcp://ops:{ATTACK['endpoint']}@10.1.2.3:2376")),
+        probe=replace(
+            gathered.probe,
+            run=replace(gathered.probe.run, error=f"docker login -p {ATTACK['docker_pass']} failed"),
+        ),
+    )
+    report = build_report(select(), gathered, Policy())
+    redactor = for_facts(report.facts, {}, hosts=True, gpu_ids=True)
+    path = tmp_path / archive.default_name(redactor.scrub(report.host), report.created)
+    write_bundle(str(path), report, attack_raw_files(), redactor, Policy())
+    assert os.listdir(tmp_path) == [path.name] and "host1" in path.name
+    for name, data in unpack(path).items():
+        text = data.decode()
+        for kind, secret in ATTACK.items():
+            assert secret not in text and secret not in name and secret not in path.name, f"{kind} in {name}"
+        for identifying in (HOSTNAME, "gpu-node-07", "10.1.2.3", HOST_IP):
+            assert identifying not in text, f"{identifying} in {name}"
+    files = {name: data.decode() for name, data in unpack(path).items()}
+    info = json.loads(files["raw/docker-info.json"])
+    assert info["ServerVersion"] == "24.0.7" and info["ID"] == "a1b2c3d4-9b2d-4e61-8c0a-000000000009"
+    assert info["Name"] == "host1" and info["HTTPProxy"].startswith("http://user1:[REDACTED:url-password]@")
+
+
+def test_the_file_name_carries_the_pseudonym_and_the_bundle_still_rediagnoses(tmp_path, capsys):
+    from mldoctor.bundle.command import _target
+
+    report = gpu_report()
+    redactor = for_facts(report.facts, {}, hosts=True, gpu_ids=True)
+    path = _target(str(tmp_path), report, redactor)
+    assert os.path.basename(path).startswith("mldoctor-report-host1-") and "gpu-node" not in path
+    write_bundle(path, report, raw_files(), redactor, Policy())
+    with pytest.raises(SystemExit):
+        main(["check", "--facts", path, "--format", "json"])
+    again = json.loads(capsys.readouterr().out)
+    assert [(r["id"], r["status"]) for r in again["results"]] == [(r.id, r.status.value) for r in report.results]
+
+
+def test_sigterm_while_writing_leaves_no_archive_and_no_temp_file(tmp_path, monkeypatch):
+    original = zipfile.ZipFile.writestr
+
+    def terminated(self, entry, data, *args, **kwargs):
+        os.kill(os.getpid(), signal.SIGTERM)
+        return original(self, entry, data, *args, **kwargs)
+
+    monkeypatch.setattr(zipfile.ZipFile, "writestr", terminated)
+    previous = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(SystemExit) as exit_info:
+        write_bundle(str(tmp_path / "b.zip"), gpu_report(), raw_files(), Redactor(), Policy())
+    assert exit_info.value.code == 128 + signal.SIGTERM
+    assert os.listdir(tmp_path) == [] and signal.getsignal(signal.SIGTERM) is previous
+
+
+def test_the_archive_and_its_members_are_private(bundle):
+    path, _, _ = bundle
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    with zipfile.ZipFile(path) as archive_file:
+        assert {info.external_attr >> 16 for info in archive_file.infolist()} == {0o600}
+
+
+def test_a_fifo_where_a_file_should_be_does_not_hang_collection(tmp_path):
+    fifo = tmp_path / "nvidia.yaml"
+    os.mkfifo(fifo)
+    assert collect.read_text(str(fifo)) is None
+    with pytest.raises(Unavailable, match="not readable"):
+        collect.file(str(fifo))(facts(), 1.0)
+
+
+def test_a_command_that_floods_is_capped_and_one_that_hangs_is_killed_with_its_children(tmp_path):
+    flood = collect.run_capped(["sh", "-c", "yes line | head -c 5000000; echo; echo last"], 10.0, limit=1000)
+    assert flood.ok and len(flood.stdout) <= 1000 and flood.stdout.endswith("last")
+    marker = tmp_path / "child-alive"
+    started = time.monotonic()
+    hung = collect.run_capped(["sh", "-c", f"(sleep 3; touch {marker}) & sleep 30"], 0.5)
+    assert hung.error and "no answer within 0.5 s" in hung.error and time.monotonic() - started < 5
+    time.sleep(3.5)
+    assert not marker.exists()  # the grandchild holding the pipe went with it

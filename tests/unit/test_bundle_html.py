@@ -8,6 +8,7 @@ To refresh the screenshot in the docs:
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import struct
 import subprocess
@@ -149,3 +150,40 @@ def test_renders_in_chromium(page, tmp_path):
         )
     assert png_size(target) == (1200, 1600)
     assert target.stat().st_size > 50_000  # a rendered page, not a blank one (blank: under 10 kB)
+
+
+PAYLOAD = "<script>alert(1)</script><img src=x onerror=alert(2)><a href='https://evil.example/'>x</a>\"'&"
+
+
+def tainted(value):
+    """Every string of the facts with the payload appended: a container name, an error text, a GPU name..."""
+    if isinstance(value, dict):
+        return {k: tainted(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [tainted(v) for v in value]
+    return value + PAYLOAD if isinstance(value, str) else value
+
+
+@pytest.mark.parametrize("redacted", [False, True])
+def test_every_string_from_the_facts_is_inert(redacted, tmp_path):
+    """Markup in any fact (and in the checks' texts built from them) is text on the page, also after the bundle's
+    text pass over the page; no tag, attribute or URL comes from the facts."""
+    from test_bundle import gpu_facts, unpack
+
+    from mldoctor.bundle.command import write_bundle
+    from mldoctor.facts import Facts
+    from mldoctor.serde import from_data, to_data
+
+    report = build_report(select(), from_data(Facts, tainted(to_data(gpu_facts()))), Policy())
+    report.host += PAYLOAD
+    if redacted:
+        path = tmp_path / "b.zip"
+        write_bundle(str(path), report, [], for_facts(report.facts, {}, hosts=True, gpu_ids=True), Policy())
+        page = unpack(path)["report.html"].decode()
+    else:
+        page = html.render(report, Policy())
+    parsed = parse(page)
+    assert not FORBIDDEN_TAGS & set(parsed.tags) and "a" in parsed.tags
+    assert all(url.startswith("#") for url in parsed.urls), parsed.urls
+    assert "onerror" not in "".join(re.findall(r"<[^>]*>", page))  # only in text, never in a tag
+    assert "".join(parsed.text).count("<script>alert(1)</script>") > 50

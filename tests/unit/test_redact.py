@@ -141,9 +141,9 @@ class TestPseudonyms:
         first = redactor.scrub(
             "alice@gpu-07.corp.example.com from 10.0.0.5 (fe80::1c2:3ff:fe4d:5e6f, 52:54:00:12:34:56)"
         )
-        second = redactor.scrub("GPU-07 /home/alice/x 10.0.0.5 10.0.0.6 52-54-00-12-34-56")
+        second = redactor.scrub("GPU-07 /home/alice/x 10.0.0.5 10.0.0.6 52-54-00-12-34-56 52:54:00:ab:cd:ef")
         assert first == "user1@host1 from 192.0.2.1 (2001:db8::1, 02:00:00:00:00:01)"
-        assert second == "host1 /home/user1/x 192.0.2.1 192.0.2.2 02:00:00:00:00:02"
+        assert second == "host1 /home/user1/x 192.0.2.1 192.0.2.2 02:00:00:00:00:01 02:00:00:00:00:02"
 
     def test_whole_words_only_and_default_names_stay(self):
         scrubbed = self.redactor().scrub("malice alice_x ID=ubuntu uid 1000 gpu-07x")
@@ -208,3 +208,101 @@ def test_the_environment_is_an_allowlist():
         "PATH": "/bin",
     }
     assert left_out == 3
+
+
+@pytest.mark.parametrize(
+    ("text", "secret", "kind"),
+    [
+        # pip freeze / daemon.json registry mirrors: a token as the whole user part of an http(s) URL
+        ("mypkg @ git+https://" + "0123456789abcdef" * 2 + "@github.com/acme/x.git", "0123456789abcdef", "url-token"),
+        ('{"registry-mirrors": ["https://m1rr0rt0k3n@mirror.example.com"]}', "m1rr0rt0k3n", "url-token"),
+        ("https://abc123dsnkey@o123.ingest.sentry.io/456", "abc123dsnkey", "url-token"),
+        # an unencoded `@` in the password: URL parsers split at the last `@`, and so does the redaction
+        ("HTTP_PROXY=http://proxyuser:p@ss-w0rd@proxy.example.com:3128", "ss-w0rd", "url-password"),
+        ('"hosts": ["tcp://admin:tcp-s3cret@0.0.0.0:2376"]', "tcp-s3cret", "url-password"),
+        # command lines in logs, journals, probe stderr
+        ("docker login -u bob --password hunter2secret reg.io", "hunter2secret", "secret-value"),
+        ("docker login --password=hunter2secret", "hunter2secret", "secret-value"),
+        ("docker login -u bob -p hunter2x reg.io", "hunter2x", "secret-value"),
+        ("huggingface-cli login --token abcdef123456", "abcdef123456", "secret-value"),
+        # a Python dict in a traceback, a YAML value with spaces, a comma in a value
+        ("{'password': 'hunter2py', 'user': 'x'}", "hunter2py", "secret-value"),
+        ("password: correct horse battery staple\n", "horse battery", "secret-value"),
+        ("PASSWORD=ab,cd", "cd", "secret-value"),
+        # names that are secret though short or plural; Azure SAS and S3 presigned signatures
+        ("DOCKER_PASS=plainpass1", "plainpass1", "secret-value"),
+        ("GITHUB_PAT=patvalue1", "patvalue1", "secret-value"),
+        ("DB_CREDS=credsval", "credsval", "secret-value"),
+        ("https://a.blob.core.windows.net/c/f?sv=2020-08-04&sig=AbCdSiGvalue%3D", "AbCdSiGvalue", "secret-value"),
+        ("https://b.s3.amazonaws.com/k?X-Amz-Signature=0a1b2c3d4e5f", "0a1b2c3d4e5f", "secret-value"),
+        ("GET https://hub.example.com/v1/x?api_key=s3cr3tk3y&page=2", "s3cr3tk3y", "secret-value"),
+    ],
+)
+def test_secrets_in_the_shapes_careless_users_leave_them(text, secret, kind):
+    redactor = Redactor()
+    scrubbed = redactor.scrub(text)
+    assert secret not in scrubbed and f"[REDACTED:{kind}]" in scrubbed, scrubbed
+    counts = dict(redactor.counts)
+    assert redactor.scrub(scrubbed) == scrubbed and dict(redactor.counts) == counts  # idempotent
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "ssh://git@github.com/acme/x.git git+ssh://git@github.com/acme/y.git",
+        "docker login --password-stdin registry.example.com",
+        "docker run --rm --gpus all --shm-size=1g --ipc=host -e NVIDIA_DRIVER_CAPABILITIES=compute,utility img",
+        "nvidia-smi --query-gpu=name,uuid --format=csv,noheader",
+        '{"summary": {"PASS": 38, "FAIL": 1}, "bypass": "x", "compat": "cuda-compat-12-4"}',
+        "ubuntu@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+        "NO_PROXY=localhost,127.0.0.1,.corp.example.com",
+    ],
+)
+def test_ordinary_text_that_looks_close_to_a_secret_is_left_alone(text):
+    assert scrub(text) == (text, {})
+
+
+def test_a_number_under_a_secret_name_goes_in_collected_json_only():
+    redactor = Redactor()
+    raw = json.loads(redactor.scrub_file("raw/x.json", '{"password": 12345678, "pin": 3, "port": 5}'))
+    assert raw == {"password": "[REDACTED:secret-value]", "pin": 3, "port": 5}
+    manifest = {"replaced": {"secret-value": 2, "aws-access-key": 1}}  # counts keyed by class names stay counts
+    assert json.loads(redactor.scrub_file("manifest.json", json.dumps(manifest))) == manifest
+
+
+def test_a_gpu_has_one_pseudonym_with_or_without_its_prefix_and_other_uuids_stay():
+    gpu = "5a7c1f3e-9b2d-4e61-8c0a-000000000003"
+    daemon_id = "a1b2c3d4-9b2d-4e61-8c0a-000000000009"
+    redactor = Redactor(gpu_ids=True, gpu_uuids=[f"GPU-{gpu}"])
+    scrubbed = redactor.scrub(f"nvml GPU-{gpu.upper()} torch {gpu} docker {daemon_id}")
+    assert scrubbed == (
+        "nvml GPU-00000000-0000-0000-0000-000000000001 torch 00000000-0000-0000-0000-000000000001 docker " + daemon_id
+    )
+    assert redactor.scrub(scrubbed) == scrubbed
+
+
+def test_ipv6_addresses_are_one_pseudonym_however_written():
+    redactor = Redactor(hosts=True)
+    assert redactor.scrub("fe80::1 FE80:0:0:0:0:0:0:1") == "2001:db8::1 2001:db8::1"
+
+
+def test_a_host_or_user_named_like_a_fact_does_not_rewrite_the_facts():
+    """A host called `arch` must not turn os-release's ID=arch into ID=host1, nor a user called `kernel` rename
+    the `kernel` key: re-diagnosis reads both."""
+    data = to_data(gpu_facts())
+    data["probe"]["run"]["stderr_tail"] = ""
+    data["docker"]["daemon"]["warnings"] = []  # its IP address is rightly replaced
+    data["host"]["os"]["id"] = "arch"
+    redactor = Redactor(hosts=True, hostnames=["arch", "snap"], users=["kernel", "rootless"])
+    assert redactor.scrub_data(data) == data
+
+
+def test_html_markup_survives_the_text_pass():
+    """The page is scrubbed between its tags: a value running to the end of a word or line keeps `</td>`."""
+    page = (
+        "<!DOCTYPE html><style>td > b { x: 1 }</style><table><tr><td>HF_TOKEN=[REDACTED:secret-value]</td>"
+        "<td>--token abcdefghijk</td><td>&quot;password&quot;: &quot;hunter2&quot;</td></tr></table>"
+    )
+    scrubbed = Redactor().scrub_file("report.html", page)
+    assert scrubbed.count("</td>") == 3 and "td > b" in scrubbed
+    assert "abcdefghijk" not in scrubbed and "hunter2" not in scrubbed
