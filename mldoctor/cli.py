@@ -112,7 +112,7 @@ def _run(checks: list[Any], resolved: options.Settings, params: dict[str, Any], 
         timeout=resolved.value("timeout"),
         ports=params["ports"],
         policy=resolved.policy,
-        probe=resolved.probe(params["no_container"]),
+        probe=resolved.probe(params["no_container"]) if any(c.area == "probe" for c in checks) else None,
     )
     with options.progress(params["ci"], quiet=quiet and not params["ci"]) as progress:
         areas = sorted({c.area for c in checks})
@@ -175,14 +175,15 @@ def _emit(report: Any, fmt: str, output: str | None, verbose: bool, plain: bool 
     if output:
         write_atomic(output, table.render(report, verbose))
         return
-    from rich.console import Console
+    if not plain and (sys.stdout.isatty() or os.environ.get("FORCE_COLOR")):  # rich only where colour can show
+        from rich.console import Console
 
-    console = Console(highlight=False)
-    if console.is_terminal and not plain:
-        table.print_report(report, console, verbose)
-    else:  # logs and pipes: plain text, wide lines, no trailing blanks
-        columns = os.environ.get("COLUMNS", "")
-        click.echo(table.render(report, verbose, width=int(columns) if columns.isdigit() else 120), nl=False)
+        console = Console(highlight=False)
+        if console.is_terminal:
+            table.print_report(report, console, verbose)
+            return
+    columns = os.environ.get("COLUMNS", "")  # logs and pipes: plain text, wide lines, no trailing blanks
+    click.echo(table.render(report, verbose, width=int(columns) if columns.isdigit() else 120), nl=False)
 
 
 @cli.command("checks")

@@ -11,7 +11,8 @@ from mldoctor import __version__
 from mldoctor.facts import Facts, GatherOptions, gather
 from mldoctor.model import SCHEMA_VERSION, CheckResult, Finding, Report, Status
 from mldoctor.policy import Policy
-from mldoctor.rules import REGISTRY, Check
+from mldoctor.rules import load
+from mldoctor.rules.registry import AREAS, REGISTRY, Check
 
 
 class SelectionError(ValueError):
@@ -23,14 +24,22 @@ def _matches(pattern: str, check_id: str) -> bool:
     return fnmatch.fnmatchcase(check_id, pattern) or check_id.startswith(pattern.rstrip(".") + ".")
 
 
+def _areas(patterns: list[str]) -> set[str] | None:
+    """The areas these patterns can match, or None (all) when one starts with a glob or an unknown word."""
+    heads = {pattern.split(".", 1)[0] for pattern in patterns}
+    return heads if heads <= set(AREAS) else None
+
+
 def select(only: Iterable[str] = (), skip: Iterable[str] = ()) -> list[Check]:
+    """The checks to run, loading only the rule modules of the areas the patterns name."""
     only, skip = list(only), list(skip)
+    registry = load(_areas(only + skip) if only else None)
     for pattern in only + skip:
-        if not any(_matches(pattern, check_id) for check_id in REGISTRY):
+        if not any(_matches(pattern, check_id) for check_id in registry):
             raise SelectionError(f"no check matches {pattern!r}; `mldoctor checks` lists the check ids")
     return [
         c
-        for c in REGISTRY.values()
+        for c in registry.values()
         if (not only or any(_matches(p, c.id) for p in only)) and not any(_matches(p, c.id) for p in skip)
     ]
 

@@ -34,8 +34,11 @@ def to_data(value: Any) -> Any:
 
 
 @cache
-def _hints(cls: type) -> dict[str, Any]:
-    return typing.get_type_hints(cls)
+def type_hints(cls: type) -> dict[str, Any]:
+    """The resolved field types; a class whose annotations name lazily imported types provides them through a
+    `type_namespace()` static method."""
+    namespace = getattr(cls, "type_namespace", None)
+    return typing.get_type_hints(cls, localns=namespace() if callable(namespace) else None)
 
 
 def from_data(cls: Any, data: Any, where: str = "$") -> Any:
@@ -72,7 +75,7 @@ def from_data(cls: Any, data: Any, where: str = "$") -> Any:
     if dataclasses.is_dataclass(cls):
         if not isinstance(data, dict):
             raise SchemaError(f"{where}: expected an object, got {type(data).__name__}")
-        hints = _hints(cls)
+        hints = type_hints(cls)
         kwargs = {
             f.name: from_data(hints[f.name], data[f.name], f"{where}.{f.name}")
             for f in dataclasses.fields(cls)

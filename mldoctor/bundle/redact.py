@@ -37,7 +37,7 @@ from urllib.parse import urlsplit
 
 from mldoctor.facts import Facts
 from mldoctor.model import CheckResult, Report
-from mldoctor.serde import from_data, to_data
+from mldoctor.serde import from_data, to_data, type_hints
 
 MARKER = re.compile(r"\[REDACTED:[a-z0-9-]+\]")
 HTML_TAG = re.compile(r"(<[^>]*>)")
@@ -442,7 +442,7 @@ def _schema_words(cls: Any, seen: set[Any] | None = None) -> set[str]:
         return set()
     seen.add(cls)
     words = set()
-    for name, hint in typing.get_type_hints(cls).items():
+    for name, hint in type_hints(cls).items():
         words.add(name.lower())
         for part in (hint, *typing.get_args(hint), *(a for arg in typing.get_args(hint) for a in typing.get_args(arg))):
             words |= _schema_words(part, seen)

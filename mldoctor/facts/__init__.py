@@ -11,13 +11,15 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mldoctor.facts.docker import DockerFacts
 from mldoctor.facts.host import HostFacts
-from mldoctor.facts.nvidia import NvidiaFacts
-from mldoctor.facts.probe import ProbeFacts, ProbeOptions, probe_deadline
 from mldoctor.policy import Policy
+
+if TYPE_CHECKING:  # imported when gathered or loaded, not on every run (`check --only docker` needs neither)
+    from mldoctor.facts.nvidia import NvidiaFacts
+    from mldoctor.facts.probe import ProbeFacts, ProbeOptions
 
 
 @dataclass
@@ -29,6 +31,14 @@ class Facts:
     errors: dict[str, str] = field(default_factory=dict)
     """Sections that could not be gathered, and why."""
 
+    @staticmethod
+    def type_namespace() -> dict[str, Any]:
+        """The section types imported lazily above, for serde when a saved report is loaded."""
+        from mldoctor.facts.nvidia import NvidiaFacts
+        from mldoctor.facts.probe import ProbeFacts
+
+        return {"NvidiaFacts": NvidiaFacts, "ProbeFacts": ProbeFacts}
+
 
 @dataclass(frozen=True)
 class GatherOptions:
@@ -38,7 +48,13 @@ class GatherOptions:
     policy: Policy = field(default_factory=Policy)
     sysroot: str = "/"
     """Where /sys, /proc, /dev and /etc are read for the NVIDIA facts (tests point it at a fake tree)."""
-    probe: ProbeOptions = field(default_factory=ProbeOptions)
+    probe: ProbeOptions | None = None
+    """How to run the probe; None: the defaults."""
+
+    def probe_options(self) -> ProbeOptions:
+        from mldoctor.facts.probe import ProbeOptions
+
+        return self.probe or ProbeOptions()
 
 
 def _gather_host(options: GatherOptions, earlier: Facts) -> HostFacts:
@@ -62,7 +78,7 @@ def _gather_nvidia(options: GatherOptions, earlier: Facts) -> NvidiaFacts:
 def _gather_probe(options: GatherOptions, earlier: Facts) -> ProbeFacts:
     from mldoctor.facts import probe
 
-    return probe.gather(options.probe, earlier.docker, earlier.nvidia, options.timeout)
+    return probe.gather(options.probe_options(), earlier.docker, earlier.nvidia, options.timeout)
 
 
 GATHERERS: dict[str, Callable[[GatherOptions, Facts], Any]] = {
@@ -82,7 +98,9 @@ def section_deadline(name: str, options: GatherOptions) -> float:
     The probe runs a container: its own deadline (start, imports, benchmarks) comes on top."""
     deadline = 2 * options.timeout + 1.0
     if name == "probe":
-        deadline += probe_deadline(options.probe)
+        from mldoctor.facts.probe import probe_deadline
+
+        deadline += probe_deadline(options.probe_options())
     return deadline
 
 

@@ -1,15 +1,20 @@
-"""The console matrix: one row per check, grouped by area, a pasteable fix under every WARN/FAIL."""
+"""The console matrix: one row per check, grouped by area, a pasteable fix under every WARN/FAIL.
+
+One layout for every destination: `lines()` lays the matrix out as styled pieces at a given width (wrapped with a
+hanging indent, so fixes stay readable); `render()` joins them as plain text for files and pipes, and
+`print_report()` colours them on a terminal. rich is imported only for the terminal.
+"""
 
 from __future__ import annotations
 
-import io
+import textwrap
+from typing import TYPE_CHECKING
 
-from rich.console import Console, Group
-from rich.table import Table
-from rich.text import Text
-
-from mldoctor.model import Report, Status
+from mldoctor.model import CheckResult, Report, Status
 from mldoctor.rules.registry import AREAS
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 GLYPHS = {Status.PASS: "✓", Status.WARN: "!", Status.FAIL: "✗", Status.SKIP: "-", Status.ERROR: "?"}
 ASCII_GLYPHS = {Status.PASS: "+", Status.WARN: "!", Status.FAIL: "x", Status.SKIP: "-", Status.ERROR: "?"}
@@ -20,6 +25,9 @@ STYLES = {
     Status.SKIP: "dim",
     Status.ERROR: "magenta",
 }
+
+Piece = tuple[str, str]
+"""(text, rich style) — the style is ignored in plain text."""
 
 
 def summary_line(report: Report) -> str:
@@ -39,51 +47,72 @@ def summary_line(report: Report) -> str:
     return ", ".join(words)
 
 
-def _cell(result, verbose: bool) -> Text:
-    text = Text(result.summary, style="dim" if result.status is Status.SKIP else "")
+def _wrap(text: str, width: int, first: str, rest: str) -> list[str]:
+    """`text` wrapped to `width`, its first line after `first`, the others after `rest` (a hanging indent)."""
+    out: list[str] = []
+    for index, paragraph in enumerate(text.splitlines() or [""]):
+        lead = first if index == 0 else rest
+        out += textwrap.wrap(
+            paragraph,
+            width,
+            initial_indent=lead,
+            subsequent_indent=rest,
+            break_long_words=False,
+            break_on_hyphens=False,
+        ) or [lead.rstrip()]
+    return out
+
+
+def _row(result: CheckResult, glyph: str, id_width: int, width: int, verbose: bool) -> list[list[Piece]]:
+    style = STYLES[result.status]
+    indent = " " * (id_width + 5)
+    text = _wrap(result.summary, width, indent, indent)
+    rows = [
+        [
+            (f"{glyph}  ", style),
+            (f"{result.id:<{id_width}}  ", style),
+            (text[0][len(indent) :], "dim" if result.status is Status.SKIP else ""),
+        ]
+    ]
+    rows += [[(line, "dim" if result.status is Status.SKIP else "")] for line in text[1:]]
     if result.fix:
-        lines = result.fix.splitlines()
-        text.append("\nfix: ", style="bold cyan")
-        text.append(lines[0], style="cyan")
-        for line in lines[1:]:
-            text.append("\n     " + line, style="cyan")
+        for i, line in enumerate(_wrap(result.fix, width, indent + "fix: ", indent + "     ")):
+            rows.append(
+                [(indent, ""), ("fix: ", "bold cyan"), (line[len(indent) + 5 :], "cyan")]
+                if i == 0
+                else [(line, "cyan")]
+            )
     if verbose:
-        for line in result.details:
-            text.append(f"\n• {line}", style="dim")
-    return text
+        for detail in result.details:
+            rows += [[(line, "dim")] for line in _wrap(detail, width, indent + "• ", indent + "  ")]
+    return rows
 
 
-def renderable(report: Report, verbose: bool = False, ascii_only: bool = False) -> Group:
+def lines(report: Report, verbose: bool = False, width: int = 100, ascii_only: bool = False) -> list[list[Piece]]:
     glyphs = ASCII_GLYPHS if ascii_only else GLYPHS
     id_width = max((len(r.id) for r in report.results), default=10)
-    parts: list = [Text(f"mldoctor {report.tool_version} · {report.host} · {report.created}", style="bold")]
+    out: list[list[Piece]] = [[(f"mldoctor {report.tool_version} · {report.host} · {report.created}", "bold")]]
     for area, title in AREAS.items():
         results = [r for r in report.results if r.area == area]
-        if not results:
-            continue
-        table = Table(box=None, show_header=False, padding=(0, 1), pad_edge=False, expand=False)
-        table.add_column(width=1, no_wrap=True)
-        table.add_column(min_width=id_width, no_wrap=True)
-        table.add_column(overflow="fold")
-        for result in results:
-            style = STYLES[result.status]
-            table.add_row(
-                Text(glyphs[result.status], style=style), Text(result.id, style=style), _cell(result, verbose)
-            )
-        parts += [Text(""), Text(title, style="bold underline"), table]
-    parts += [Text(""), Text(summary_line(report), style="bold")]
+        if results:
+            out += [[], [(title, "bold underline")]]
+            for result in results:
+                out += _row(result, glyphs[result.status], id_width, width, verbose)
+    out += [[], [(summary_line(report), "bold")]]
     if not verbose and any(r.details for r in report.results if r.status is not Status.PASS):
-        parts.append(Text("details: mldoctor check -v", style="dim"))
-    return Group(*parts)
+        out.append([("details: mldoctor check -v", "dim")])
+    return out
 
 
 def render(report: Report, verbose: bool = False, width: int = 100) -> str:
     """Plain text, for files and pipes."""
-    console = Console(width=width, no_color=True, highlight=False, record=True, file=io.StringIO())
-    console.print(renderable(report, verbose))
-    return "\n".join(line.rstrip() for line in console.export_text().splitlines()) + "\n"
+    return "".join("".join(text for text, _ in line).rstrip() + "\n" for line in lines(report, verbose, width))
 
 
 def print_report(report: Report, console: Console, verbose: bool = False) -> None:
+    """Coloured on a terminal (rich honours NO_COLOR)."""
+    from rich.text import Text
+
     ascii_only = not (console.encoding or "").lower().startswith("utf")
-    console.print(renderable(report, verbose, ascii_only), highlight=False)
+    for line in lines(report, verbose, console.width, ascii_only):
+        console.print(Text.assemble(*line), highlight=False, crop=False, soft_wrap=True)

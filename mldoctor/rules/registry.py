@@ -47,6 +47,16 @@ class Check:
 REGISTRY: dict[str, Check] = {}
 
 
+def registered() -> dict[str, Check]:
+    """The registry, kept in chain order (AREAS) whatever order the areas were loaded in; the same dict object."""
+    order = list(AREAS)
+    items = sorted(REGISTRY.items(), key=lambda item: order.index(item[1].area))  # stable within an area
+    if list(REGISTRY) != [check_id for check_id, _ in items]:
+        REGISTRY.clear()
+        REGISTRY.update(items)
+    return REGISTRY
+
+
 def check(
     check_id: str, title: str, *, facts: tuple[str, ...] = (), requires: tuple[str, ...] = ()
 ) -> Callable[[Rule], Rule]:
