@@ -207,3 +207,16 @@ def test_without_the_docker_package_docker_fails_cleanly():
     (row,) = json.loads(proc.stdout)["results"]
     assert proc.returncode == 1 and row["status"] == "FAIL"
     assert row["fix"].startswith("python3 -m pip install 'docker>=7.1'")
+
+
+def test_a_host_only_check_loads_only_the_host_modules():
+    code = (
+        "import sys\n"
+        "from mldoctor.cli import main\n"
+        "try:\n    main(['check', '--only', 'host', '--format', 'json'])\nexcept SystemExit:\n    pass\n"
+        "heavy = ('docker', 'rich.console', 'mldoctor.rules.nvidia', 'mldoctor.rules.probe', 'mldoctor.rules.bench',\n"
+        "         'mldoctor.facts.nvidia', 'mldoctor.facts.probe', 'mldoctor.data.gpus')\n"
+        "print(sorted(m for m in heavy if m in sys.modules), file=sys.stderr)"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert proc.stderr.strip().splitlines()[-1] == "[]", proc.stderr
