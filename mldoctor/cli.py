@@ -216,6 +216,7 @@ def gpu_bench(ctx: click.Context, fmt: str, output: str | None, **_: Any) -> int
     from mldoctor import runner
     from mldoctor.facts import GatherOptions
     from mldoctor.output import bench as bench_output
+    from mldoctor.output import json as json_output
     from mldoctor.output import write_atomic
 
     options.check_output_path(output)
@@ -227,7 +228,7 @@ def gpu_bench(ctx: click.Context, fmt: str, output: str | None, **_: Any) -> int
         progress.step("running the probe and its benchmarks…")
         report = runner.run(checks, GatherOptions(timeout=10.0, policy=policy, probe=probe))
     if fmt == "json" or output:
-        text = bench_output.render_json(report, policy) if fmt == "json" else bench_output.render(report, policy)
+        text = json_output.render(report) if fmt == "json" else bench_output.render(report)
         if output:
             write_atomic(output, text)
         else:
@@ -238,7 +239,7 @@ def gpu_bench(ctx: click.Context, fmt: str, output: str | None, **_: Any) -> int
         console = Console(highlight=False)
         if not console.is_terminal and "COLUMNS" not in os.environ:
             console = Console(highlight=False, width=120)  # logs and pipes: do not wrap at 80
-        console.print(bench_output.renderable(report, policy))
+        console.print(bench_output.renderable(report))
     return report.exit_code(resolved.value("strict"))
 
 

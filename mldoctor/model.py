@@ -80,6 +80,29 @@ class CheckResult:
     blocked_by: str | None = None
 
 
+@dataclass(frozen=True)
+class BenchRow:
+    """One graded measurement (a GPU and dtype, a copy direction, or the CPU): a row of `mldoctor gpu-bench`."""
+
+    gpu: str
+    """The GPU index, or "cpu"."""
+    device: str
+    metric: str
+    """fp32, tf32, bf16, fp16, fp8, d2d, h2d, d2h."""
+    unit: str
+    measured: float | None
+    expected: float | None
+    peak: float | None
+    status: Status
+    note: str = ""
+    ratio: float | None = field(init=False, default=None)
+    """measured / expected, when both are known."""
+
+    def __post_init__(self) -> None:
+        ratio = self.measured / self.expected if self.measured is not None and self.expected else None
+        object.__setattr__(self, "ratio", ratio)
+
+
 @dataclass
 class Report:
     schema_version: int
@@ -90,6 +113,8 @@ class Report:
     results: list[CheckResult]
     policy: Policy | None = None
     """The thresholds the results were judged by, so a re-diagnosis judges by the same ones."""
+    benchmarks: list[BenchRow] = field(default_factory=list)
+    """Every benchmark measurement graded against its expected figure (the bench.* results fold these up)."""
 
     def counts(self) -> Counter[Status]:
         return Counter(result.status for result in self.results)

@@ -9,7 +9,7 @@ from datetime import datetime, timezone
 
 from mldoctor import __version__
 from mldoctor.facts import Facts, GatherOptions, gather
-from mldoctor.model import SCHEMA_VERSION, CheckResult, Finding, Report, Status
+from mldoctor.model import SCHEMA_VERSION, BenchRow, CheckResult, Finding, Report, Status
 from mldoctor.policy import Policy
 from mldoctor.rules import load
 from mldoctor.rules.registry import AREAS, REGISTRY, Check
@@ -153,7 +153,17 @@ def build_report(checks: list[Check], facts: Facts, policy: Policy) -> Report:
         facts=facts,
         results=evaluate(checks, facts, policy),
         policy=policy,
+        benchmarks=_benchmarks(facts, policy),
     )
+
+
+def _benchmarks(facts: Facts, policy: Policy) -> list[BenchRow]:
+    """Every graded measurement, when the probe benchmarked something (its module loads only then)."""
+    if facts.probe is None or facts.probe.document is None:
+        return []
+    from mldoctor.rules.bench import bench_rows
+
+    return bench_rows(facts.probe.document, policy)
 
 
 def run(checks: list[Check], options: GatherOptions) -> Report:

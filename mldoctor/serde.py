@@ -79,7 +79,7 @@ def from_data(cls: Any, data: Any, where: str = "$") -> Any:
         kwargs = {
             f.name: from_data(hints[f.name], data[f.name], f"{where}.{f.name}")
             for f in dataclasses.fields(cls)
-            if f.name in data
+            if f.init and f.name in data
         }
         try:
             return cls(**kwargs)

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from mldoctor.bundle.redact import Redactor
 
 
-def write_bundle(path: str, report: Any, collected: list[Any], redactor: Redactor, policy: Any) -> dict[str, Any]:
+def write_bundle(path: str, report: Any, collected: list[Any], redactor: Redactor) -> dict[str, Any]:
     """The report (scrubbed as data, then rendered three ways) and the raw files, written as one archive."""
     from mldoctor.bundle import archive, html
     from mldoctor.output import json as json_output
@@ -27,7 +27,7 @@ def write_bundle(path: str, report: Any, collected: list[Any], redactor: Redacto
     files = {
         archive.REPORT: json_output.render(clean),
         "report.md": markdown.render(clean),
-        "report.html": html.render(clean, policy),
+        "report.html": html.render(clean),
         **{c.name: c.text for c in collected if c.text is not None},
     }
     info = {"mldoctor_version": clean.tool_version, "created": clean.created, "host": clean.host}
@@ -117,7 +117,7 @@ def command(
         progress.step("redacting and writing the bundle…")
         redactor = Redactor.off() if no_redact else for_facts(report.facts, os.environ, redact_hosts, redact_gpu_ids)
         path = _target(output, report, redactor)
-        manifest = write_bundle(path, report, collected, redactor, policy)
+        manifest = write_bundle(path, report, collected, redactor)
     for line in _summary(path, manifest, report):
         click.echo(line)
     if no_redact:

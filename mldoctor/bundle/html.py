@@ -1,6 +1,6 @@
 """The bundle's report.html: one self-contained page a support engineer reads first.
 
-It takes a Report (and the policy its benchmarks were graded with) and nothing else: no gathering, no judging
+It takes a Report and nothing else: no gathering, no judging
 beyond the graded benchmark rows the bench checks themselves use. The page works offline and leaks nothing when
 opened: inline CSS, inline SVG charts, no script, no font, image or link outside the page.
 """
@@ -12,11 +12,8 @@ from collections.abc import Iterable
 from html import escape
 
 from mldoctor.facts.nvidia import GpuFacts
-from mldoctor.model import CheckResult, Report, Status
-from mldoctor.output.bench import rows as bench_rows
+from mldoctor.model import BenchRow, CheckResult, Report, Status
 from mldoctor.output.table import summary_line
-from mldoctor.policy import Policy
-from mldoctor.rules.bench import BenchRow
 from mldoctor.rules.registry import AREAS
 
 GIB = 1 << 30
@@ -87,13 +84,12 @@ BAR_COLOURS = {
 }
 
 
-def render(report: Report, policy: Policy | None = None) -> str:
-    """The page; `policy` is the one the run graded its benchmarks with (`--expect-tflops`), default otherwise."""
-    policy = policy or Policy()
+def render(report: Report) -> str:
+    """The page, from the report alone (its benchmarks were graded when the report was built)."""
     sections = (
         ("checks", "Checks", _checks(report.results)),
         ("gpus", "GPUs", _gpus(report)),
-        ("bench", "Benchmarks", _benchmarks(bench_rows(report, policy))),
+        ("bench", "Benchmarks", _benchmarks(report.benchmarks)),
         ("setup", "Docker and NVIDIA setup", _setup(report)),
         ("host", "Host", _host(report)),
     )

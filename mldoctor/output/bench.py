@@ -1,44 +1,32 @@
 """`mldoctor gpu-bench` output: one row per measurement (GPU | metric | measured | expected | ratio | status),
 then every probe or benchmark finding that is not a PASS, with its fix.
 
-Rows are graded by the same pure function the bench.* checks use, from the report's facts and the policy the
-run was graded with; nothing here measures or judges on its own.
+The rows are the report's `benchmarks`, graded by the same pure function the bench.* checks use; nothing here
+measures or judges on its own.
 """
 
 from __future__ import annotations
 
 import io
-import json
 
 from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
 from mldoctor.model import Report, Status
-from mldoctor.output import json as json_output
 from mldoctor.output.table import GLYPHS, STYLES, summary_line
-from mldoctor.policy import Policy
-from mldoctor.rules.bench import BenchRow, bench_rows
-from mldoctor.serde import to_data
-
-
-def rows(report: Report, policy: Policy) -> list[BenchRow]:
-    probe = report.facts.probe
-    if probe is None or probe.document is None:
-        return []
-    return bench_rows(probe.document, policy)
 
 
 def _number(value: float | None) -> str:
     return "-" if value is None else f"{value:,.0f}" if value >= 100 else f"{value:.1f}"
 
 
-def renderable(report: Report, policy: Policy) -> Group:
+def renderable(report: Report) -> Group:
     table = Table(box=None, padding=(0, 2), pad_edge=False)
     for header, justify in [("GPU", "left"), ("device", "left"), ("metric", "left"), ("measured", "right"),
                             ("expected", "right"), ("ratio", "right"), ("status", "left"), ("", "left")]:  # fmt: skip
         table.add_column(header, justify=justify, no_wrap=header != "")
-    for row in rows(report, policy):
+    for row in report.benchmarks:
         ratio = f"{row.ratio:.2f}x" if row.ratio is not None else "-"
         table.add_row(
             row.gpu,
@@ -64,15 +52,8 @@ def renderable(report: Report, policy: Policy) -> Group:
     return Group(*parts)
 
 
-def render(report: Report, policy: Policy, width: int = 120) -> str:
+def render(report: Report, width: int = 120) -> str:
     """Plain text, for files and pipes."""
     console = Console(width=width, no_color=True, highlight=False, record=True, file=io.StringIO())
-    console.print(renderable(report, policy))
+    console.print(renderable(report))
     return "\n".join(line.rstrip() for line in console.export_text().splitlines()) + "\n"
-
-
-def render_json(report: Report, policy: Policy) -> str:
-    """The report's JSON (facts, results, summary) plus the graded rows under `benchmarks`."""
-    data = json.loads(json_output.render(report))
-    data["benchmarks"] = [{**to_data(row), "ratio": row.ratio} for row in rows(report, policy)]
-    return json.dumps(data, indent=2) + "\n"

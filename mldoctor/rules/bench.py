@@ -9,39 +9,18 @@ and `mldoctor gpu-bench` prints the rows themselves.
 from __future__ import annotations
 
 import statistics
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 from mldoctor.data.gpus import GpuSpec, match_gpu, pcie_gbps
 from mldoctor.facts import Facts
 from mldoctor.facts.probe import CopyResult, GpuBench, ProbeDevice, ProbeDocument
-from mldoctor.model import Finding, Status
+from mldoctor.model import BenchRow, Finding, Status
 from mldoctor.policy import Band, Policy
 from mldoctor.rules import probe as _probe  # noqa: F401  (registers probe.arch and probe.torch, required below)
 from mldoctor.rules.registry import check
 
 GRADE = {"pass": Status.PASS, "warn": Status.WARN, "fail": Status.FAIL}
 ORDER = [Status.PASS, Status.SKIP, Status.WARN, Status.ERROR, Status.FAIL]
-
-
-@dataclass(frozen=True)
-class BenchRow:
-    """One graded measurement: a table row of `mldoctor gpu-bench`."""
-
-    gpu: str
-    """The GPU index, or "cpu"."""
-    device: str
-    metric: str
-    """fp32, tf32, bf16, fp16, fp8, d2d, h2d, d2h."""
-    unit: str
-    measured: float | None
-    expected: float | None
-    peak: float | None
-    status: Status
-    note: str = ""
-
-    @property
-    def ratio(self) -> float | None:
-        return self.measured / self.expected if self.measured is not None and self.expected else None
 
 
 def _expected(spec: GpuSpec | None, dtype: str, policy: Policy) -> float | None:

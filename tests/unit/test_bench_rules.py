@@ -220,3 +220,17 @@ def test_a_wrong_result_without_an_error_figure_is_still_a_failure():
 def test_host_copy_that_corrupts_bytes_fails():
     found = result(bench_facts([gpu(h2d=CopyResult(bytes=256 << 20, gbps=52.0, ok=False))]), "bench.h2d")
     assert found.status is Status.FAIL and "differ" in found.summary
+
+
+def test_report_carries_the_graded_rows_and_json_their_ratio():
+    import json
+
+    from mldoctor.output import json as json_output
+    from mldoctor.runner import build_report, select
+
+    facts = probe_facts(doc=document(bench=BenchResults(gpus=[gpu(bf16=711.0)])))
+    report = build_report(select(["bench"]), facts, Policy())
+    assert report.benchmarks == bench_rows(facts.probe.document, Policy())
+    row = next(r for r in json.loads(json_output.render(report))["benchmarks"] if r["metric"] == "bf16")
+    assert (row["measured"], row["expected"], row["status"]) == (711.0, 790.0, "PASS")
+    assert row["ratio"] == pytest.approx(0.9)

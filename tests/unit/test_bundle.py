@@ -191,7 +191,7 @@ def bundle(tmp_path):
     report = gpu_report()
     redactor = for_facts(report.facts, {"WANDB_API_KEY": SECRETS["env_only"]}, hosts=True, gpu_ids=True)
     path = tmp_path / "bundle.zip"
-    manifest = write_bundle(str(path), report, raw_files(), redactor, Policy())
+    manifest = write_bundle(str(path), report, raw_files(), redactor)
     return path, manifest, report
 
 
@@ -258,7 +258,7 @@ def test_rediagnosing_the_bundle_gives_the_statuses_of_the_run_that_made_it(bund
 def test_without_redaction_everything_is_as_collected(tmp_path):
     report = gpu_report()
     path = tmp_path / "plain.zip"
-    manifest = write_bundle(str(path), report, raw_files(), Redactor.off(), Policy())
+    manifest = write_bundle(str(path), report, raw_files(), Redactor.off())
     files = unpack(path)
     assert SECRETS["github"] in files["raw/environment.txt"].decode()
     assert HOSTNAME in files["report.json"].decode()
@@ -284,7 +284,7 @@ def test_a_failure_while_writing_leaves_no_archive(tmp_path, monkeypatch):
     original = zipfile.ZipFile.writestr
     monkeypatch.setattr(zipfile.ZipFile, "writestr", explode)
     with pytest.raises(KeyboardInterrupt):
-        write_bundle(str(tmp_path / "b.zip"), report, raw_files(), Redactor(), Policy())
+        write_bundle(str(tmp_path / "b.zip"), report, raw_files(), Redactor())
     assert written[:2] == ["report.json", "report.md"]
     assert os.listdir(tmp_path) == []
 
@@ -474,7 +474,7 @@ def test_no_secret_of_the_attack_paths_reaches_any_file_or_name(tmp_path):
     report = build_report(select(), gathered, Policy())
     redactor = for_facts(report.facts, {}, hosts=True, gpu_ids=True)
     path = tmp_path / archive.default_name(redactor.scrub(report.host), report.created)
-    write_bundle(str(path), report, attack_raw_files(), redactor, Policy())
+    write_bundle(str(path), report, attack_raw_files(), redactor)
     assert os.listdir(tmp_path) == [path.name] and "host1" in path.name
     for name, data in unpack(path).items():
         text = data.decode()
@@ -495,7 +495,7 @@ def test_the_file_name_carries_the_pseudonym_and_the_bundle_still_rediagnoses(tm
     redactor = for_facts(report.facts, {}, hosts=True, gpu_ids=True)
     path = _target(str(tmp_path), report, redactor)
     assert os.path.basename(path).startswith("mldoctor-report-host1-") and "gpu-node" not in path
-    write_bundle(path, report, raw_files(), redactor, Policy())
+    write_bundle(path, report, raw_files(), redactor)
     with pytest.raises(SystemExit):
         main(["check", "--facts", path, "--format", "json"])
     again = json.loads(capsys.readouterr().out)
@@ -512,7 +512,7 @@ def test_sigterm_while_writing_leaves_no_archive_and_no_temp_file(tmp_path, monk
     monkeypatch.setattr(zipfile.ZipFile, "writestr", terminated)
     previous = signal.getsignal(signal.SIGTERM)
     with pytest.raises(SystemExit) as exit_info:
-        write_bundle(str(tmp_path / "b.zip"), gpu_report(), raw_files(), Redactor(), Policy())
+        write_bundle(str(tmp_path / "b.zip"), gpu_report(), raw_files(), Redactor())
     assert exit_info.value.code == 128 + signal.SIGTERM
     assert os.listdir(tmp_path) == [] and signal.getsignal(signal.SIGTERM) is previous
 

@@ -75,7 +75,7 @@ def parse(page: str) -> Page:
 @pytest.fixture(scope="module")
 def page() -> str:
     report = gpu_report()
-    return html.render(for_facts(report.facts, {}, hosts=True).scrub_report(report), Policy())
+    return html.render(for_facts(report.facts, {}, hosts=True).scrub_report(report))
 
 
 def test_parses_and_is_one_document(page):
@@ -178,10 +178,10 @@ def test_every_string_from_the_facts_is_inert(redacted, tmp_path):
     report.host += PAYLOAD
     if redacted:
         path = tmp_path / "b.zip"
-        write_bundle(str(path), report, [], for_facts(report.facts, {}, hosts=True, gpu_ids=True), Policy())
+        write_bundle(str(path), report, [], for_facts(report.facts, {}, hosts=True, gpu_ids=True))
         page = unpack(path)["report.html"].decode()
     else:
-        page = html.render(report, Policy())
+        page = html.render(report)
     parsed = parse(page)
     assert not FORBIDDEN_TAGS & set(parsed.tags) and "a" in parsed.tags
     assert all(url.startswith("#") for url in parsed.urls), parsed.urls
