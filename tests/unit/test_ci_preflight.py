@@ -9,21 +9,14 @@ import sys
 
 import pytest
 from factories import down, facts, host
+from helpers import call
 from junitparser import JUnitXml
 from prometheus_client.parser import text_string_to_metric_families
 
-from mldoctor.cli import main
 from mldoctor.facts.host import CpuFacts
 from mldoctor.output import json as json_output
 from mldoctor.policy import Policy
 from mldoctor.runner import build_report, select
-
-
-def call(capsys, *argv: str) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as exit_info:
-        main(list(argv))
-    out, err = capsys.readouterr()
-    return exit_info.value.code, out, err
 
 
 @pytest.fixture

@@ -10,8 +10,8 @@ import sys
 
 import pytest
 from factories import down, facts, host
+from helpers import call
 
-from mldoctor.cli import main
 from mldoctor.facts.host import CpuFacts
 from mldoctor.output import json as json_output
 from mldoctor.policy import Policy
@@ -23,13 +23,6 @@ def run(*argv: str) -> tuple[int, str, str]:
         [sys.executable, "-m", "mldoctor", *argv], capture_output=True, text=True, timeout=60, check=False
     )
     return proc.returncode, proc.stdout, proc.stderr
-
-
-def call(capsys, *argv: str) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as exit_info:
-        main(list(argv))
-    out, err = capsys.readouterr()
-    return exit_info.value.code, out, err
 
 
 @pytest.fixture
