@@ -192,10 +192,15 @@ def probe_torch(facts: Facts, policy: Policy) -> Finding:
         return doc
     run, torch = facts.probe.run, doc.torch
     if torch is None or not torch.found:
+        if run.mode == "host":
+            fix = f"python3 -m pip install torch   # the build for your CUDA: {TORCH_WHEELS}; or mldoctor[bench]"
+        elif run.default_image:
+            fix = "mldoctor image build   # rebuild the default probe image; its base must have torch"
+        else:
+            fix = f"pip install torch in {run.image}'s Dockerfile   # the build for your CUDA: {TORCH_WHEELS}"
         return Finding.fail(
             f"torch is not installed in {_where(run)}",
-            fix="mldoctor image build   # the default probe image has torch; in your image: pip install torch "
-            f"(the right CUDA build: {TORCH_WHEELS})",
+            fix=fix,
             details=(f"import error: {torch.error}",) if torch and torch.error else (),
         )
     if torch.error:

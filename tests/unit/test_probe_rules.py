@@ -122,11 +122,21 @@ def test_old_python_fails_python():
     assert finding.status is Status.FAIL and "older than 3.8" in finding.summary
 
 
-def test_torch_missing_or_cpu_only():
-    missing = result(
-        probe_facts(doc=document(torch=ProbeTorch(found=False, error="No module named 'torch'"))), "probe.torch"
-    )
-    assert missing.status is Status.FAIL and "pip install torch" in missing.fix
+@pytest.mark.parametrize(
+    ("run", "fix_start"),
+    [
+        (ProbeRun(mode="host", gpus="host"), "python3 -m pip install torch"),
+        (ProbeRun(image="mldoctor-probe:0.1.0", default_image=True), "mldoctor image build"),
+        (ProbeRun(image="team/train:1"), "pip install torch in team/train:1's Dockerfile"),
+    ],
+)
+def test_torch_missing_fix_depends_on_where_the_probe_ran(run, fix_start):
+    doc = document(torch=ProbeTorch(found=False, error="No module named 'torch'"))
+    missing = result(probe_facts(run=run, doc=doc), "probe.torch")
+    assert missing.status is Status.FAIL and missing.fix.startswith(fix_start)
+
+
+def test_torch_cpu_only():
     cpu_only = document(torch=ProbeTorch(found=True, version="2.13.0+cpu"), cuda=ProbeCuda(available=False))
     finding = result(probe_facts(doc=cpu_only), "probe.cuda")
     assert finding.status is Status.FAIL and "CPU-only build" in finding.summary and "whl/cu" in finding.fix
