@@ -213,11 +213,14 @@ def settings(ctx: click.Context, renamed: dict[str, str] | None = None) -> Setti
     effective = config.effective(loaded, params, given)
     resolved = Settings(effective, loaded.path)
     policy = resolved.policy
-    if policy.disk_warn_gib < policy.disk_fail_gib:
-        raise click.UsageError(
-            f"disk_warn_gib {policy.disk_warn_gib:g} is below disk_fail_gib "
-            f"{policy.disk_fail_gib:g} ({effective.sources['disk_warn_gib']}): warn must be >= fail"
-        )
+    for host in (False, True):
+        fail_gib, warn_gib = policy.disk_limits(host)
+        if warn_gib < fail_gib:
+            prefix = "host_" if host else ""
+            raise click.UsageError(
+                f"{prefix}disk_warn_gib {warn_gib:g} is below {prefix}disk_fail_gib {fail_gib:g} "
+                f"({effective.sources[prefix + 'disk_warn_gib']}): warn must be >= fail"
+            )
     return resolved
 
 

@@ -28,6 +28,9 @@ class Policy:
     disk_fail_pct: float = 5.0
     disk_warn_gib: float = 20.0
     disk_warn_pct: float = 10.0
+    host_disk_fail_gib: float | None = None
+    """host.disk's own FAIL floor (/, the working and the temp directory); None: the same as Docker's."""
+    host_disk_warn_gib: float | None = None
     min_shm_gib: float = 1.0
     min_cpus: float = 4.0
     min_available_memory_gib: float = 4.0
@@ -60,14 +63,24 @@ class Policy:
     def matmul_band(self, dtype: str) -> Band:
         return dict(self.matmul_by_dtype).get(dtype) or (self.matmul_fp32 if dtype in ("fp32", "tf32") else self.matmul)
 
-    def disk_status(self, usage: DiskUsage) -> str:
+    def disk_limits(self, host: bool = False) -> tuple[float, float]:
+        """(FAIL, WARN) GiB floors: Docker's data-root, or the host's own where the policy sets them."""
+        if host:
+            return (
+                self.disk_fail_gib if self.host_disk_fail_gib is None else self.host_disk_fail_gib,
+                self.disk_warn_gib if self.host_disk_warn_gib is None else self.host_disk_warn_gib,
+            )
+        return self.disk_fail_gib, self.disk_warn_gib
+
+    def disk_status(self, usage: DiskUsage, host: bool = False) -> str:
         """'fail', 'warn' or 'ok' for a filesystem: low when under the GiB floor *or* a percentage floor
         (of space or of inodes: a disk full of small files is as full as one full of bytes)."""
+        fail_gib, warn_gib = self.disk_limits(host)
         free_gib = usage.free_bytes / GIB
         free_pct = min(usage.free_pct, usage.inodes_free_pct)
-        if free_gib < self.disk_fail_gib or free_pct < self.disk_fail_pct:
+        if free_gib < fail_gib or free_pct < self.disk_fail_pct:
             return "fail"
-        if free_gib < self.disk_warn_gib or free_pct < self.disk_warn_pct:
+        if free_gib < warn_gib or free_pct < self.disk_warn_pct:
             return "warn"
         return "ok"
 

@@ -23,7 +23,7 @@ def host_disk(facts: Facts, policy: Policy) -> Finding:
             seen[usage.device].append(usage.path)
             continue
         seen[usage.device] = [usage.path]
-        status = policy.disk_status(usage)
+        status = policy.disk_status(usage, host=True)
         rows.append(
             f"{usage.path}: {gib(usage.free_bytes)} free of {gib(usage.total_bytes)} "
             f"({usage.free_pct:.0f}%, {usage.inodes_free_pct:.0f}% inodes free) {status.upper()}"
@@ -33,10 +33,11 @@ def host_disk(facts: Facts, policy: Policy) -> Finding:
     if worst_usage is None:
         return Finding.error("could not read free space of any of " + ", ".join(u.path for u in facts.host.disks))
     summary = f"{gib(worst_usage.free_bytes)} free ({worst_usage.free_pct:.0f}%) on {worst_usage.path}"
+    fail_gib, warn_gib = policy.disk_limits(host=True)
     details = (
         *rows,
-        f"limits: FAIL under {policy.disk_fail_gib:g} GiB or {policy.disk_fail_pct:g}%, "
-        f"WARN under {policy.disk_warn_gib:g} GiB or {policy.disk_warn_pct:g}%",
+        f"limits: FAIL under {fail_gib:g} GiB or {policy.disk_fail_pct:g}%, "
+        f"WARN under {warn_gib:g} GiB or {policy.disk_warn_pct:g}%",
     )
     where = worst_usage.path
     fix = f"free space on {where}: `du -xh --max-depth=1 {where} | sort -h | tail` shows what uses it"

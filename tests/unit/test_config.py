@@ -124,3 +124,12 @@ dtypes = ["bf16", "fp8"]
         (tmp_path / "mldoctor.toml").write_text(bad + "\n")
         with pytest.raises(ConfigError, match=message):
             config.load(path)
+
+
+def test_host_disk_floors_are_checked_too(tmp_path, monkeypatch, capsys):
+    from helpers import call
+
+    monkeypatch.chdir(tmp_path)
+    write(tmp_path / "mldoctor.toml", "host_disk_fail_gib = 50\nhost_disk_warn_gib = 10\n")
+    code, _, err = call(capsys, "config", "show")
+    assert code == 2 and "host_disk_warn_gib 10 is below host_disk_fail_gib 50" in err

@@ -124,3 +124,12 @@ class TestPort:
     def test_privileged_port(self):
         f = facts(host=host(ports=[PortFacts(port=80, free=False, error="Permission denied")]))
         assert "under 1024 need root" in one(f, "host.port").fix
+
+
+def test_host_disk_has_its_own_floors_when_the_policy_sets_them():
+    f = facts(host=host(disks=[disk("/", free_gib=30, total_gib=100)]))
+    assert one(f, "host.disk").status is Status.PASS
+    strict_host = Policy(host_disk_fail_gib=50, host_disk_warn_gib=60)
+    r = one(f, "host.disk", strict_host)
+    assert r.status is Status.FAIL and "limits: FAIL under 50 GiB or 5%, WARN under 60 GiB or 10%" in r.details
+    assert one(f, "docker.disk", strict_host).status is Status.PASS  # Docker's data-root keeps its own floors
