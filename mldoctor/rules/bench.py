@@ -93,7 +93,7 @@ def bench_rows(doc: ProbeDocument, policy: Policy) -> list[BenchRow]:
         per_thread = cpu.gflops / max(1, cpu.threads)
         band = policy.cpu_gflops_per_thread
         status = GRADE[band.grade(per_thread)] if cpu.ok else Status.FAIL
-        note = f"{per_thread:.0f} per thread (pass >= {band.passing:g}), {cpu.threads} threads"
+        note = f"{cpu.threads} threads, {per_thread:.0f} per thread; pass >= {band.passing:g}"
         note += "" if cpu.ok else "; wrong results"
         rows.append(BenchRow("cpu", "CPU", "fp32", "GFLOP/s", cpu.gflops, None, None, status, note))
     return rows
