@@ -304,7 +304,7 @@ def image_build(base_image: str | None, tag: str | None, pull: bool, wheelhouse:
             return EXIT_FAILED
         ok = _show_build(launch.build_image(base, tag, __version__, wheelhouse))
     except Exception as exc:  # the daemon is unreachable or refused: one line, and where to look
-        from mldoctor.facts.docker import classify_error
+        from mldoctor.engine.errors import classify_error
 
         click.echo(f"mldoctor: error: {type(exc).__name__}: {exc} ({classify_error(exc)})", err=True)
         click.echo("run `mldoctor check --only docker` for the fix", err=True)

@@ -7,6 +7,7 @@ crashed, a fact that could not be read) and never describes the host: a host pro
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import TYPE_CHECKING
@@ -16,6 +17,16 @@ if TYPE_CHECKING:
     from mldoctor.policy import Policy
 
 SCHEMA_VERSION = 1
+
+
+AREAS = {
+    "docker": "Docker",
+    "nvidia": "NVIDIA",
+    "host": "Host",
+    "probe": "Probe container",
+    "bench": "Benchmarks",
+}
+"""Check areas in chain order (a check id starts with its area), with the title every output shows."""
 
 
 class Status(str, Enum):
@@ -29,6 +40,19 @@ class Status(str, Enum):
     def blocks_dependants(self) -> bool:
         """A check in this state leaves nothing for the checks that depend on it to look at."""
         return self in (Status.FAIL, Status.ERROR, Status.SKIP)
+
+    @property
+    def severity(self) -> int:
+        """How bad: PASS < SKIP < WARN < ERROR < FAIL. The worst of several results is the max by this."""
+        return _SEVERITY[self]
+
+
+_SEVERITY = {Status.PASS: 0, Status.SKIP: 1, Status.WARN: 2, Status.ERROR: 3, Status.FAIL: 4}
+
+
+def worst(statuses: Iterable[Status]) -> Status:
+    """The most severe status (PASS for none)."""
+    return max(statuses, key=lambda status: status.severity, default=Status.PASS)
 
 
 @dataclass(frozen=True)
@@ -65,6 +89,28 @@ class Finding:
     @classmethod
     def error(cls, summary: str, details: tuple[str, ...] = ()) -> Finding:
         return cls(Status.ERROR, summary, details)
+
+    @classmethod
+    def combine(
+        cls, problems: Iterable[Problem], ok: str, details: tuple[str, ...] = (), subject: str | None = None
+    ) -> Finding:
+        """One finding for several independent problems of one check: the worst status, every summary (FAILs
+        first), every distinct fix; PASS with `ok` when there is none (flutter doctor's merged validators)."""
+        ordered = sorted(problems, key=lambda p: -p.status.severity)
+        if not ordered:
+            return cls.ok(ok, details=details, subject=subject)
+        fixes = "\n".join(dict.fromkeys(p.fix for p in ordered))
+        return cls(ordered[0].status, "; ".join(p.summary for p in ordered), details, fixes, subject=subject)
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong within a check that can find several (a GPU both hot and short of ECC): a WARN or FAIL,
+    its summary and its fix, to be merged by `Finding.combine`."""
+
+    status: Status
+    summary: str
+    fix: str
 
 
 @dataclass

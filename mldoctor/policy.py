@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from mldoctor.text import GIB
+
 if TYPE_CHECKING:
     from mldoctor.facts.common import DiskUsage
-
-GIB = 1 << 30
 
 
 @dataclass(frozen=True)

@@ -9,10 +9,10 @@ from datetime import datetime, timezone
 
 from mldoctor import __version__
 from mldoctor.facts import Facts, GatherOptions, gather
-from mldoctor.model import SCHEMA_VERSION, BenchRow, CheckResult, Finding, Report, Status
+from mldoctor.model import AREAS, SCHEMA_VERSION, BenchRow, CheckResult, Finding, Report, Status
 from mldoctor.policy import Policy
 from mldoctor.rules import load
-from mldoctor.rules.registry import AREAS, REGISTRY, Check
+from mldoctor.rules.registry import REGISTRY, Check
 
 
 class SelectionError(ValueError):
@@ -132,11 +132,8 @@ def evaluate(checks: list[Check], facts: Facts, policy: Policy) -> list[CheckRes
     return reported
 
 
-STATUS_ORDER = [Status.PASS, Status.SKIP, Status.WARN, Status.ERROR, Status.FAIL]
-
-
 def _worst(results: list[CheckResult]) -> CheckResult:
-    return max(results, key=lambda r: STATUS_ORDER.index(r.status))
+    return max(results, key=lambda r: r.status.severity)
 
 
 def needed_sections(checks: list[Check]) -> set[str]:

@@ -66,7 +66,7 @@ def _gather_host(options: GatherOptions, earlier: Facts) -> HostFacts:
 def _gather_docker(options: GatherOptions, earlier: Facts) -> DockerFacts:
     from mldoctor.facts import docker
 
-    return docker.gather(options.timeout, options.policy)
+    return docker.gather(options.timeout)
 
 
 def _gather_nvidia(options: GatherOptions, earlier: Facts) -> NvidiaFacts:

@@ -1,30 +1,26 @@
-"""Docker facts: the CLI, the endpoint the CLI would use, the socket, the daemon's version/info/config, disk.
+"""Docker facts: the CLI, the endpoint the CLI would use, the socket, the daemon in use (its process, version,
+info and configuration file), its disk and what could be reclaimed there.
 
-All docker SDK calls live here (and in the probe runner); everything above works on the dataclasses below.
-The daemon is reached the way the docker CLI would reach it: `DOCKER_HOST`, else the current context
-(`DOCKER_CONTEXT` or `currentContext` in ~/.docker/config.json), else the default socket.
+The daemon is reached through `mldoctor.engine` the way the docker CLI would reach it. Everything a rule needs
+about the daemon is recorded here at gather time (the path of its configuration file too), so a saved report
+re-diagnosed on another machine gives the same verdicts and the same fixes.
 """
 
 from __future__ import annotations
 
-import errno
 import json
 import os
-import re
-import socket
 import stat
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from mldoctor.engine.daemon import DaemonProcess, daemon_process
+from mldoctor.engine.endpoint import DEFAULT_SOCKET, Endpoint, resolve_endpoint
 from mldoctor.facts.common import CommandOutput, DiskUsage, disk_usage, read_text, run_command
 
-if TYPE_CHECKING:
-    from mldoctor.policy import Policy
-
-DEFAULT_SOCKET = "/var/run/docker.sock"
-MIN_API = "1.24"  # the oldest API docker-py speaks; we ask the daemon for its own before anything else
+__all__ = ["DEFAULT_SOCKET", "DaemonProcess", "DockerFacts", "Endpoint", "gather"]
 
 
 @dataclass
@@ -33,25 +29,6 @@ class CliFacts:
     version: str | None = None
     compose_plugin: str | None = None
     compose_standalone: str | None = None
-
-
-@dataclass
-class Endpoint:
-    url: str = ""
-    source: str = "default"
-    """DOCKER_HOST, context or default."""
-    context: str | None = None
-    tls: bool = False
-    error: str | None = None
-    """Why the endpoint could not be resolved (a malformed DOCKER_HOST, a context that does not exist)."""
-    error_kind: str | None = None
-    """bad_host, tls (DOCKER_TLS_VERIFY without usable certificates), context_missing or sdk_missing."""
-
-    @property
-    def socket_path(self) -> str | None:
-        if self.url.startswith("unix://"):
-            return self.url[len("unix://") :] or DEFAULT_SOCKET
-        return None
 
 
 @dataclass
@@ -139,6 +116,15 @@ class DockerFacts:
     dockerd_installed: bool = False
     rootless_socket: str | None = None
     """A rootless daemon's socket found for this user, when it is not the endpoint in use."""
+    config_path: str | None = None
+    """The daemon's configuration file: its --config-file, else where its flavour keeps daemon.json (for rootless
+    Docker, under the home of the user who ran mldoctor); None for Desktop and Podman."""
+    process: DaemonProcess | None = None
+    """The process behind the socket in use (SO_PEERCRED), for a daemon on this host."""
+
+    def daemon_json(self) -> str:
+        """The configuration file to name in a fix (an older report may lack it: then the generic name)."""
+        return self.config_path or (self.config.path if self.config and self.config.path else None) or "daemon.json"
 
 
 KEPT_SETTINGS = (
@@ -154,176 +140,58 @@ KEPT_SETTINGS = (
 )
 
 
-def gather(timeout: float, policy: Policy) -> DockerFacts:
+def gather(timeout: float) -> DockerFacts:
+    """Each fact on its own: the CLI's commands run while the daemon is asked; a failure is recorded, not raised."""
     with ThreadPoolExecutor(max_workers=3) as pool:
         cli_future = pool.submit(_cli, timeout)
-        cmdline_future = pool.submit(_dockerd_command_line)
-        try:
-            endpoint = resolve_endpoint()
-        except ImportError as exc:  # a broken install; the host-side checks that read docker facts still run
-            endpoint = Endpoint(
-                url=os.environ.get("DOCKER_HOST") or f"unix://{DEFAULT_SOCKET}",
-                error=str(exc),
-                error_kind="sdk_missing",
-            )
+        endpoint = resolve_endpoint()
         facts = DockerFacts(cli=CliFacts(), endpoint=endpoint, connection=Connection())
-        facts.socket = _socket(endpoint.socket_path) if endpoint.socket_path else None
-        facts.connection, facts.daemon = _connect(endpoint, timeout, policy, facts)
+        socket_path = endpoint.socket_path
+        process_future = pool.submit(daemon_process, socket_path, timeout) if socket_path else None
+        facts.socket = _socket(socket_path) if socket_path else None
+        facts.connection, facts.daemon = _connect(endpoint, timeout, facts)
         facts.cli = cli_future.result()
-        command_line = cmdline_future.result()
+        process = process_future.result() if process_future else None
     facts.flavour = detect_flavour(facts.daemon, endpoint)
-    facts.local = endpoint.socket_path is not None and facts.flavour not in ("desktop", "podman")
+    facts.local = socket_path is not None and facts.flavour not in ("desktop", "podman")
     facts.dockerd_installed = any(
         os.access(os.path.join(d, "dockerd"), os.X_OK)
         for d in [*os.environ.get("PATH", "").split(os.pathsep), "/usr/bin", "/usr/sbin", "/snap/bin"]
         if d
     )
     rootless = os.path.join(os.environ.get("XDG_RUNTIME_DIR", f"/run/user/{os.getuid()}"), "docker.sock")
-    if os.path.exists(rootless) and endpoint.socket_path != rootless:
+    if os.path.exists(rootless) and socket_path != rootless:
         facts.rootless_socket = rootless
     if facts.local:
-        facts.config = _daemon_config(facts.flavour, command_line)
+        facts.process = process if process is not None and process.pid else _dockerd_by_name(process)
+        facts.config_path = daemon_json_path(facts.flavour, facts.process.command_line)
+        facts.config = _daemon_config(facts.config_path, facts.process.command_line)
+    else:
+        facts.config_path = daemon_json_path(facts.flavour, [])
     return facts
 
 
-def resolve_endpoint(environ: dict[str, str] | None = None) -> Endpoint:
-    """Where the docker CLI would connect, and why (never raises: errors are recorded)."""
-    from docker.context import ContextAPI
-    from docker.context.config import get_current_context_name
-    from docker.errors import DockerException, TLSParameterError
-    from docker.utils import kwargs_from_env, parse_host
+def _connect(endpoint: Endpoint, timeout: float, facts: DockerFacts) -> tuple[Connection, DaemonInfo | None]:
+    """Ask the daemon (one `/version`, one `/info`, and `/system/df` for the disk fix, all on one connection)."""
+    from mldoctor.engine.client import open_client
+    from mldoctor.engine.errors import classify_error, describe
 
-    env = os.environ if environ is None else environ
-    if env.get("DOCKER_HOST"):
-        endpoint = Endpoint(url=_without_password(env["DOCKER_HOST"]), source="DOCKER_HOST")
-        try:
-            endpoint.tls = "tls" in kwargs_from_env(environment=dict(env))
-        except TLSParameterError as exc:
-            endpoint.error, endpoint.error_kind = str(exc), "tls"
-            return endpoint
-    else:
-        name = env.get("DOCKER_CONTEXT") or get_current_context_name()
-        if name == "default":
-            return Endpoint(url=f"unix://{DEFAULT_SOCKET}")
-        endpoint = Endpoint(source="context", context=name)
-        try:
-            context = ContextAPI.get_context(name)
-        except DockerException as exc:
-            context, endpoint.error = None, str(exc)
-        if context is None:
-            endpoint.error = endpoint.error or f"docker context {name!r} does not exist"
-            endpoint.error_kind = "context_missing"
-            return endpoint
-        endpoint.url, endpoint.tls = _without_password(context.Host or ""), bool(context.TLSConfig)
-    try:
-        parse_host(endpoint.url, tls=endpoint.tls)
-    except DockerException as exc:
-        endpoint.error, endpoint.error_kind = str(exc), "bad_host"
-    return endpoint
-
-
-def _without_password(url: str) -> str:
-    """Facts end up in reports and tickets: keep a user name, never a password embedded in an address."""
-    return re.sub(r"//([^/@:]*):[^/@]*@", r"//\1:***@", url)
-
-
-def open_client(endpoint: Endpoint, timeout: float) -> Any:
-    """A docker APIClient for `endpoint`, speaking the daemon's own API version.
-
-    It asks the daemon for its version first (one unversioned call), so every failure to reach the daemon
-    surfaces here as the raw requests/OS exception, ready for classify_error().
-    """
-    from docker import APIClient
-    from docker.context import ContextAPI
-    from docker.utils import kwargs_from_env
-
-    if endpoint.source == "DOCKER_HOST":
-        kwargs = kwargs_from_env()
-    elif endpoint.source == "context" and endpoint.context:
-        context = ContextAPI.get_context(endpoint.context)
-        kwargs = {"base_url": context.Host, "tls": context.TLSConfig or False}
-    else:
-        kwargs = {"base_url": endpoint.url}
-    client = APIClient(version=MIN_API, timeout=timeout, **kwargs)
-    api_version = client.version(api_version=False)["ApiVersion"]
-    return APIClient(version=api_version, timeout=timeout, **kwargs)
-
-
-def _connect(
-    endpoint: Endpoint, timeout: float, policy: Policy, facts: DockerFacts
-) -> tuple[Connection, DaemonInfo | None]:
     if endpoint.error:
         return Connection(error_kind=endpoint.error_kind, error=endpoint.error), None
     started = time.monotonic()
     try:
-        client = open_client(endpoint, timeout)
-        version, info = client.version(), client.info()
-        daemon = _daemon_info(version, info)
-        if endpoint.socket_path is not None and daemon.docker_root_dir and "Desktop" not in daemon.operating_system:
-            facts.root_dir = disk_usage(daemon.docker_root_dir)
-            if policy.disk_is_low(facts.root_dir):
-                facts.reclaimable = _reclaimable(client)
+        connected = open_client(endpoint, timeout)
+        try:
+            daemon = _daemon_info(connected.version, connected.client.info())
+            if endpoint.socket_path is not None and daemon.docker_root_dir and "Desktop" not in daemon.operating_system:
+                facts.root_dir = disk_usage(daemon.docker_root_dir)
+                facts.reclaimable = _reclaimable(connected.client)
+        finally:
+            connected.close()
     except Exception as exc:  # every failure to talk to the daemon is a fact to diagnose
         kind = classify_error(exc)
-        return Connection(error_kind=kind, error=_describe(exc), elapsed_s=time.monotonic() - started), None
+        return Connection(error_kind=kind, error=describe(exc), elapsed_s=time.monotonic() - started), None
     return Connection(ok=True, elapsed_s=time.monotonic() - started), daemon
-
-
-def _describe(exc: BaseException) -> str:
-    text = str(exc) or type(exc).__name__
-    return text if len(text) < 400 else text[:400] + "..."
-
-
-def _exception_chain(exc: BaseException) -> list[BaseException]:
-    """The exception with everything it wraps: requests and urllib3 bury the OS error in args and reasons."""
-    seen: list[BaseException] = []
-    todo: list[Any] = [exc]
-    while todo:
-        item = todo.pop()
-        if not isinstance(item, BaseException) or any(item is s for s in seen):
-            continue
-        seen.append(item)
-        todo.extend(item.args)
-        todo.extend([item.__cause__, item.__context__, getattr(item, "reason", None)])
-    return seen
-
-
-def classify_error(exc: BaseException) -> str:
-    """Name the cause of a failure to reach the daemon, so each cause gets its own fix."""
-    import ssl
-
-    import requests
-
-    chain = _exception_chain(exc)
-    text = " ".join(str(e) for e in chain)
-    if any(isinstance(e, requests.exceptions.Timeout | TimeoutError | socket.timeout) for e in chain):
-        return "timeout"
-    for e in chain:
-        if isinstance(e, PermissionError) or (isinstance(e, OSError) and e.errno == errno.EACCES):
-            return "permission"
-        if isinstance(e, FileNotFoundError) or (isinstance(e, OSError) and e.errno == errno.ENOENT):
-            return "missing_socket"
-        if isinstance(e, ConnectionRefusedError):
-            return "refused"
-        if isinstance(e, ssl.SSLError | requests.exceptions.SSLError):
-            return "tls"
-        if isinstance(e, socket.gaierror) or (
-            isinstance(e, OSError) and e.errno in (errno.EHOSTUNREACH, errno.ENETUNREACH)
-        ):
-            return "unreachable"
-    if "paramiko" in text:
-        return "ssh_no_paramiko"
-    if "Invalid bind address" in text or "protocol is not implemented" in text or "Invalid port" in text:
-        return "bad_host"
-    if "TLS" in text or "certificate" in text.lower():
-        return "tls"
-    from docker.errors import APIError
-
-    if any(isinstance(e, APIError) for e in chain):
-        return "api_error"
-    if "Connection refused" in text:
-        return "refused"
-    return "other"
 
 
 def _daemon_info(version: dict[str, Any], info: dict[str, Any]) -> DaemonInfo:
@@ -351,10 +219,12 @@ def _daemon_info(version: dict[str, Any], info: dict[str, Any]) -> DaemonInfo:
 
 def _reclaimable(client: Any) -> Reclaimable:
     """The reclaimable space per kind, computed the way `docker system df` does (approximately)."""
+    from mldoctor.engine.errors import describe
+
     try:
         df = client.df()
     except Exception as exc:  # an optional refinement of the disk fix; its failure is recorded, not fatal
-        return Reclaimable(error=_describe(exc))
+        return Reclaimable(error=describe(exc))
     images = sum(i.get("Size", 0) for i in df.get("Images") or [] if not i.get("Containers"))
     containers = sum(c.get("SizeRw", 0) or 0 for c in df.get("Containers") or [] if c.get("State") != "running")
     volumes = sum(
@@ -391,6 +261,8 @@ def detect_flavour(daemon: DaemonInfo | None, endpoint: Endpoint) -> str:
 
 
 def daemon_json_path(flavour: str, command_line: list[str]) -> str | None:
+    """The configuration file this daemon reads: its --config-file, else its flavour's default (gather time only:
+    the rootless one depends on the environment of the user running mldoctor)."""
     for i, arg in enumerate(command_line):
         if arg.startswith("--config-file="):
             return arg.partition("=")[2]
@@ -406,8 +278,7 @@ def daemon_json_path(flavour: str, command_line: list[str]) -> str | None:
     return None
 
 
-def _daemon_config(flavour: str, command_line: list[str]) -> DaemonConfig:
-    path = daemon_json_path(flavour, command_line)
+def _daemon_config(path: str | None, command_line: list[str]) -> DaemonConfig:
     config = DaemonConfig(path=path, command_line=command_line)
     if path is None:
         return config
@@ -430,12 +301,19 @@ def _daemon_config(flavour: str, command_line: list[str]) -> DaemonConfig:
     return config
 
 
-def _dockerd_command_line() -> list[str]:
-    """The running dockerd's arguments (flags such as --log-opt and --config-file live there too)."""
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        if (read_text(f"/proc/{pid}/comm") or "").strip() == "dockerd":
-            return [arg for arg in (read_text(f"/proc/{pid}/cmdline") or "").split("\0") if arg]
-    return []
+def _dockerd_by_name(behind_socket: DaemonProcess | None) -> DaemonProcess:
+    """When the socket's peer cannot be asked (permission denied, no daemon), the only `dockerd` on this host is
+    the best guess of the daemon meant; with several, none is guessed."""
+    pids = [
+        pid
+        for pid in filter(str.isdigit, os.listdir("/proc"))
+        if (read_text(f"/proc/{pid}/comm") or "").strip() == "dockerd"
+    ]
+    why = behind_socket.error if behind_socket is not None else None
+    if len(pids) != 1:
+        return DaemonProcess(error=why or f"{len(pids)} dockerd processes on this host")
+    argv = [arg for arg in (read_text(f"/proc/{pids[0]}/cmdline") or "").split("\0") if arg]
+    return DaemonProcess(pid=int(pids[0]), command_line=argv, error=why)
 
 
 def _socket(path: str) -> SocketFacts:

@@ -19,6 +19,7 @@ from mldoctor.serde import SchemaError, from_data
 if TYPE_CHECKING:
     from mldoctor.facts.docker import DockerFacts
     from mldoctor.facts.nvidia import NvidiaFacts
+    from mldoctor.probe.launch import LaunchResult
 
 DEFAULT_IMAGE = f"mldoctor-probe:{__version__}"
 PROBE_SCHEMA = "mldoctor-probe"
@@ -220,6 +221,10 @@ class ProbeRun:
     stderr_tail: str = ""
     stdout_head: str = ""
     """The start of stdout when it was not a probe document (garbage to show the user)."""
+    notes: list[str] = field(default_factory=list)
+    """What was odd but did not stop the run (the image printed a banner around the probe's document)."""
+    memory_limit: str | None = None
+    """The container's memory limit (a runaway image must not take the host down)."""
 
 
 @dataclass
@@ -246,18 +251,50 @@ class ProbeOptions:
     def deadline(self, devices: int) -> float:
         return self.timeout + (self.duration * max(1, devices) if self.bench else 0.0)
 
+    def probe_args(self) -> tuple[str, ...]:
+        """The probe program's command line for these options."""
+        if not self.bench:
+            return ("--no-bench",)
+        dtypes = ("--dtypes", ",".join(self.dtypes)) if self.dtypes else ()
+        return ("--duration", f"{self.duration:g}", *dtypes)
 
-def parse_document(stdout: str) -> ProbeDocument:
-    """The probe's stdout as a typed document; SchemaError when it is anything else."""
+
+def parse_document(stdout: str) -> tuple[ProbeDocument, list[str]]:
+    """The probe's document in its stdout, typed, and notes on anything printed around it (an image's banner or
+    `sitecustomize` output before it, a library's message after it); SchemaError when there is no document.
+
+    The probe prints its document as one line, so each line that starts with `{` is tried once: linear in the
+    output, whatever an image prints."""
+    offset = 0
+    for line in stdout.splitlines(keepends=True):
+        if line.startswith("{"):
+            try:
+                data = json.loads(line)
+            except (ValueError, RecursionError):
+                data = None
+            if isinstance(data, dict) and data.get("schema") == PROBE_SCHEMA:
+                return _typed(data), _noise(stdout[:offset], stdout[offset + len(line) :])
+        offset += len(line)
     try:
-        data = json.loads(stdout)
-    except ValueError as exc:
-        raise SchemaError(f"not JSON ({exc})") from None
-    if not isinstance(data, dict) or data.get("schema") != PROBE_SCHEMA:
-        raise SchemaError("JSON, but not a probe document")
+        json.loads(stdout)
+    except (ValueError, RecursionError) as exc:
+        raise SchemaError(f"not JSON ({str(exc)[:200]})") from None
+    raise SchemaError("JSON, but not a probe document")
+
+
+def _typed(data: dict[str, object]) -> ProbeDocument:
     if data.get("schema_version") != PROBE_SCHEMA_VERSION:
         raise SchemaError(f"probe schema {data.get('schema_version')!r}; this mldoctor reads {PROBE_SCHEMA_VERSION}")
     return from_data(ProbeDocument, data)
+
+
+def _noise(before: str, after: str) -> list[str]:
+    notes = []
+    for where, text in (("before", before.strip()), ("after", after.strip())):
+        if text:
+            first = text.splitlines()[0][:200]
+            notes.append(f"the image printed {len(text)} characters {where} the probe's document, e.g. {first!r}")
+    return notes
 
 
 def decide_gpus(requested: str, docker: DockerFacts | None, host_gpus: int) -> tuple[str, str]:
@@ -298,6 +335,13 @@ def probe_deadline(options: ProbeOptions) -> float:
     return options.deadline(_devices(requested, host_gpu_count()))
 
 
+def _memory_limit() -> str:
+    """Half the host's memory, at most 16 GiB: the probe needs a few GiB (torch, pinned copy buffers); a runaway
+    image must hit this, not the host."""
+    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    return f"{max(2, min(16, total // 2 // (1 << 30)))}g"
+
+
 def gather(options: ProbeOptions, docker: DockerFacts | None, nvidia: NvidiaFacts | None, timeout: float) -> ProbeFacts:
     """Run the probe as `options` say and type what it printed; never raises (failures are in `run`)."""
     from mldoctor.probe import launch
@@ -321,20 +365,48 @@ def gather(options: ProbeOptions, docker: DockerFacts | None, nvidia: NvidiaFact
             gpus=gpus,
             gpus_reason=reason,
             shm_size=options.shm_size,
+            memory_limit=_memory_limit(),
             deadline_s=options.deadline(_devices(gpus, host_gpus)),
         )
-        stdout = launch.run_in_container(run, options, timeout)
+        request = launch.LaunchRequest(
+            image=run.image or DEFAULT_IMAGE,
+            args=options.probe_args(),
+            gpus=gpus,
+            shm_size=options.shm_size,
+            memory_limit=run.memory_limit,
+            deadline_s=run.deadline_s,
+            timeout=timeout,
+        )
+        result = launch.run_in_container(request)
     else:
         run = ProbeRun(mode="host", gpus="host", deadline_s=options.deadline(_devices("all", host_gpus)))
-        stdout = launch.run_on_host(run, options)
+        result = launch.run_on_host(options.probe_args(), run.deadline_s)
+    return facts_of(run, result)
+
+
+def facts_of(run: ProbeRun, result: LaunchResult) -> ProbeFacts:
+    """The launcher's result as probe facts: where it stopped, and the document when the probe printed one."""
+    run.error, run.exit_code, run.timed_out = result.error, result.exit_code, result.timed_out
+    run.stderr_tail, run.image_env, run.elapsed_s = result.stderr_tail, result.image_env, result.elapsed_s
+    run.stage = result.stage
     facts = ProbeFacts(run=run)
-    if run.stage != "output":
+    if result.stage != "exited" or result.timed_out:
+        run.stage = "wait" if result.timed_out else result.stage
         return facts
+    text = result.stdout.decode("utf-8", errors="replace")
+    if result.stdout_truncated:
+        run.notes.append(f"the probe's stdout was cut at {len(result.stdout)} bytes")
+    if not text.strip():
+        run.stage = "exit"
+        run.error = f"the probe exited with code {run.exit_code} and printed nothing"
+        return facts
+    run.stage = "output"
     try:
-        facts.document = parse_document(stdout)
+        facts.document, notes = parse_document(text)
     except SchemaError as exc:
         run.error = f"the probe's output is not its JSON document: {exc}"
-        run.stdout_head = stdout[:2000]
+        run.stdout_head = text[:2000]
         return facts
+    run.notes += notes
     run.stage = "done"
     return facts

@@ -12,6 +12,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import hashlib
+import os
 import signal
 import subprocess
 import sys
@@ -21,19 +22,59 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mldoctor.facts.docker import Endpoint, classify_error, open_client, resolve_endpoint
-from mldoctor.facts.probe import ProbeOptions, ProbeRun
+from mldoctor.engine.client import Connected, open_client
+from mldoctor.engine.endpoint import Endpoint, resolve_endpoint
+from mldoctor.engine.errors import classify_error, describe
 
 LABEL = "mldoctor.probe"
 PROBE_FILE = Path(__file__).with_name("probe.py")
 DOCKERFILE = Path(__file__).with_name("Dockerfile")
 STDOUT_LIMIT = 1 << 20
+"""The most of the probe's stdout that is read (its document is a few KiB; an image may print without end)."""
 STDERR_TAIL = 4000
 IMAGE_ENV_PREFIXES = ("NVIDIA_", "CUDA_VERSION")
+PIDS_LIMIT = 256
+"""Processes the probe container may have: the probe needs a handful (torch's thread pools are threads, not
+processes); a fork bomb in a user's image stops here."""
+
+
+@dataclass(frozen=True)
+class LaunchRequest:
+    """What to run, in plain values: no facts, no options objects (the launcher's boundary)."""
+
+    image: str
+    args: tuple[str, ...] = ()
+    """The probe program's arguments."""
+    gpus: str = "none"
+    """all, none, or indices such as 0,1."""
+    shm_size: str | None = None
+    memory_limit: str | None = None
+    """The container's memory limit (e.g. 16g); None: the daemon's default (none)."""
+    deadline_s: float = 120.0
+    """The whole run, start to exit; then the container is killed."""
+    timeout: float = 5.0
+    """Each call to the daemon."""
+
+
+@dataclass
+class LaunchResult:
+    """How a run went: where it stopped, why, and what the probe printed (bounded)."""
+
+    stage: str = "connect"
+    """connect, image, create, start, wait or exited (the program ran to its end, or was killed)."""
+    error: str | None = None
+    exit_code: int | None = None
+    timed_out: bool = False
+    stdout: bytes = b""
+    stdout_truncated: bool = False
+    stderr_tail: str = ""
+    image_env: dict[str, str] = field(default_factory=dict)
+    """NVIDIA_* variables from the image's config, readable even when the container cannot start."""
+    elapsed_s: float = 0.0
 
 
 def probe_source() -> str:
@@ -51,12 +92,6 @@ def default_base_image() -> str:
 def dockerfile_digest() -> str:
     """A label on built images: a changed Dockerfile means an image to rebuild (CI reuses images otherwise)."""
     return hashlib.sha256(DOCKERFILE.read_bytes()).hexdigest()[:16]
-
-
-def probe_args(options: ProbeOptions) -> list[str]:
-    if not options.bench:
-        return ["--no-bench"]
-    return ["--duration", f"{options.duration:g}", *(["--dtypes", ",".join(options.dtypes)] if options.dtypes else [])]
 
 
 _live: dict[str, Callable[[], None]] = {}
@@ -95,19 +130,13 @@ def _tail(data: bytes, limit: int = STDERR_TAIL) -> str:
     return text[-limit:]
 
 
-def _describe(exc: BaseException) -> str:
-    explanation = getattr(exc, "explanation", None)
-    text = str(explanation or exc) or type(exc).__name__
-    return text if len(text) < 1000 else text[:1000] + "..."
-
-
 def _remover(endpoint: Endpoint, name: str, timeout: float) -> Callable[[], None]:
     def remove() -> None:
-        client = open_client(endpoint, timeout)
+        connected = open_client(endpoint, timeout)
         try:
-            client.remove_container(name, force=True)
+            connected.client.remove_container(name, force=True, v=True)
         finally:
-            client.close()
+            connected.close()
 
     return remove
 
@@ -124,11 +153,11 @@ def _device_requests(gpus: str) -> list[Any]:
 
 
 def _remove(client: Any, name: str) -> bool:
-    """Remove the container, running or not; True when it is gone (or was never created)."""
+    """Remove the container and its anonymous volumes, running or not; True when it is gone (or never was)."""
     from docker.errors import NotFound
 
     try:
-        client.remove_container(name, force=True)
+        client.remove_container(name, force=True, v=True)
     except NotFound:
         return True
     except Exception:
@@ -136,110 +165,120 @@ def _remove(client: Any, name: str) -> bool:
     return True
 
 
-def run_in_container(run: ProbeRun, options: ProbeOptions, timeout: float) -> str:
-    """Run the probe in `run.image`; fill `run` with how it went and return its stdout (empty on failure)."""
+def _read_capped(chunks: Iterator[bytes], limit: int) -> tuple[bytes, bool]:
+    """At most `limit` bytes of a stream, and whether there was more: read as it streams, so an image that
+    prints gigabytes costs `limit` of memory, not gigabytes."""
+    kept = bytearray()
+    for chunk in chunks:
+        kept += chunk[: limit - len(kept)]
+        if len(kept) >= limit:
+            return bytes(kept), True
+    return bytes(kept), False
+
+
+def run_in_container(request: LaunchRequest) -> LaunchResult:
+    """Run the probe in `request.image`: create, start, wait under the deadline, read, remove (always)."""
     from docker.errors import ImageNotFound
 
     started = time.monotonic()
+    result = LaunchResult()
     endpoint = resolve_endpoint()
     name = f"mldoctor-probe-{uuid.uuid4().hex[:12]}"
-    client = None
+    connected: Connected | None = None
     try:
-        run.stage = "connect"
-        client = open_client(endpoint, timeout)
-        run.stage = "image"
+        connected = open_client(endpoint, request.timeout)
+        client = connected.client
+        result.stage = "image"
         try:
-            config = client.inspect_image(run.image).get("Config") or {}
+            config = client.inspect_image(request.image).get("Config") or {}
         except ImageNotFound as exc:
-            run.error = _describe(exc)
-            return ""
+            result.error = describe(exc, 1000)
+            return result
         env = dict(item.partition("=")[::2] for item in config.get("Env") or [])
-        run.image_env = {k: v for k, v in env.items() if k.startswith(IMAGE_ENV_PREFIXES)}
-        run.stage = "create"
+        result.image_env = {k: v for k, v in env.items() if k.startswith(IMAGE_ENV_PREFIXES)}
+        result.stage = "create"
         host_config = client.create_host_config(
             network_mode="none",
             cap_drop=["ALL"],
             security_opt=["no-new-privileges"],
-            shm_size=options.shm_size,
-            device_requests=_device_requests(run.gpus),
+            pids_limit=PIDS_LIMIT,
+            mem_limit=request.memory_limit,
+            shm_size=request.shm_size,
+            device_requests=_device_requests(request.gpus),
         )
-        _track(name, _remover(endpoint, name, timeout))  # before create: an interrupt may land mid-request
+        _track(name, _remover(endpoint, name, request.timeout))  # before create: an interrupt may land mid-request
         client.create_container(
-            run.image,
+            request.image,
             entrypoint=["python3"],
-            command=["-c", probe_source(), *probe_args(options)],
+            command=["-c", probe_source(), *request.args],
             name=name,
-            labels={LABEL: "1"},
+            labels={LABEL: "1", f"{LABEL}.pid": str(os.getpid())},
             environment={"PYTHONDONTWRITEBYTECODE": "1", "PYTHONUNBUFFERED": "1"},
             host_config=host_config,
         )
-        run.stage = "start"
+        result.stage = "start"
         client.start(name)
-        run.stage = "wait"
-        remaining = run.deadline_s - (time.monotonic() - started)
+        result.stage = "wait"
+        remaining = request.deadline_s - (time.monotonic() - started)
         try:
-            run.exit_code = client.wait(name, timeout=max(1.0, remaining))["StatusCode"]
+            result.exit_code = client.wait(name, timeout=max(1.0, remaining))["StatusCode"]
         except Exception as exc:
             if classify_error(exc) != "timeout":
                 raise
-            run.timed_out = True
-            run.error = f"the probe did not finish within {run.deadline_s:g} s and was killed"
+            result.timed_out = True
+            result.error = f"the probe did not finish within {request.deadline_s:g} s and was killed"
             with contextlib.suppress(Exception):
                 client.kill(name)
-        stdout = client.logs(name, stdout=True, stderr=False)[:STDOUT_LIMIT]
-        run.stderr_tail = _tail(client.logs(name, stdout=False, stderr=True, tail=200))
-        if run.timed_out:
-            return ""
-        return _output(run, stdout)
-    except Exception as exc:  # every failure is a fact: the stage says where, the text says why
-        run.error = _describe(exc)
-        return ""
+        result.stage = "exited"
+        stream = client.logs(name, stdout=True, stderr=False, stream=True)
+        try:
+            result.stdout, result.stdout_truncated = _read_capped(stream, STDOUT_LIMIT)
+        finally:
+            with contextlib.suppress(Exception):
+                stream.close()
+        result.stderr_tail = _tail(client.logs(name, stdout=False, stderr=True, tail=200))
+    except Exception as exc:  # every failure is a result: the stage says where, the text says why
+        result.error = describe(exc, 1000)
     finally:
-        if client is not None:
-            if run.stage in ("connect", "image") or _remove(client, name):
+        if connected is not None:
+            if result.stage in ("connect", "image") or _remove(connected.client, name):
                 _untrack(name)  # else the atexit hook tries again
-            client.close()
-        run.elapsed_s = round(time.monotonic() - started, 3)
+            connected.close()
+        result.elapsed_s = round(time.monotonic() - started, 3)
+    return result
 
 
-def _output(run: ProbeRun, stdout: bytes) -> str:
-    """What the probe printed, for parsing; an empty stdout is where the run stopped (the exit code says why)."""
-    text = stdout.decode("utf-8", errors="replace")
-    if not text.strip():
-        run.stage = "exit"
-        run.error = f"the probe exited with code {run.exit_code} and printed nothing"
-        return ""
-    run.stage = "output"
-    return text
-
-
-def run_on_host(run: ProbeRun, options: ProbeOptions) -> str:
+def run_on_host(args: tuple[str, ...], deadline_s: float) -> LaunchResult:
     """Run the probe with this interpreter (torch from `mldoctor[bench]`), killed at the deadline."""
     started = time.monotonic()
-    argv = [sys.executable, "-c", probe_source(), *probe_args(options)]
-    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    key = f"host-{proc.pid}"
-    _track(key, proc.kill)
-    try:
+    result = LaunchResult(stage="wait")
+    argv = [sys.executable, "-c", probe_source(), *args]
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=err)
+        key = f"host-{proc.pid}"
+        _track(key, proc.kill)
         try:
-            stdout, stderr = proc.communicate(timeout=run.deadline_s)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            _, stderr = proc.communicate()
-            run.stage, run.timed_out = "wait", True
-            run.error = f"the probe did not finish within {run.deadline_s:g} s and was killed"
-            run.stderr_tail = _tail(stderr)
-            return ""
-        run.exit_code = proc.returncode
-        run.stderr_tail = _tail(stderr)
-        return _output(run, stdout[:STDOUT_LIMIT])
-    finally:
-        if proc.poll() is None:  # interrupted in this thread (Ctrl-C while waiting): the probe must not outlive us
-            with contextlib.suppress(Exception):
+            try:
+                result.exit_code = proc.wait(timeout=deadline_s)
+            except subprocess.TimeoutExpired:
                 proc.kill()
-                proc.wait(timeout=5)
-        _untrack(key)
-        run.elapsed_s = round(time.monotonic() - started, 3)
+                proc.wait()
+                result.timed_out = True
+                result.error = f"the probe did not finish within {deadline_s:g} s and was killed"
+            result.stage = "exited"
+            out.seek(0)
+            result.stdout = out.read(STDOUT_LIMIT)
+            result.stdout_truncated = bool(out.read(1))
+            err.seek(max(0, os.fstat(err.fileno()).st_size - 2 * STDERR_TAIL))
+            result.stderr_tail = _tail(err.read())
+        finally:
+            if proc.poll() is None:  # interrupted in this thread (Ctrl-C while waiting): it must not outlive us
+                with contextlib.suppress(Exception):
+                    proc.kill()
+                    proc.wait(timeout=5)
+            _untrack(key)
+            result.elapsed_s = round(time.monotonic() - started, 3)
+    return result
 
 
 @dataclass(frozen=True)
@@ -268,9 +307,9 @@ def build_image(
             for wheel in sorted(Path(wheelhouse).glob("*.whl")) if wheelhouse else []:
                 tar.add(wheel, arcname=f"wheelhouse/{wheel.name}")
         context.seek(0)
-        client = open_client(resolve_endpoint(), timeout)
+        connected = open_client(resolve_endpoint(), timeout)
         try:
-            stream = client.build(
+            stream = connected.client.build(
                 fileobj=context,
                 custom_context=True,
                 tag=tag,
@@ -286,15 +325,15 @@ def build_image(
                 elif chunk.get("stream", "").strip():
                     yield BuildEvent(text=chunk["stream"].rstrip())
         finally:
-            client.close()
+            connected.close()
 
 
 def pull_image(image: str, timeout: float = 60.0) -> Iterator[BuildEvent]:
     """Pull `image`, yielding per-layer progress (bytes) for a progress display."""
     repository, _, tag = image.rpartition(":") if ":" in image.rsplit("/", 1)[-1] else (image, "", "latest")
-    client = open_client(resolve_endpoint(), timeout)
+    connected = open_client(resolve_endpoint(), timeout)
     try:
-        for chunk in client.pull(repository, tag=tag, stream=True, decode=True):
+        for chunk in connected.client.pull(repository, tag=tag, stream=True, decode=True):
             if "error" in chunk:
                 yield BuildEvent(text=str(chunk["error"]).strip(), error=True)
                 continue
@@ -306,26 +345,4 @@ def pull_image(image: str, timeout: float = 60.0) -> Iterator[BuildEvent]:
                 total=int(detail.get("total") or 0),
             )
     finally:
-        client.close()
-
-
-def image_exists(image: str, timeout: float) -> bool:
-    from docker.errors import ImageNotFound
-
-    client = open_client(resolve_endpoint(), timeout)
-    try:
-        client.inspect_image(image)
-    except ImageNotFound:
-        return False
-    finally:
-        client.close()
-    return True
-
-
-def list_probe_containers(timeout: float = 10.0) -> list[str]:
-    """Names of containers (any state) carrying the probe label: what a clean run leaves is none."""
-    client = open_client(resolve_endpoint(), timeout)
-    try:
-        return [c["Names"][0].lstrip("/") for c in client.containers(all=True, filters={"label": LABEL})]
-    finally:
-        client.close()
+        connected.close()

@@ -14,13 +14,12 @@ from dataclasses import replace
 from mldoctor.data.gpus import GpuSpec, match_gpu, pcie_gbps
 from mldoctor.facts import Facts
 from mldoctor.facts.probe import CopyResult, GpuBench, ProbeDevice, ProbeDocument
-from mldoctor.model import BenchRow, Finding, Status
+from mldoctor.model import BenchRow, Finding, Status, worst
 from mldoctor.policy import Band, Policy
 from mldoctor.rules import probe as _probe  # noqa: F401  (registers probe.arch and probe.torch, required below)
 from mldoctor.rules.registry import check
 
 GRADE = {"pass": Status.PASS, "warn": Status.WARN, "fail": Status.FAIL}
-ORDER = [Status.PASS, Status.SKIP, Status.WARN, Status.ERROR, Status.FAIL]
 
 
 def _expected(spec: GpuSpec | None, dtype: str, policy: Policy) -> float | None:
@@ -100,7 +99,7 @@ def bench_rows(doc: ProbeDocument, policy: Policy) -> list[BenchRow]:
 
 
 def _worst(rows: list[BenchRow]) -> Status:
-    return max((r.status for r in rows), key=ORDER.index)
+    return worst(r.status for r in rows)
 
 
 def _figure(value: float | None) -> str:

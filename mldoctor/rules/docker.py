@@ -3,26 +3,19 @@
 from __future__ import annotations
 
 from mldoctor.facts import Facts
-from mldoctor.facts.docker import DockerFacts, daemon_json_path
+from mldoctor.facts.docker import DockerFacts
 from mldoctor.facts.host import HostFacts
+from mldoctor.fixes.docker import COMPOSE_DOCS, ENGINE_DOCS, docker_logs_hint, docker_service
+from mldoctor.fixes.host import install
 from mldoctor.model import Finding
 from mldoctor.policy import Policy
-from mldoctor.rules.fixes import docker_logs_hint, docker_service, gib, install
 from mldoctor.rules.registry import check
+from mldoctor.text import gib, version_tuple
 
 ROOT_EQUIVALENT = (
     "Membership of the docker group is root-equivalent: anyone in it can start a container that mounts / "
     "(https://docs.docker.com/engine/security/#docker-daemon-attack-surface). Do not `chmod 666` the socket."
 )
-ENGINE_DOCS = "https://docs.docker.com/engine/install/"
-COMPOSE_DOCS = "https://docs.docker.com/compose/install/linux/"
-
-
-def _api(version: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(part) for part in version.split("."))
-    except ValueError:
-        return (0,)
 
 
 @check("docker.cli", "Docker CLI", facts=("docker", "host"))
@@ -193,7 +186,7 @@ def docker_permission(facts: Facts, policy: Policy) -> Finding:
 @check("docker.version", "Docker version", facts=("docker",), requires=("docker.daemon",))
 def docker_version(facts: Facts, policy: Policy) -> Finding:
     daemon = facts.docker.daemon
-    api = _api(daemon.api_version)
+    api = version_tuple(daemon.api_version)
     product = "Podman" if facts.docker.flavour == "podman" else "Docker Engine"
     summary = f"{product} {daemon.server_version} (API {daemon.api_version})"
     upgrade = f"upgrade the engine: {ENGINE_DOCS}"
@@ -221,8 +214,7 @@ def docker_flavour(facts: Facts, policy: Policy) -> Finding:
     docker = facts.docker
     flavour = docker.flavour
     name = FLAVOURS.get(flavour, flavour)
-    config = daemon_json_path(flavour, docker.config.command_line if docker.config else [])
-    details = (f"daemon configuration: {config}",) if config else ()
+    details = (f"daemon configuration: {docker.config_path}",) if docker.config_path else ()
     if flavour == "desktop" and not facts.host.wsl:
         return Finding.warn(
             f"{name}: containers run inside a VM, where NVIDIA GPUs are not available on Linux",
@@ -265,10 +257,9 @@ def docker_storage(facts: Facts, policy: Policy) -> Finding:
     details = tuple(f"daemon warning: {w}" for w in daemon.warnings)
     why = DISCOURAGED_STORAGE.get(daemon.storage_driver)
     if why:
-        config = daemon_json_path(docker.flavour, []) or "daemon.json"
         return Finding.warn(
             f"{summary}: {daemon.storage_driver} {why}",
-            fix=f'set "storage-driver": "overlay2" in {config}, then '
+            fix=f'set "storage-driver": "overlay2" in {docker.daemon_json()}, then '
             + docker_service("restart", docker.flavour, facts.host)
             + "   # existing images stay with the old driver: `docker save` what you need first",
             details=details,
@@ -290,10 +281,7 @@ def _reclaim_fix(docker: DockerFacts) -> str:
                 commands.append(f"{command}   # frees {gib(amount)}")
     if commands:
         return "\n".join(commands)
-    return (
-        f'docker system prune   # or move the data-root to a bigger disk: "data-root" in '
-        f"{daemon_json_path(docker.flavour, []) or 'daemon.json'}"
-    )
+    return f'docker system prune   # or move the data-root to a bigger disk: "data-root" in {docker.daemon_json()}'
 
 
 @check("docker.disk", "Docker disk space", facts=("docker",), requires=("docker.daemon",))
@@ -351,7 +339,7 @@ def docker_logging(facts: Facts, policy: Policy) -> Finding:
     max_size = _log_max_size(docker)
     if max_size:
         return Finding.ok(f"json-file logs, rotated at {max_size}")
-    path = config.path or "daemon.json"
+    path = docker.daemon_json()
     return Finding.warn(
         "json-file logs without max-size: a chatty training container fills the disk",
         fix=(

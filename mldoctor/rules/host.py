@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from mldoctor.facts import Facts
 from mldoctor.model import Finding, Status
-from mldoctor.policy import GIB, Policy
-from mldoctor.rules.fixes import gib
+from mldoctor.policy import Policy
 from mldoctor.rules.registry import check
+from mldoctor.text import GIB, gib
 
 
 @check("host.disk", "Host disk space", facts=("host",))

@@ -10,16 +10,12 @@ import re
 from mldoctor.data.gpus import min_driver_for_cuda
 from mldoctor.facts import Facts
 from mldoctor.facts.probe import ProbeDocument, ProbeFacts, ProbeRun
+from mldoctor.fixes import nvidia as nvidia_fixes
 from mldoctor.model import Finding
 from mldoctor.policy import Policy
-from mldoctor.rules.fixes import gib
 from mldoctor.rules.registry import check
+from mldoctor.text import gib
 
-TOOLKIT_FIX = (
-    "install the NVIDIA Container Toolkit, then: sudo nvidia-ctk runtime configure --runtime=docker "
-    "&& sudo systemctl restart docker"
-)
-TOOLKIT_DOCS = "https://docs.nvidia.com/datacenter/cloud-native/container-toolkit/latest/install-guide.html"
 TORCH_WHEELS = "https://pytorch.org/get-started/locally/"
 NO_PYTHON = re.compile(r'exec: "python3": executable file not found|"python3": no such file|python3: not found', re.I)
 OLD_PYTHON = re.compile(r"future feature annotations is not defined|SyntaxError")
@@ -61,6 +57,18 @@ def _where(run: ProbeRun) -> str:
 
 def _rerun(run: ProbeRun) -> str:
     return f"mldoctor gpu-bench --image {run.image}" if run.mode == "container" else "mldoctor gpu-bench --no-container"
+
+
+def _toolkit_fix(facts: Facts) -> str:
+    """Install the toolkit (unless it is there) and register it with the daemon in use, restarted its own way."""
+    installed = facts.nvidia is not None and facts.nvidia.toolkit.installed
+    configure = nvidia_fixes.configure_toolkit(facts.docker, facts.host)
+    return configure if installed else nvidia_fixes.toolkit_install(facts.host) + "\n" + configure
+
+
+def _driver_version(facts: Facts) -> str | None:
+    nv = facts.nvidia
+    return (nv.nvml.driver_version or nv.kernel.module_version) if nv is not None else None
 
 
 def _cuda_requirement(facts: Facts, run: ProbeRun, wanted: str) -> Finding:
@@ -105,8 +113,12 @@ def probe_container(facts: Facts, policy: Policy) -> Finding:
     if "could not select device driver" in error:
         return Finding.fail(
             "Docker cannot give GPUs to containers: the NVIDIA runtime hook was not found when dockerd started",
-            fix=TOOLKIT_FIX,
-            details=(f"docs: {TOOLKIT_DOCS}", f"GPUs requested because {run.gpus_reason}", *_stage_details(run)),
+            fix=_toolkit_fix(facts),
+            details=(
+                f"docs: {nvidia_fixes.TOOLKIT_DOCS}",
+                f"GPUs requested because {run.gpus_reason}",
+                *_stage_details(run),
+            ),
         )
     wanted = CUDA_REQUIREMENT.search(error + run.stderr_tail)
     if wanted:
@@ -141,7 +153,7 @@ def probe_container(facts: Facts, policy: Policy) -> Finding:
         )
     how = f"{run.image} started" if run.mode == "container" else "the probe ran on the host (--no-container)"
     gpus = f"; GPUs: {run.gpus} ({run.gpus_reason})" if run.mode == "container" else ""
-    return Finding.ok(f"{how} in {run.elapsed_s:.1f} s{gpus}")
+    return Finding.ok(f"{how} in {run.elapsed_s:.1f} s{gpus}", details=tuple(run.notes))
 
 
 def _document(probe: ProbeFacts) -> ProbeDocument | Finding:
@@ -256,8 +268,7 @@ def probe_cuda(facts: Facts, policy: Policy) -> Finding:
     if cause == "fabric_manager":
         return Finding.fail(
             "CUDA error 802 (system not yet initialized): an NVSwitch system whose Fabric Manager is not running",
-            fix="sudo apt-get install -y nvidia-fabricmanager-<driver branch> && "
-            "sudo systemctl enable --now nvidia-fabricmanager   # its version must match the driver's",
+            fix=nvidia_fixes.fabric_manager_install(_driver_version(facts), facts.host),
             details=details,
         )
     if cause == "forward_compat":
@@ -270,7 +281,7 @@ def probe_cuda(facts: Facts, policy: Policy) -> Finding:
     if cause == "nvml_unknown":
         return Finding.fail(
             "the container lost access to the GPU (NVML Unknown Error: a systemd daemon-reload revoked it)",
-            fix="sudo nvidia-ctk system create-dev-char-symlinks --create-all && sudo systemctl restart docker",
+            fix=nvidia_fixes.dev_char_links(True, facts.host, facts.docker),
             details=details,
         )
     if cause == "no_device":

@@ -13,15 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from mldoctor.model import Finding
-
-AREAS = {
-    "docker": "Docker",
-    "nvidia": "NVIDIA",
-    "host": "Host",
-    "probe": "Probe container",
-    "bench": "Benchmarks",
-}
+from mldoctor.model import AREAS, Finding
 
 RuleResult = Finding | Iterable[Finding] | None
 Rule = Callable[..., RuleResult]

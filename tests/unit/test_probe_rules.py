@@ -255,7 +255,24 @@ def test_the_probe_prints_only_its_document_on_stdout_without_torch(tmp_path):
         [sys.executable, str(PROBE_FILE), "--duration", "0.1"], capture_output=True, text=True, env=env, timeout=60
     )
     assert proc.returncode == 0
-    doc = parse_document(proc.stdout)
-    assert proc.stdout.count("\n") == 1 and "noise" in proc.stderr
+    doc, notes = parse_document(proc.stdout)
+    assert proc.stdout.count("\n") == 1 and "noise" in proc.stderr and notes == []
     assert doc.torch is not None and doc.torch.found is False and doc.bench is None
     assert doc.python.version.count(".") == 2 and doc.shm is not None
+
+
+def test_noise_around_the_document_is_tolerated_and_noted():
+    """NGC-style entrypoints and sitecustomize print banners on stdout: the document is still found, the rest is
+    reported as a note instead of failing probe.container."""
+    document = json.dumps({"schema": "mldoctor-probe", "schema_version": 1, "errors": []}, sort_keys=True)
+    stdout = "=== NVIDIA Release 24.05 ===\n{not json\n" + document + "\nbye from atexit\n"
+    doc, notes = parse_document(stdout)
+    assert doc.schema == "mldoctor-probe"
+    assert len(notes) == 2 and "before" in notes[0] and "NVIDIA Release" in notes[0] and "after" in notes[1]
+
+
+def test_output_without_a_document_is_refused_in_linear_time():
+    from mldoctor.serde import SchemaError
+
+    with pytest.raises(SchemaError, match="not JSON"):
+        parse_document("{" * 200_000 + "\n" + '{"a": ' * 50_000)
