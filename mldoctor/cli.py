@@ -29,9 +29,9 @@ def cli() -> None:
 @options.FORMAT_OPTION
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write the report to FILE (atomically).")
 @click.option("-v", "--verbose", is_flag=True, help="Show the details of every finding.")
-@click.option("--only", multiple=True, metavar="ID", help="Run only these checks (id, glob or prefix; repeatable).")
-@click.option("--skip", multiple=True, metavar="ID", help="Leave these checks out (id, glob or prefix; repeatable).")
-@click.option("--strict", is_flag=True, help="Treat warnings as failures.")
+@options.setting_option("only")
+@options.setting_option("skip")
+@options.setting_option("strict")
 @click.option("--exit-zero", is_flag=True, help="Exit 0 whatever the checks found (report only; bad usage still 2).")
 @click.option(
     "--port",
@@ -199,14 +199,8 @@ def list_checks() -> None:
 @cli.command("gpu-bench")
 @options.FORMAT_OPTION
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write the results to FILE (atomically).")
-@click.option("--strict", is_flag=True, help="Treat warnings as failures.")
-@click.option(
-    "--timeout",
-    type=click.FloatRange(min=1, max=3600),
-    default=120.0,
-    show_default=True,
-    help="Seconds the probe may take besides its benchmarks; then its container is killed and removed.",
-)
+@options.setting_option("strict")
+@options.setting_option("probe.timeout", flag="--timeout")
 @options.CONFIG_OPTION
 @options.probe_options
 @click.pass_context
@@ -220,7 +214,7 @@ def gpu_bench(ctx: click.Context, fmt: str, output: str | None, **_: Any) -> int
     from mldoctor.output import write_atomic
 
     options.check_output_path(output)
-    resolved = options.settings(ctx, renamed={"timeout": "probe_timeout"})
+    resolved = options.settings(ctx)
     policy, probe = resolved.policy, resolved.probe(ctx.params["no_container"])
     checks = runner.select(["probe", "bench", *(["docker.daemon"] if probe.container else [])])
     options.cleanup_on_sigterm(checks)

@@ -23,138 +23,19 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import os
-import re
 import sys
-import typing
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from mldoctor.policy import Band, Policy
 from mldoctor.serde import SchemaError, from_data
+from mldoctor.settings import PAIRS, settings
 
 FILE_NAMES = ("mldoctor.toml", "pyproject.toml")
 
 
 class ConfigError(ValueError):
     """A policy file that cannot be used; the message names the file and the key."""
-
-
-def _at_least(minimum: float, inclusive: bool = True) -> Callable[[Any], str | None]:
-    def check(value: Any) -> str | None:
-        ok = value >= minimum if inclusive else value > minimum
-        return None if ok else f"a number {'>=' if inclusive else '>'} {minimum:g}"
-
-    return check
-
-
-def _band(value: Band) -> str | None:
-    return None if 0 <= value.warning <= value.passing else "{passing = P, warning = W} with 0 <= W <= P"
-
-
-def _pattern(allowed: str, description: str) -> Callable[[Any], str | None]:
-    return lambda value: None if re.fullmatch(allowed, value, re.IGNORECASE) else description
-
-
-@dataclass(frozen=True)
-class Key:
-    """One setting the file may hold."""
-
-    name: str
-    """As written in the file: `disk_fail_gib`, or `probe.image` for a key in the [probe] table."""
-    type: Any
-    default: Any
-    option: str | None = None
-    """The command-line parameter that overrides it."""
-    check: Callable[[Any], str | None] | None = None
-    """None when the value is allowed, else a description of what is."""
-
-
-PAIRS = {"expect_tflops": float, "matmul_by_dtype": Band}
-"""Policy fields held as (dtype, value) pairs, written as tables in the file: expect_tflops = { bf16 = 700 }."""
-
-
-def _policy_keys() -> list[Key]:
-    hints = typing.get_type_hints(Policy)
-    keys = []
-    for f in dataclasses.fields(Policy):
-        kind = hints[f.name]
-        if f.name in PAIRS:
-            check = _positive_values if PAIRS[f.name] is float else _bands_by_dtype
-            keys.append(Key(f.name, dict[str, PAIRS[f.name]], {}, option=f.name, check=check))
-        elif kind is Band:
-            keys.append(Key(f.name, Band, f.default, check=_band))
-        elif kind in (str, tuple[str, ...]):
-            keys.append(
-                Key(
-                    f.name,
-                    list[str] if kind is not str else str,
-                    f.default,
-                    option=f.name,
-                    check=_version if f.name.endswith("_version") else None,
-                )
-            )
-        else:
-            keys.append(Key(f.name, kind, f.default, option=f.name, check=_at_least(0)))
-    return keys
-
-
-def _version(value: str) -> str | None:
-    return None if value == "" or re.fullmatch(r"\d+(\.\d+)*", value) else 'a version such as "550.54" or "12.4"'
-
-
-def _bands_by_dtype(value: dict[str, Band]) -> str | None:
-    from mldoctor.options import BENCH_DTYPES
-
-    if all(dtype in BENCH_DTYPES and _band(band) is None for dtype, band in value.items()):
-        return None
-    return f"a table of DTYPE = {{passing = P, warning = W}} (0 <= W <= P) with DTYPE one of {', '.join(BENCH_DTYPES)}"
-
-
-def _dtype_names(value: list[str]) -> str | None:
-    from mldoctor.options import BENCH_DTYPES
-
-    return None if set(value) <= set(BENCH_DTYPES) else f"a list of some of {', '.join(BENCH_DTYPES)}"
-
-
-def _positive_values(value: dict[str, float]) -> str | None:
-    from mldoctor.options import BENCH_DTYPES
-
-    if all(dtype in BENCH_DTYPES and tflops > 0 for dtype, tflops in value.items()):
-        return None
-    return f"a table of DTYPE = TFLOPS with DTYPE one of {', '.join(BENCH_DTYPES)} and TFLOPS > 0"
-
-
-RUN_KEYS = [
-    Key("only", list[str], [], option="only"),
-    Key("skip", list[str], [], option="skip"),
-    Key("strict", bool, False, option="strict"),
-    Key("timeout", float, 5.0, option="timeout", check=_at_least(0.1)),
-]
-PROBE_KEYS = [
-    Key("probe.image", str, None, option="image"),
-    Key(
-        "probe.gpus",
-        str,
-        "auto",
-        option="gpus",
-        check=_pattern(r"auto|all|none|\d+(,\d+)*", "auto, all, none or GPU indices such as 0,1"),
-    ),
-    Key(
-        "probe.shm_size",
-        str,
-        None,
-        option="shm_size",
-        check=_pattern(r"\d+[bkmg]?", "a size such as 16g, 512m or a number of bytes"),
-    ),
-    Key("probe.duration", float, 10.0, option="duration", check=_at_least(0)),
-    Key("probe.dtypes", list[str], [], option="dtypes", check=_dtype_names),
-    Key("probe.timeout", float, 120.0, option="probe_timeout", check=_at_least(1)),
-]
-
-
-def keys() -> dict[str, Key]:
-    return {key.name: key for key in [*RUN_KEYS, *_policy_keys(), *PROBE_KEYS]}
 
 
 @dataclass
@@ -229,7 +110,7 @@ def _flatten(data: dict[str, Any]) -> dict[str, Any]:
 
 
 def _checked(values: dict[str, Any], path: str) -> dict[str, Any]:
-    known = keys()
+    known = settings()
     checked = {}
     for name, value in values.items():
         key = known.get(name)
@@ -241,7 +122,7 @@ def _checked(values: dict[str, Any], path: str) -> dict[str, Any]:
             typed = from_data(key.type, value)
         except SchemaError:
             typed = None
-        problem = _describe(key.type) if typed is None else (key.check(typed) if key.check else None)
+        problem = _describe(key.type) if typed is None else key.problem(typed)
         if problem:
             raise ConfigError(f"{path}: {name} = {_toml_value(value)} is not allowed: use {problem}")
         checked[name] = typed
@@ -292,11 +173,9 @@ class Effective:
 def effective(loaded: Loaded, params: dict[str, Any], given: set[str]) -> Effective:
     """Merge defaults, the file and the command line; `given` names the parameters typed on the command line."""
     values, sources = {}, {}
-    for key in keys().values():
-        if key.option and key.option in given:
-            value = params[key.option]
-            values[key.name] = dict(value) if key.name in PAIRS else value
-            sources[key.name] = "--" + key.option.replace("_", "-")
+    for key in settings().values():
+        if key.param and key.param in given:
+            values[key.name], sources[key.name] = params[key.param], key.flag or key.name
         elif key.name in loaded.values:
             values[key.name], sources[key.name] = loaded.values[key.name], loaded.path or "file"
         else:

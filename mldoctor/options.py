@@ -7,7 +7,6 @@ the command line. `settings()` resolves that once per command, so each command r
 from __future__ import annotations
 
 import os
-import re
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,48 +15,72 @@ from typing import TYPE_CHECKING, Any
 import click
 from click.core import ParameterSource
 
+from mldoctor.settings import Setting
+from mldoctor.settings import settings as settings_table
+
 if TYPE_CHECKING:
     from mldoctor.config import Effective
     from mldoctor.facts.probe import ProbeOptions
     from mldoctor.policy import Policy
 
-BENCH_DTYPES = ("fp32", "tf32", "bf16", "fp16", "fp8")
+
+def _convert(setting: Setting, word: str) -> Any:
+    """One command-line word as the setting's value type (click would call `inf` a float: the check refuses it)."""
+    if setting.parse is not None:
+        return setting.parse(word)
+    kind = setting.type
+    try:
+        return int(word) if kind is int else float(word) if kind is float else word
+    except ValueError:
+        raise click.BadParameter(f"{word!r} is not {'a whole number' if kind is int else 'a number'}") from None
 
 
-def _gpus(ctx: click.Context, param: click.Parameter, value: str) -> str:
-    if value in ("auto", "all", "none") or re.fullmatch(r"\d+(,\d+)*", value):
-        return value
-    raise click.BadParameter(f"{value!r}: use auto, all, none or GPU indices such as 0,1")
+def _validated(setting: Setting) -> Callable[[click.Context, click.Parameter, Any], Any]:
+    """The click callback of a setting's flag: convert, then the same check the policy file gets."""
+
+    def callback(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+        if value is None or value == () or setting.type is bool:
+            return value
+        words = value if setting.repeatable else (value,)
+        parts = [_convert(setting, word) for word in words]
+        if not setting.repeatable:
+            typed = parts[0]
+        elif setting.type == list[str]:
+            typed = [item for part in parts for item in part]
+        else:
+            typed = {k: v for part in parts for k, v in part.items()}
+        problem = setting.problem(typed)
+        if problem:
+            shown = ",".join(words) if setting.repeatable else value
+            raise click.BadParameter(f"{shown!r}: use {problem}")
+        return typed.lower() if setting.name == "probe.shm_size" else typed
+
+    return callback
 
 
-def _shm_size(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
-    if value is None or re.fullmatch(r"\d+[bkmg]?", value, re.IGNORECASE):
-        return value.lower() if value else None
-    raise click.BadParameter(f"{value!r}: a size such as 16g, 512m or a number of bytes")
+def _shown(value: Any) -> str:
+    if isinstance(value, bool) or value in (None, [], {}, ()):
+        return ""
+    return f" [default: {value:g}]" if isinstance(value, float) else f" [default: {value}]"
 
 
-def _expect_tflops(
-    ctx: click.Context, param: click.Parameter, values: tuple[str, ...]
-) -> tuple[tuple[str, float], ...]:
-    pairs = []
-    for value in values:
-        dtype, _, number = value.partition("=")
-        try:
-            tflops = float(number)
-        except ValueError:
-            tflops = 0.0
-        if dtype not in BENCH_DTYPES or tflops <= 0:
-            raise click.BadParameter(f"{value!r}: use DTYPE=TFLOPS with DTYPE one of {', '.join(BENCH_DTYPES)}")
-        pairs.append((dtype, tflops))
-    return tuple(pairs)
-
-
-def _dtypes(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> tuple[str, ...]:
-    dtypes = tuple(split(values))
-    unknown = [d for d in dtypes if d not in BENCH_DTYPES]
-    if unknown:
-        raise click.BadParameter(f"{', '.join(unknown)}: use some of {', '.join(BENCH_DTYPES)}")
-    return dtypes
+def setting_option(name: str, flag: str | None = None) -> Callable[[Any], Any]:
+    """The click option of a setting, from the table (`flag` renames it for one command: gpu-bench's --timeout is
+    the probe's timeout); its value stays under the setting's own parameter name."""
+    setting = settings_table()[name]
+    flag = flag or setting.flag
+    if flag is None or setting.param is None:
+        raise ValueError(f"setting {name} has no command-line flag")
+    if setting.type is bool:
+        return click.option(flag, setting.param, is_flag=True, help=setting.help)
+    return click.option(
+        flag,
+        setting.param,
+        multiple=setting.repeatable,
+        metavar=setting.metavar or ("N" if setting.type in (int, float) else None),
+        callback=_validated(setting),
+        help=setting.help + _shown(setting.default),
+    )
 
 
 def _decorate(options: list[Callable[[Any], Any]]) -> Callable[[Any], Any]:
@@ -88,37 +111,13 @@ CONFIG_OPTION = click.option(
 
 probe_options = _decorate(
     [
-        click.option("--image", metavar="IMAGE", help="Run the probe in this image (yours) instead of mldoctor's."),
+        setting_option("probe.image"),
         click.option("--no-container", is_flag=True, help="Run the probe on this host (needs mldoctor[bench])."),
-        click.option(
-            "--gpus",
-            default="auto",
-            show_default=True,
-            callback=_gpus,
-            help="GPUs for the probe container: auto (all when this host has any), all, none or 0,1.",
-        ),
-        click.option("--shm-size", callback=_shm_size, metavar="SIZE", help="The probe container's /dev/shm (16g)."),
-        click.option(
-            "--duration",
-            type=click.FloatRange(min=0, max=3600),
-            default=10.0,
-            show_default=True,
-            help="Benchmark seconds per GPU (or for the CPU when there is none); 0 skips the benchmarks.",
-        ),
-        click.option(
-            "--dtypes",
-            multiple=True,
-            metavar="LIST",
-            callback=_dtypes,
-            help="Matmul dtypes to benchmark, e.g. bf16,fp8 [default: all the GPU supports].",
-        ),
-        click.option(
-            "--expect-tflops",
-            multiple=True,
-            metavar="DTYPE=N",
-            callback=_expect_tflops,
-            help="Expected matmul TFLOP/s for a GPU the spec table lacks (repeatable), e.g. bf16=700.",
-        ),
+        setting_option("probe.gpus"),
+        setting_option("probe.shm_size"),
+        setting_option("probe.duration"),
+        setting_option("probe.dtypes"),
+        setting_option("expect_tflops"),
     ]
 )
 """Which image the probe runs in, with what, for how long."""
@@ -126,35 +125,14 @@ probe_options = _decorate(
 host_options = _decorate(
     [
         CONFIG_OPTION,
-        click.option(
-            "--timeout",
-            type=click.FloatRange(min=0.1, max=600),
-            default=5.0,
-            show_default=True,
-            help="Seconds to wait for each answer from the daemon or a helper command.",
-        ),
-        click.option(
-            "--disk-fail-gib", type=click.FloatRange(min=0), help="FAIL a disk with less free space (default 5)."
-        ),
-        click.option(
-            "--disk-warn-gib", type=click.FloatRange(min=0), help="WARN on a disk with less free space (default 20)."
-        ),
-        click.option(
-            "--require-gpus",
-            type=click.IntRange(min=0),
-            metavar="N",
-            help="FAIL unless this host has at least N NVIDIA GPUs (default 0: a GPU-less host skips them).",
-        ),
+        setting_option("timeout"),
+        setting_option("disk_fail_gib"),
+        setting_option("disk_warn_gib"),
+        setting_option("require_gpus"),
         click.option(
             "--no-probe", is_flag=True, help="Skip the probe container and the benchmarks (probe.*, bench.*)."
         ),
-        click.option(
-            "--probe-timeout",
-            type=click.FloatRange(min=1, max=3600),
-            default=120.0,
-            show_default=True,
-            help="Seconds the probe may take besides its benchmarks; then its container is killed and removed.",
-        ),
+        setting_option("probe.timeout"),
     ]
 )
 """What a full check of this host needs: the policy file, deadlines, the GPU requirement, the probe switch."""
@@ -190,17 +168,13 @@ class Settings:
         )
 
 
-def settings(ctx: click.Context, renamed: dict[str, str] | None = None) -> Settings:
-    """Resolve defaults < policy file < command line for this command; a bad file is a usage error (exit 2).
-
-    `renamed` maps a command's own parameter to the setting it means (gpu-bench's --timeout is the probe's).
-    """
+def settings(ctx: click.Context) -> Settings:
+    """Resolve defaults < policy file < command line for this command; a bad file is a usage error (exit 2)."""
     from mldoctor import config
 
-    renamed = renamed or {}
-    params = {renamed.get(name, name): value for name, value in ctx.params.items()}
+    params = dict(ctx.params)
     given = {
-        renamed.get(name, name)
+        name
         for name in ctx.params
         if ctx.get_parameter_source(name) in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)
     }

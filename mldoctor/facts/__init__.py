@@ -13,13 +13,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from mldoctor.facts.docker import DockerFacts
-from mldoctor.facts.host import HostFacts
-from mldoctor.policy import Policy
+from mldoctor.facts.options import GatherOptions, ProbeOptions
 
-if TYPE_CHECKING:  # imported when gathered or loaded, not on every run (`check --only docker` needs neither)
+if TYPE_CHECKING:  # imported when gathered or loaded, not on every run (`check --only host` needs none of them)
+    from mldoctor.facts.docker import DockerFacts
+    from mldoctor.facts.host import HostFacts
     from mldoctor.facts.nvidia import NvidiaFacts
-    from mldoctor.facts.probe import ProbeFacts, ProbeOptions
+    from mldoctor.facts.probe import ProbeFacts
+
+__all__ = ["Facts", "GatherOptions", "ProbeOptions", "gather"]
 
 
 @dataclass
@@ -34,27 +36,17 @@ class Facts:
     @staticmethod
     def type_namespace() -> dict[str, Any]:
         """The section types imported lazily above, for serde when a saved report is loaded."""
+        from mldoctor.facts.docker import DockerFacts
+        from mldoctor.facts.host import HostFacts
         from mldoctor.facts.nvidia import NvidiaFacts
         from mldoctor.facts.probe import ProbeFacts
 
-        return {"NvidiaFacts": NvidiaFacts, "ProbeFacts": ProbeFacts}
-
-
-@dataclass(frozen=True)
-class GatherOptions:
-    timeout: float = 5.0
-    """Deadline for each call to the outside world (a docker API call, a helper command)."""
-    ports: tuple[int, ...] = ()
-    policy: Policy = field(default_factory=Policy)
-    sysroot: str = "/"
-    """Where /sys, /proc, /dev and /etc are read for the NVIDIA facts (tests point it at a fake tree)."""
-    probe: ProbeOptions | None = None
-    """How to run the probe; None: the defaults."""
-
-    def probe_options(self) -> ProbeOptions:
-        from mldoctor.facts.probe import ProbeOptions
-
-        return self.probe or ProbeOptions()
+        return {
+            "HostFacts": HostFacts,
+            "DockerFacts": DockerFacts,
+            "NvidiaFacts": NvidiaFacts,
+            "ProbeFacts": ProbeFacts,
+        }
 
 
 def _gather_host(options: GatherOptions, earlier: Facts) -> HostFacts:

@@ -14,7 +14,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from mldoctor import __version__
+from mldoctor.facts.options import ProbeOptions
 from mldoctor.serde import SchemaError, from_data
+
+__all__ = ["ProbeDocument", "ProbeFacts", "ProbeOptions", "ProbeRun", "gather", "parse_document"]
 
 if TYPE_CHECKING:
     from mldoctor.facts.docker import DockerFacts
@@ -231,32 +234,6 @@ class ProbeRun:
 class ProbeFacts:
     run: ProbeRun
     document: ProbeDocument | None = None
-
-
-@dataclass(frozen=True)
-class ProbeOptions:
-    image: str | None = None
-    """None: mldoctor's default probe image."""
-    gpus: str = "auto"
-    shm_size: str | None = None
-    duration: float = 10.0
-    """Benchmark seconds per device (each GPU, or the CPU when there is none)."""
-    timeout: float = 120.0
-    """Deadline for everything but the benchmarks: container start, imports, CUDA init, teardown."""
-    container: bool = True
-    bench: bool = True
-    dtypes: tuple[str, ...] = ()
-    """Matmul dtypes to benchmark (among those the GPU supports); empty: all of them."""
-
-    def deadline(self, devices: int) -> float:
-        return self.timeout + (self.duration * max(1, devices) if self.bench else 0.0)
-
-    def probe_args(self) -> tuple[str, ...]:
-        """The probe program's command line for these options."""
-        if not self.bench:
-            return ("--no-bench",)
-        dtypes = ("--dtypes", ",".join(self.dtypes)) if self.dtypes else ()
-        return ("--duration", f"{self.duration:g}", *dtypes)
 
 
 def parse_document(stdout: str) -> tuple[ProbeDocument, list[str]]:
