@@ -27,7 +27,9 @@ def cli() -> None:
 
 @cli.command()
 @options.FORMAT_OPTION
-@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write the report to FILE (atomically).")
+@click.option(
+    "-o", "--output", "output_path", type=click.Path(dir_okay=False), help="Write the report to FILE (atomically)."
+)
 @click.option("-v", "--verbose", is_flag=True, help="Show the details of every finding.")
 @options.setting_option("only")
 @options.setting_option("skip")
@@ -67,7 +69,7 @@ def cli() -> None:
 def check(
     ctx: click.Context,
     fmt: str,
-    output: str | None,
+    output_path: str | None,
     verbose: bool,
     facts_file: str | None,
     github: bool | None,
@@ -79,7 +81,7 @@ def check(
     from mldoctor import runner
 
     files = {name: ctx.params[f"{name}_file"] for name in ("json", "junit", "markdown", "prometheus")}
-    for name, path in [("-o", output), *((f"--{n}", p) for n, p in files.items())]:
+    for name, path in [("-o", output_path), *((f"--{n}", p) for n, p in files.items())]:
         options.check_output_path(path, name)
     resolved = options.settings(ctx)
     try:
@@ -90,15 +92,15 @@ def check(
     if facts_file:
         report = _rediagnose(facts_file, checks, resolved, only=bool(resolved.value("only")))
     else:
-        report = _run(checks, resolved, ctx.params, ci or fmt != "table" or output is not None)
+        report = _run(checks, resolved, ctx.params, ci or fmt != "table" or output_path is not None)
     strict = resolved.value("strict")
-    _emit(report, fmt, output, verbose, plain=ci)
+    _emit(report, fmt, output_path, verbose, plain=ci)
     _export(
         report,
         files,
         strict,
         github if github is not None else os.environ.get("GITHUB_ACTIONS") == "true",
-        annotations_to_stderr=fmt == "json" and output is None,
+        annotations_to_stderr=fmt == "json" and output_path is None,
     )
     return EXIT_OK if exit_zero else report.exit_code(strict)
 
@@ -139,51 +141,41 @@ def _rediagnose(path: str, checks: list[Any], resolved: options.Settings, only: 
 
 def _export(report: Any, files: dict[str, str | None], strict: bool, github: bool, annotations_to_stderr: bool) -> None:
     """The CI artifacts asked for, each written atomically; GitHub annotations and step summary when on."""
-    import importlib
+    from mldoctor import output
 
-    from mldoctor.output import write_atomic
-
+    rendering = output.RenderOptions(strict=strict)
     for name, path in files.items():
         if path:  # each renderer is imported only when its artifact is asked for
-            renderer = importlib.import_module(f"mldoctor.output.{name}")
-            write_atomic(path, renderer.render(report, strict) if name == "junit" else renderer.render(report))
+            output.write_output(path, output.render(name, report, rendering))
     if not github:
         return
     from mldoctor.output import github as github_output
-    from mldoctor.output import markdown
 
-    click.echo(github_output.render(report, strict), nl=False, err=annotations_to_stderr)
+    click.echo(output.render("github", report, rendering), nl=False, err=annotations_to_stderr)
     summary = os.environ.get("GITHUB_STEP_SUMMARY")
     if summary:
-        github_output.append_step_summary(summary, markdown.render(report))
+        github_output.append_step_summary(summary, output.render("markdown", report))
 
 
-def _emit(report: Any, fmt: str, output: str | None, verbose: bool, plain: bool = False) -> None:
-    from mldoctor.output import write_atomic
+def _emit(report: Any, fmt: str, output_path: str | None, verbose: bool, plain: bool = False) -> None:
+    """The report in `fmt` on stdout or in a file; on a terminal the table in colour (rich only there)."""
+    from mldoctor import output
 
-    if fmt == "json":
-        from mldoctor.output import json as json_output
-
-        text = json_output.render(report)
-        if output:
-            write_atomic(output, text)
-        else:
-            click.echo(text, nl=False)
+    if output_path:
+        output.write_output(output_path, output.render(fmt, report, output.RenderOptions(verbose=verbose)))
         return
-    from mldoctor.output import table
-
-    if output:
-        write_atomic(output, table.render(report, verbose))
-        return
-    if not plain and (sys.stdout.isatty() or os.environ.get("FORCE_COLOR")):  # rich only where colour can show
+    if fmt == "table" and not plain and (sys.stdout.isatty() or os.environ.get("FORCE_COLOR")):
         from rich.console import Console
 
         console = Console(highlight=False)
         if console.is_terminal:
+            from mldoctor.output import table
+
             table.print_report(report, console, verbose)
             return
     columns = os.environ.get("COLUMNS", "")  # logs and pipes: plain text, wide lines, no trailing blanks
-    click.echo(table.render(report, verbose, width=int(columns) if columns.isdigit() else 120), nl=False)
+    width = int(columns) if columns.isdigit() else 120
+    click.echo(output.render(fmt, report, output.RenderOptions(verbose=verbose, width=width)), nl=False)
 
 
 @cli.command("checks")
@@ -198,33 +190,33 @@ def list_checks() -> None:
 
 @cli.command("gpu-bench")
 @options.FORMAT_OPTION
-@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write the results to FILE (atomically).")
+@click.option(
+    "-o", "--output", "output_path", type=click.Path(dir_okay=False), help="Write the results to FILE (atomically)."
+)
 @options.setting_option("strict")
 @options.setting_option("probe.timeout", flag="--timeout")
 @options.CONFIG_OPTION
 @options.probe_options
 @click.pass_context
-def gpu_bench(ctx: click.Context, fmt: str, output: str | None, **_: Any) -> int:
+def gpu_bench(ctx: click.Context, fmt: str, output_path: str | None, **_: Any) -> int:
     """Run the probe and its benchmarks alone: matmul per dtype, memory and host bandwidth, per GPU, each graded
     against what a healthy card of that model reaches (the CPU when there is no GPU)."""
-    from mldoctor import runner
+    from mldoctor import output, runner
     from mldoctor.facts import GatherOptions
     from mldoctor.output import bench as bench_output
-    from mldoctor.output import json as json_output
-    from mldoctor.output import write_atomic
 
-    options.check_output_path(output)
+    options.check_output_path(output_path)
     resolved = options.settings(ctx)
     policy, probe = resolved.policy, resolved.probe(ctx.params["no_container"])
     checks = runner.select(["probe", "bench", *(["docker.daemon"] if probe.container else [])])
     options.cleanup_on_sigterm(checks)
-    with options.progress(ci=False, quiet=fmt != "table" or output is not None) as progress:
+    with options.progress(ci=False, quiet=fmt != "table" or output_path is not None) as progress:
         progress.step("running the probe and its benchmarks…")
         report = runner.run(checks, GatherOptions(timeout=10.0, policy=policy, probe=probe))
-    if fmt == "json" or output:
-        text = json_output.render(report) if fmt == "json" else bench_output.render(report)
-        if output:
-            write_atomic(output, text)
+    if fmt == "json" or output_path:
+        text = output.render("json" if fmt == "json" else "bench", report)
+        if output_path:
+            output.write_output(output_path, text)
         else:
             click.echo(text, nl=False)
     else:

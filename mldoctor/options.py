@@ -200,9 +200,13 @@ def settings(ctx: click.Context) -> Settings:
 
 def check_output_path(path: str | None, option: str = "-o") -> None:
     """Refuse an output path that cannot be written before any work is done."""
-    if path is None:
+    if path is None or path == "-":
         return
     directory = os.path.dirname(os.path.abspath(path))
+    if os.path.exists(path) and not os.path.isfile(path) and not os.path.isdir(path):  # /dev/null, a FIFO
+        if not os.access(path, os.W_OK):
+            raise click.BadParameter(f"cannot write to {path}", param_hint=f"'{option}'")
+        return
     if os.path.isdir(path):
         raise click.BadParameter(f"{path} is a directory; give a file name", param_hint=f"'{option}'")
     if not os.path.isdir(directory):

@@ -14,6 +14,7 @@ from rich.table import Table
 from rich.text import Text
 
 from mldoctor.model import Report, Status
+from mldoctor.output import DEFAULT, RenderOptions
 from mldoctor.output.table import GLYPHS, STYLES, summary_line
 
 
@@ -52,8 +53,8 @@ def renderable(report: Report) -> Group:
     return Group(*parts)
 
 
-def render(report: Report, width: int = 120) -> str:
+def render(report: Report, options: RenderOptions = DEFAULT) -> str:
     """Plain text, for files and pipes."""
-    console = Console(width=width, no_color=True, highlight=False, record=True, file=io.StringIO())
+    console = Console(width=options.width, no_color=True, highlight=False, record=True, file=io.StringIO())
     console.print(renderable(report))
     return "\n".join(line.rstrip() for line in console.export_text().splitlines()) + "\n"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from mldoctor.model import CheckResult, Report, Status
+from mldoctor.output import DEFAULT, RenderOptions
 
 MAX_PER_KIND = 10  # "limited to 10 warning annotations and 10 error annotations per step"
 
@@ -20,8 +21,9 @@ def _annotation(kind: str, result: CheckResult) -> str:
     return f"::{kind} title={escape_property(f'mldoctor {result.id}')}::{escape_data(message)}"
 
 
-def render(report: Report, strict: bool = False) -> str:
+def render(report: Report, options: RenderOptions = DEFAULT) -> str:
     """FAIL and ERROR (and WARN under --strict) are errors, WARN a warning; over the limit, one notice says so."""
+    strict = options.strict
     errors = [
         r for r in report.results if r.status in (Status.FAIL, Status.ERROR) or (strict and r.status is Status.WARN)
     ]

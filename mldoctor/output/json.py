@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 
 from mldoctor.model import Report, Status
+from mldoctor.output import DEFAULT, RenderOptions
 from mldoctor.serde import to_data
 
 
-def render(report: Report) -> str:
+def render(report: Report, options: RenderOptions = DEFAULT) -> str:
     data = to_data(report)
     counts = report.counts()
     data["summary"] = {status.value: counts[status] for status in Status}

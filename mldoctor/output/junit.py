@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from xml.etree import ElementTree as ET
 
-from mldoctor.model import CheckResult, Report, Status
-from mldoctor.rules.registry import AREAS
+from mldoctor.model import AREAS, CheckResult, Report, Status
+from mldoctor.output import DEFAULT, RenderOptions
 
 
 def _message(result: CheckResult) -> str:
@@ -36,7 +36,8 @@ def _testcase(parent: ET.Element, result: CheckResult, strict: bool) -> tuple[st
     return kind
 
 
-def render(report: Report, strict: bool = False) -> str:
+def render(report: Report, options: RenderOptions = DEFAULT) -> str:
+    strict = options.strict
     root = ET.Element("testsuites", name="mldoctor")
     totals = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
     for area, title in AREAS.items():

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from mldoctor.model import Report, Status
+from mldoctor.model import AREAS, Report, Status
+from mldoctor.output import DEFAULT, RenderOptions
 from mldoctor.output.table import summary_line
-from mldoctor.rules.registry import AREAS
 
 ICONS = {Status.PASS: "✅", Status.WARN: "⚠️", Status.FAIL: "❌", Status.SKIP: "⏭️", Status.ERROR: "❓"}
 
@@ -19,7 +19,7 @@ def _code(text: str) -> str:
     return "<br>".join(f"<code>{_cell(line).replace('<br>', ' ')}</code>" for line in lines)
 
 
-def render(report: Report) -> str:
+def render(report: Report, options: RenderOptions = DEFAULT) -> str:
     lines = [
         f"## mldoctor {report.tool_version} on `{report.host}`",
         "",

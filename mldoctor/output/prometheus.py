@@ -8,13 +8,14 @@ from __future__ import annotations
 from datetime import datetime
 
 from mldoctor.model import Report, Status
+from mldoctor.output import DEFAULT, RenderOptions
 
 
 def _label(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
-def render(report: Report) -> str:
+def render(report: Report, options: RenderOptions = DEFAULT) -> str:
     host = _label(report.host)
     lines = [
         "# HELP mldoctor_check_status Outcome of each mldoctor check (1 for its status, 0 for the others).",

@@ -10,8 +10,8 @@ from __future__ import annotations
 import textwrap
 from typing import TYPE_CHECKING
 
-from mldoctor.model import CheckResult, Report, Status
-from mldoctor.rules.registry import AREAS
+from mldoctor.model import AREAS, CheckResult, Report, Status
+from mldoctor.output import DEFAULT, RenderOptions
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -75,13 +75,10 @@ def _row(result: CheckResult, glyph: str, id_width: int, width: int, verbose: bo
         ]
     ]
     rows += [[(line, "dim" if result.status is Status.SKIP else "")] for line in text[1:]]
-    if result.fix:
-        for i, line in enumerate(_wrap(result.fix, width, indent + "fix: ", indent + "     ")):
-            rows.append(
-                [(indent, ""), ("fix: ", "bold cyan"), (line[len(indent) + 5 :], "cyan")]
-                if i == 0
-                else [(line, "cyan")]
-            )
+    if result.fix:  # never wrapped: a command cut in two cannot be pasted (it may overflow instead)
+        for i, line in enumerate(result.fix.splitlines()):
+            lead = [(indent, ""), ("fix: ", "bold cyan")] if i == 0 else [(indent + "     ", "")]
+            rows.append([*lead, (line, "cyan")])
     if verbose:
         for detail in result.details:
             rows += [[(line, "dim")] for line in _wrap(detail, width, indent + "• ", indent + "  ")]
@@ -104,9 +101,10 @@ def lines(report: Report, verbose: bool = False, width: int = 100, ascii_only: b
     return out
 
 
-def render(report: Report, verbose: bool = False, width: int = 100) -> str:
+def render(report: Report, options: RenderOptions = DEFAULT) -> str:
     """Plain text, for files and pipes."""
-    return "".join("".join(text for text, _ in line).rstrip() + "\n" for line in lines(report, verbose, width))
+    pieces = lines(report, options.verbose, options.width)
+    return "".join("".join(text for text, _ in line).rstrip() + "\n" for line in pieces)
 
 
 def print_report(report: Report, console: Console, verbose: bool = False) -> None:

@@ -10,7 +10,7 @@ from junitparser import Error, Failure, JUnitXml, Skipped
 from prometheus_client.parser import text_string_to_metric_families
 
 from mldoctor.model import CheckResult, Status
-from mldoctor.output import github, junit, markdown, prometheus
+from mldoctor.output import RenderOptions, github, junit, markdown, prometheus
 from mldoctor.output import json as json_output
 from mldoctor.policy import Policy
 from mldoctor.runner import build_report, select
@@ -71,7 +71,7 @@ class TestJUnit:
         )
 
     def test_strict_makes_warnings_failures(self, report, tmp_path):
-        xml = self.parse(junit.render(report, strict=True), tmp_path)
+        xml = self.parse(junit.render(report, RenderOptions(strict=True)), tmp_path)
         case = next(c for s in xml for c in s if c.name == "host.extra")
         assert isinstance(case.result[0], Failure)
 
@@ -128,3 +128,15 @@ def test_json_has_summary_and_stable_ids(report):
     assert data["schema_version"] == 1
     assert data["summary"]["ERROR"] == 1
     assert [r["id"] for r in data["results"]] == [r.id for r in report.results]
+
+
+@pytest.mark.parametrize("width", [60, 80, 100])
+def test_a_fix_command_is_never_wrapped(width):
+    """A command cut over two lines cannot be pasted; prose may wrap, commands overflow instead."""
+    from mldoctor.output import table
+
+    fix = "sudo apt-get install -y docker-compose-plugin   # from Docker's package repository (" + "x" * 40 + ")"
+    result = CheckResult("docker.compose", "Docker Compose", "docker", Status.WARN, "no compose", fix=fix)
+    report = build_report([], facts(), Policy())
+    report.results = [result]
+    assert any(line.endswith(fix) for line in table.render(report, RenderOptions(width=width)).splitlines())
