@@ -6,13 +6,14 @@ import fnmatch
 import socket
 from collections.abc import Iterable
 from datetime import datetime, timezone
+from typing import Any
 
 from mldoctor import __version__
 from mldoctor.facts import Facts, GatherOptions, gather
 from mldoctor.model import AREAS, SCHEMA_VERSION, BenchRow, CheckResult, Finding, Report, Status
 from mldoctor.policy import Policy
 from mldoctor.rules import load
-from mldoctor.rules.registry import REGISTRY, Check
+from mldoctor.rules.registry import REGISTRY, Check, RuleResult
 
 
 class SelectionError(ValueError):
@@ -47,7 +48,27 @@ def select(only: Iterable[str] = (), skip: Iterable[str] = ()) -> list[Check]:
 def covered_by(checks: list[Check], facts: Facts) -> list[Check]:
     """The checks a saved report has facts for: re-diagnosing a `--only docker` report, or one from before
     the probe existed, shows what it can judge instead of rows about facts it never had."""
-    return [c for c in checks if all(getattr(facts, s) is not None or s in facts.errors for s in c.facts)]
+    return [
+        c for c in checks if all(_fact(facts, path)[0] is not None or path in _errors(facts, path) for path in c.facts)
+    ]
+
+
+def _fact(facts: Facts, path: str) -> tuple[Any, str]:
+    """The fact at `section` or `section.field`, and the name of the first missing part ('' when found)."""
+    section, _, name = path.partition(".")
+    value = getattr(facts, section, None)
+    if value is None:
+        return None, section
+    if name:
+        value = getattr(value, name, None)
+        return value, path if value is None else ""
+    return value, ""
+
+
+def _errors(facts: Facts, path: str) -> dict[str, str]:
+    """Why the fact at `path` (or its section) could not be gathered, keyed by what failed."""
+    section = path.partition(".")[0]
+    return {key: facts.errors[key] for key in (section, path) if key in facts.errors}
 
 
 def _with_prerequisites(selected: list[Check]) -> list[Check]:
@@ -81,14 +102,16 @@ def _verb(state: str) -> str:
 
 
 def _evaluate_one(check: Check, facts: Facts, policy: Policy) -> list[Finding]:
-    missing = [s for s in check.facts if getattr(facts, s) is None]
-    failed = [facts.errors[s] for s in missing if s in facts.errors]
+    """The rule's findings; ERROR when a fact it needs could not be gathered, SKIP when a saved report predates
+    that fact (so a new check never reads as a crash on an old report)."""
+    missing = [path for path in check.facts if _fact(facts, path)[0] is None]
+    failed = [error for path in missing for error in _errors(facts, path).values()]
     if failed:
-        return [Finding.error(f"facts unavailable: {'; '.join(failed)}")]
+        return [Finding.error(f"facts unavailable: {'; '.join(dict.fromkeys(failed))}")]
     if missing:  # only when re-diagnosing a saved report made with --only, --no-probe or an older mldoctor
         return [Finding.skip(f"no {' or '.join(missing)} facts in this report")]
     try:
-        outcome = check.rule(facts, policy)
+        outcome = _run_rule(check, facts, policy)
     except Exception as exc:  # crash isolation: one broken rule must not hide the others
         return [
             Finding.error(
@@ -99,6 +122,11 @@ def _evaluate_one(check: Check, facts: Facts, policy: Policy) -> list[Finding]:
     if outcome is None:
         return []
     return [outcome] if isinstance(outcome, Finding) else list(outcome)
+
+
+def _run_rule(check: Check, facts: Facts, policy: Policy) -> RuleResult:
+    """The one place a rule is called (tests run it without the environment, files or the clock)."""
+    return check.rule(facts, policy)
 
 
 def _result(check: Check, finding: Finding) -> CheckResult:
@@ -137,7 +165,7 @@ def _worst(results: list[CheckResult]) -> CheckResult:
 
 
 def needed_sections(checks: list[Check]) -> set[str]:
-    return {section for c in _with_prerequisites(checks) for section in c.facts}
+    return {path.partition(".")[0] for c in _with_prerequisites(checks) for path in c.facts}
 
 
 def build_report(checks: list[Check], facts: Facts, policy: Policy) -> Report:

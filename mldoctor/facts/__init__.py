@@ -2,6 +2,8 @@
 
 Each section has one gatherer. Gatherers run in parallel, each under a deadline; a gatherer that crashes or
 overruns leaves its section empty and its reason in `Facts.errors`, and the checks that need it report ERROR.
+Within a section each fact is isolated too (`common.isolated`): one that cannot be read is None, with its reason
+under `section.field` in `Facts.errors`, and only the checks that read that fact report ERROR.
 A section that reads other sections' facts names them in AFTER: it starts once they are done and receives them.
 """
 
@@ -31,7 +33,7 @@ class Facts:
     nvidia: NvidiaFacts | None = None
     probe: ProbeFacts | None = None
     errors: dict[str, str] = field(default_factory=dict)
-    """Sections that could not be gathered, and why."""
+    """Sections (`host`) or single facts (`host.memory`) that could not be gathered, and why."""
 
     @staticmethod
     def type_namespace() -> dict[str, Any]:
@@ -49,31 +51,31 @@ class Facts:
         }
 
 
-def _gather_host(options: GatherOptions, earlier: Facts) -> HostFacts:
+def _gather_host(options: GatherOptions, earlier: Facts, errors: dict[str, str]) -> HostFacts:
     from mldoctor.facts import host
 
-    return host.gather(list(options.ports))
+    return host.gather(list(options.ports), errors)
 
 
-def _gather_docker(options: GatherOptions, earlier: Facts) -> DockerFacts:
+def _gather_docker(options: GatherOptions, earlier: Facts, errors: dict[str, str]) -> DockerFacts:
     from mldoctor.facts import docker
 
     return docker.gather(options.timeout)
 
 
-def _gather_nvidia(options: GatherOptions, earlier: Facts) -> NvidiaFacts:
+def _gather_nvidia(options: GatherOptions, earlier: Facts, errors: dict[str, str]) -> NvidiaFacts:
     from mldoctor.facts import nvidia
 
     return nvidia.gather(options.timeout, options.sysroot)
 
 
-def _gather_probe(options: GatherOptions, earlier: Facts) -> ProbeFacts:
+def _gather_probe(options: GatherOptions, earlier: Facts, errors: dict[str, str]) -> ProbeFacts:
     from mldoctor.facts import probe
 
     return probe.gather(options.probe_options(), earlier.docker, earlier.nvidia, options.timeout)
 
 
-GATHERERS: dict[str, Callable[[GatherOptions, Facts], Any]] = {
+GATHERERS: dict[str, Callable[[GatherOptions, Facts, dict[str, str]], Any]] = {
     "host": _gather_host,
     "docker": _gather_docker,
     "nvidia": _gather_nvidia,
@@ -99,6 +101,7 @@ def section_deadline(name: str, options: GatherOptions) -> float:
 def gather(sections: set[str], options: GatherOptions) -> Facts:
     facts = Facts()
     results: dict[str, Any] = {}
+    field_errors: dict[str, dict[str, str]] = {name: {} for name in GATHERERS}
     done = {name: threading.Event() for name in GATHERERS}
     waits_for = {name: [s for s in AFTER.get(name, ()) if s in sections] for name in GATHERERS}
 
@@ -109,7 +112,7 @@ def gather(sections: set[str], options: GatherOptions) -> Facts:
             if section in results and not isinstance(results[section], Exception):
                 setattr(earlier, section, results[section])
         try:
-            results[name] = GATHERERS[name](options, earlier)
+            results[name] = GATHERERS[name](options, earlier, field_errors[name])
         except Exception as exc:  # a gatherer bug must not take the run down: the checks report ERROR
             results[name] = exc
         finally:
@@ -134,4 +137,5 @@ def gather(sections: set[str], options: GatherOptions) -> Facts:
             facts.errors[name] = f"gathering {name} facts failed: {type(outcome).__name__}: {outcome}"
         else:
             setattr(facts, name, outcome)
+            facts.errors.update(field_errors[name])
     return facts

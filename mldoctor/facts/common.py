@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass
@@ -90,3 +92,16 @@ def read_text(path: str, limit: int = 1 << 20) -> str | None:
             return handle.read(limit)
     except OSError:
         return None
+
+
+def isolated(section: str, gatherers: dict[str, Callable[[], Any]], errors: dict[str, str]) -> dict[str, Any]:
+    """Each fact of a section gathered on its own: one that raises is None, its reason under `section.name` in
+    `errors`, and the others are still read (one unreadable file must not blank a whole section)."""
+    values: dict[str, Any] = {}
+    for name, gather in gatherers.items():
+        try:
+            values[name] = gather()
+        except Exception as exc:  # recorded for the checks that need this fact; they report ERROR with it
+            values[name] = None
+            errors[f"{section}.{name}"] = f"reading {section}.{name} failed: {type(exc).__name__}: {exc}"
+    return values

@@ -11,7 +11,7 @@ import socket
 import tempfile
 from dataclasses import dataclass, field
 
-from mldoctor.facts.common import DiskUsage, disk_usage, read_text
+from mldoctor.facts.common import DiskUsage, disk_usage, isolated, read_text
 
 
 @dataclass
@@ -62,16 +62,16 @@ class PortFacts:
 @dataclass
 class HostFacts:
     hostname: str
-    os: OsRelease
     kernel: str
     arch: str
     python: str
-    user: UserFacts
-    cpu: CpuFacts
-    memory: MemoryFacts
-    shm: DiskUsage
-    disks: list[DiskUsage] = field(default_factory=list)
-    ports: list[PortFacts] = field(default_factory=list)
+    os: OsRelease | None = None
+    user: UserFacts | None = None
+    cpu: CpuFacts | None = None
+    memory: MemoryFacts | None = None
+    shm: DiskUsage | None = None
+    disks: list[DiskUsage] | None = None
+    ports: list[PortFacts] | None = None
     systemd: bool = False
     """Whether systemd is the init system (decides `systemctl` vs `service` in fixes)."""
 
@@ -81,21 +81,33 @@ class HostFacts:
         return "microsoft" in self.kernel.lower()
 
 
-def gather(ports: list[int]) -> HostFacts:
+def gather(ports: list[int], errors: dict[str, str]) -> HostFacts:
+    """Each fact on its own (`isolated`): an unreadable /proc file costs its own check, not every host check."""
+    facts = isolated(
+        "host",
+        {
+            "os": _os_release,
+            "user": _user,
+            "cpu": _cpu,
+            "memory": _memory,
+            "shm": _shm,
+            "disks": lambda: [disk_usage(path) for path in _distinct(["/", os.getcwd(), tempfile.gettempdir()])],
+            "ports": lambda: [_port(port) for port in ports],
+        },
+        errors,
+    )
     return HostFacts(
         hostname=socket.gethostname(),
-        os=_os_release(),
         kernel=platform.release(),
         arch=platform.machine(),
         python=platform.python_version(),
-        user=_user(),
-        cpu=_cpu(),
-        memory=_memory(),
-        shm=disk_usage("/dev/shm") if os.path.isdir("/dev/shm") else DiskUsage("/dev/shm", error="missing"),
-        disks=[disk_usage(path) for path in _distinct(["/", os.getcwd(), tempfile.gettempdir()])],
-        ports=[_port(port) for port in ports],
         systemd=os.path.isdir("/run/systemd/system"),
+        **facts,
     )
+
+
+def _shm() -> DiskUsage:
+    return disk_usage("/dev/shm") if os.path.isdir("/dev/shm") else DiskUsage("/dev/shm", error="missing")
 
 
 def _distinct(paths: list[str]) -> list[str]:

@@ -140,7 +140,7 @@ def docker_daemon(facts: Facts, policy: Policy) -> Finding:
     return _daemon_failure(docker, facts.host, "the timeout")
 
 
-@check("docker.permission", "Docker socket permission", facts=("docker", "host"))
+@check("docker.permission", "Docker socket permission", facts=("docker", "host.user"))
 def docker_permission(facts: Facts, policy: Policy) -> Finding:
     docker, user = facts.docker, facts.host.user
     sock = docker.socket

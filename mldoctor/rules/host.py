@@ -9,7 +9,7 @@ from mldoctor.rules.registry import check
 from mldoctor.text import GIB, gib
 
 
-@check("host.disk", "Host disk space", facts=("host",))
+@check("host.disk", "Host disk space", facts=("host.disks",))
 def host_disk(facts: Facts, policy: Policy) -> Finding:
     """Free space where training writes: /, the working directory and the temp directory (one row each fs)."""
     rows, worst, worst_usage = [], "ok", None
@@ -48,7 +48,7 @@ def host_disk(facts: Facts, policy: Policy) -> Finding:
     return Finding.ok(summary if len(seen) == 1 else f"{summary}; {len(seen)} filesystems checked", details=details)
 
 
-@check("host.memory", "Host memory", facts=("host",))
+@check("host.memory", "Host memory", facts=("host.memory",))
 def host_memory(facts: Facts, policy: Policy) -> Finding:
     memory = facts.host.memory
     summary = f"{gib(memory.available_bytes)} available of {gib(memory.total_bytes)}"
@@ -64,7 +64,7 @@ def host_memory(facts: Facts, policy: Policy) -> Finding:
     return Finding.ok(summary, details=tuple(details))
 
 
-@check("host.cpu", "Host CPU", facts=("host",))
+@check("host.cpu", "Host CPU", facts=("host.cpu",))
 def host_cpu(facts: Facts, policy: Policy) -> Finding:
     cpu = facts.host.cpu
     summary = f"{cpu.usable:g} usable of {cpu.logical} logical CPUs, load {cpu.load_1m:.1f}"
@@ -84,7 +84,7 @@ def host_cpu(facts: Facts, policy: Policy) -> Finding:
     return Finding.ok(summary, details=details)
 
 
-@check("host.shm", "Host shared memory (/dev/shm)", facts=("host",))
+@check("host.shm", "Host shared memory (/dev/shm)", facts=("host.shm",))
 def host_shm(facts: Facts, policy: Policy) -> Finding:
     shm = facts.host.shm
     fix = f"sudo mount -o remount,size={max(8, int(policy.min_shm_gib * 2))}G /dev/shm"
@@ -102,7 +102,7 @@ def host_shm(facts: Facts, policy: Policy) -> Finding:
     return Finding.ok(summary)
 
 
-@check("host.port", "Host ports", facts=("host",))
+@check("host.port", "Host ports", facts=("host.ports",))
 def host_port(facts: Facts, policy: Policy) -> Finding | None:
     """Only with --port: a training or notebook server's port must be free before it starts."""
     ports = facts.host.ports

@@ -6,9 +6,9 @@ import os
 import stat
 
 import pytest
+from helpers import call
 
 from mldoctor.output import write_output
-from helpers import call
 
 
 @pytest.fixture

@@ -91,3 +91,40 @@ class TestExitCodes:
     )
     def test_exit_code(self, statuses, strict, code):
         assert self.report(*statuses).exit_code(strict) == code
+
+
+class TestIsolationPerFact:
+    """One unreadable fact costs its own check, not its section; a fact an older report lacks is a SKIP."""
+
+    def test_a_host_fact_that_raises_errors_only_the_checks_that_read_it(self, monkeypatch):
+        from mldoctor.facts import GatherOptions, gather
+        from mldoctor.facts import host as host_facts
+
+        def unreadable():
+            raise PermissionError(13, "Permission denied", "/proc/meminfo")
+
+        monkeypatch.setattr(host_facts, "_memory", unreadable)
+        gathered = gather({"host"}, GatherOptions())
+        assert gathered.host is not None and gathered.host.memory is None
+        assert "Permission denied" in gathered.errors["host.memory"]
+        by_id = {r.id: r for r in evaluate(select(["host"]), gathered, Policy())}
+        assert by_id["host.memory"].status is Status.ERROR
+        assert "/proc/meminfo" in by_id["host.memory"].summary
+        assert by_id["host.cpu"].status is not Status.ERROR and by_id["host.disk"].status is not Status.ERROR
+
+    def test_a_fact_an_older_report_lacks_is_skipped_by_the_framework(self, tmp_path, capsys):
+        import json
+
+        from helpers import call
+
+        from mldoctor.output import json as json_output
+
+        data = json.loads(json_output.render(build_report(select(["host"]), facts(), Policy())))
+        del data["facts"]["host"]["memory"]  # as written by a version that did not gather it yet
+        saved = tmp_path / "old.json"
+        saved.write_text(json.dumps(data))
+        code, out, err = call(capsys, "check", "--facts", str(saved), "--only", "host", "--format", "json")
+        results = {r["id"]: r for r in json.loads(out)["results"]}
+        assert results["host.memory"]["status"] == "SKIP", results["host.memory"]
+        assert results["host.memory"]["summary"] == "no host.memory facts in this report"
+        assert code == 0, err

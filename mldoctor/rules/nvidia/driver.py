@@ -225,7 +225,7 @@ def _cgroup_driver(docker: DockerFacts | None) -> str | None:
     return None
 
 
-@check("nvidia.devices", "NVIDIA device nodes", facts=("nvidia", "host"), requires=("nvidia.gpu", "nvidia.driver"))
+@check("nvidia.devices", "NVIDIA device nodes", facts=("nvidia", "host.user"), requires=("nvidia.gpu", "nvidia.driver"))
 def nvidia_devices(facts: Facts, policy: Policy) -> Finding:
     nv, host = facts.nvidia, facts.host
     nodes = {n.path: n for n in nv.kernel.nodes}
