@@ -7,6 +7,7 @@ import grp
 import os
 import platform
 import pwd
+import resource
 import socket
 import tempfile
 from dataclasses import dataclass, field
@@ -60,6 +61,19 @@ class PortFacts:
 
 
 @dataclass
+class LimitsFacts:
+    """This process's resource limits (a training job started from here inherits them); None means unlimited."""
+
+    nofile_soft: int | None
+    nofile_hard: int | None
+    memlock_soft: int | None
+    """Bytes of memory that may be locked: RDMA (InfiniBand, RoCE) registers NCCL's buffers against it."""
+    memlock_hard: int | None
+    rdma_devices: list[str] = field(default_factory=list)
+    """RDMA devices on this host (/sys/class/infiniband): where the locked-memory limit matters."""
+
+
+@dataclass
 class HostFacts:
     hostname: str
     kernel: str
@@ -72,6 +86,7 @@ class HostFacts:
     shm: DiskUsage | None = None
     disks: list[DiskUsage] | None = None
     ports: list[PortFacts] | None = None
+    limits: LimitsFacts | None = None
     systemd: bool = False
     """Whether systemd is the init system (decides `systemctl` vs `service` in fixes)."""
 
@@ -93,6 +108,7 @@ def gather(ports: list[int], errors: dict[str, str]) -> HostFacts:
             "shm": _shm,
             "disks": lambda: [disk_usage(path) for path in _distinct(["/", os.getcwd(), tempfile.gettempdir()])],
             "ports": lambda: [_port(port) for port in ports],
+            "limits": _limits,
         },
         errors,
     )
@@ -104,6 +120,18 @@ def gather(ports: list[int], errors: dict[str, str]) -> HostFacts:
         systemd=os.path.isdir("/run/systemd/system"),
         **facts,
     )
+
+
+def _limits() -> LimitsFacts:
+    def value(limit: int) -> int | None:
+        return None if limit == resource.RLIM_INFINITY else limit
+
+    nofile, memlock = resource.getrlimit(resource.RLIMIT_NOFILE), resource.getrlimit(resource.RLIMIT_MEMLOCK)
+    try:
+        rdma = sorted(os.listdir("/sys/class/infiniband"))
+    except OSError:
+        rdma = []
+    return LimitsFacts(value(nofile[0]), value(nofile[1]), value(memlock[0]), value(memlock[1]), rdma)
 
 
 def _shm() -> DiskUsage:

@@ -1,9 +1,9 @@
-"""Host checks: disk, memory, CPU, /dev/shm, ports."""
+"""Host checks: disk, memory, CPU, /dev/shm, ports, resource limits."""
 
 from __future__ import annotations
 
 from mldoctor.facts import Facts
-from mldoctor.model import Finding, Status
+from mldoctor.model import Finding, Problem, Status
 from mldoctor.policy import Policy
 from mldoctor.rules.registry import check
 from mldoctor.text import GIB, gib
@@ -133,3 +133,55 @@ def host_port(facts: Facts, policy: Policy) -> Finding | None:
             fixes.append(f"sudo ss -ltnp 'sport = :{p.port}'   # shows who holds port {p.port}")
     summary = "; ".join(rows[ports.index(p)] for p in busy)
     return Finding(Status.FAIL, summary, tuple(rows), "\n".join(fixes))
+
+
+MIN_OPEN_FILES = 4096
+"""Below this, DataLoader workers sharing tensors through file descriptors run out ("Too many open files",
+"received 0 items of ancdata"): the common default of 1024 is the trap."""
+OPEN_FILES_TARGET = 65536
+
+
+def _limit(value: int | None) -> str:
+    return "unlimited" if value is None else str(value)
+
+
+def _bytes(value: int | None) -> str:
+    return "unlimited" if value is None else gib(value) if value >= GIB else f"{value >> 20} MiB"
+
+
+@check("host.ulimit", "Host resource limits", facts=("host.limits",))
+def host_ulimit(facts: Facts, policy: Policy) -> Finding:
+    """The open-files and locked-memory limits a training job started from this shell inherits."""
+    limits = facts.host.limits
+    memlock = _bytes(limits.memlock_soft)
+    summary = f"open files {_limit(limits.nofile_soft)} (hard {_limit(limits.nofile_hard)}), locked memory {memlock}"
+    details = (f"RDMA devices: {', '.join(limits.rdma_devices) or 'none'}",)
+    problems = []
+    if limits.nofile_soft is not None and limits.nofile_soft < MIN_OPEN_FILES:
+        hard = limits.nofile_hard
+        target = OPEN_FILES_TARGET if hard is None else min(hard, OPEN_FILES_TARGET)
+        fix = f"ulimit -n {target}   # in this shell, before training"
+        if target < MIN_OPEN_FILES:  # the hard limit is low too: only root raises it, for the next login
+            fix = (
+                f"echo '* soft nofile {OPEN_FILES_TARGET}' | sudo tee /etc/security/limits.d/90-nofile.conf && "
+                f"echo '* hard nofile {OPEN_FILES_TARGET}' | sudo tee -a /etc/security/limits.d/90-nofile.conf"
+                "   # then log out and back in"
+            )
+        problems.append(
+            Problem(
+                Status.WARN,
+                f"open files limited to {limits.nofile_soft}: DataLoader workers fail with 'Too many open files'",
+                fix,
+            )
+        )
+    if limits.rdma_devices and limits.memlock_soft is not None:
+        problems.append(
+            Problem(
+                Status.WARN,
+                f"locked memory limited to {memlock} on a host with RDMA ({', '.join(limits.rdma_devices)}): NCCL "
+                "over InfiniBand/RoCE cannot register its buffers",
+                "ulimit -l unlimited   # needs the hard limit unlimited too: "
+                "echo '* - memlock unlimited' | sudo tee /etc/security/limits.d/90-memlock.conf, then log in again",
+            )
+        )
+    return Finding.combine(problems, summary, details)

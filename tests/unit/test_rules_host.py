@@ -133,3 +133,74 @@ def test_host_disk_has_its_own_floors_when_the_policy_sets_them():
     r = one(f, "host.disk", strict_host)
     assert r.status is Status.FAIL and "limits: FAIL under 50 GiB or 5%, WARN under 60 GiB or 10%" in r.details
     assert one(f, "docker.disk", strict_host).status is Status.PASS  # Docker's data-root keeps its own floors
+
+
+class TestUlimit:
+    """host.ulimit: the open-files and locked-memory limits a training job inherits from this shell."""
+
+    @staticmethod
+    def limits(**changes):
+        from mldoctor.facts.host import LimitsFacts
+
+        base = {"nofile_soft": 1048576, "nofile_hard": 1048576, "memlock_soft": None, "memlock_hard": None}
+        return facts(host=host(limits=LimitsFacts(**(base | changes))))
+
+    def test_generous_limits_pass(self):
+        r = one(self.limits(), "host.ulimit")
+        assert r.status is Status.PASS and "open files 1048576" in r.summary and "locked memory unlimited" in r.summary
+
+    def test_the_1024_default_warns_with_a_ulimit_the_hard_limit_allows(self):
+        r = one(self.limits(nofile_soft=1024, nofile_hard=20000), "host.ulimit")
+        assert r.status is Status.WARN and "Too many open files" in r.summary
+        assert r.fix.startswith("ulimit -n 20000")
+
+    def test_a_low_hard_limit_needs_root_and_a_new_login(self):
+        r = one(self.limits(nofile_soft=1024, nofile_hard=1024), "host.ulimit")
+        assert r.status is Status.WARN and "/etc/security/limits.d/90-nofile.conf" in r.fix
+
+    def test_locked_memory_matters_only_where_there_is_rdma(self):
+        assert one(self.limits(memlock_soft=8 << 20), "host.ulimit").status is Status.PASS
+        r = one(self.limits(memlock_soft=8 << 20, rdma_devices=["mlx5_0"]), "host.ulimit")
+        assert r.status is Status.WARN and "8 MiB" in r.summary and "mlx5_0" in r.summary
+        assert r.fix.startswith("ulimit -l unlimited")
+
+    def test_an_older_report_without_limits_skips(self):
+        r = one(facts(), "host.ulimit")  # facts made before host.limits existed: the framework says so
+        assert r.status is Status.SKIP and r.summary == "no host.limits facts in this report"
+
+    def test_the_gathered_limits_are_this_process_s(self):
+        import resource
+
+        from mldoctor.facts import host as host_facts
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        gathered = host_facts._limits()
+        assert gathered.nofile_soft == (None if soft == resource.RLIM_INFINITY else soft)
+        assert gathered.nofile_hard == (None if hard == resource.RLIM_INFINITY else hard)
+
+
+def test_the_ulimit_fix_applied_verbatim_makes_the_check_pass(tmp_path):
+    """For real: a shell with the 1024 default, mldoctor's printed fix run as printed, then the check passes."""
+    import json
+    import resource
+    import shutil
+    import subprocess
+    import sys
+
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    if hard != resource.RLIM_INFINITY and hard < 4096:
+        import pytest
+
+        pytest.skip(f"this machine's hard open-files limit is {hard}: no fix can pass here")
+    check = f"{shutil.which('mldoctor') or sys.executable + ' -m mldoctor'} check --only host.ulimit --format json"
+    script = (
+        f"ulimit -Sn 1024\n{check} > {tmp_path}/before.json\n"
+        f'fix=$(python3 -c \'import json,sys; print(json.load(open(sys.argv[1]))["results"][0]["fix"])\' '
+        f"{tmp_path}/before.json)\n"
+        f'eval "$fix"\n{check} > {tmp_path}/after.json\n'
+    )
+    subprocess.run(["bash", "-c", script], check=True, timeout=120)
+    before = json.loads((tmp_path / "before.json").read_text())["results"][0]
+    after = json.loads((tmp_path / "after.json").read_text())["results"][0]
+    assert before["status"] == "WARN" and before["fix"].startswith("ulimit -n")
+    assert after["status"] == "PASS", after
