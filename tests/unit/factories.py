@@ -20,7 +20,7 @@ from mldoctor.facts.docker import (
     Reclaimable,
     SocketFacts,
 )
-from mldoctor.facts.host import CpuFacts, HostFacts, MemoryFacts, OsRelease, PortFacts, UserFacts
+from mldoctor.facts.host import CpuFacts, HostFacts, LimitsFacts, MemoryFacts, OsRelease, PortFacts, UserFacts
 
 GIB = 1 << 30
 
@@ -49,6 +49,7 @@ def host(**changes) -> HostFacts:
         shm=disk("/dev/shm", free_gib=128, total_gib=128, device=9),
         disks=[disk("/")],
         ports=[],
+        limits=LimitsFacts(nofile_soft=20000, nofile_hard=20000, memlock_soft=8 << 20, memlock_hard=8 << 20),
         systemd=True,
     )
     return replace(base, **changes)
