@@ -52,7 +52,6 @@ class Policy:
     """Ratio to the datasheet memory bandwidth (DCGM fails near 0.57)."""
     host_copy: Band = Band(0.70, 0.50)
     """Ratio to the theoretical bandwidth of the host link (PCIe generation x width)."""
-    cpu_gflops_per_thread: Band = Band(30.0, 10.0)
     suspect_ratio: float = 1.15
     """A measurement above this multiple of the datasheet peak is a timing bug, not a fast card."""
     outlier_ratio: float = 0.85

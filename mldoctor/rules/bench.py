@@ -90,9 +90,8 @@ def bench_rows(doc: ProbeDocument, policy: Policy) -> list[BenchRow]:
     cpu = doc.bench.cpu
     if cpu is not None:
         per_thread = cpu.gflops / max(1, cpu.threads)
-        band = policy.cpu_gflops_per_thread
-        status = GRADE[band.grade(per_thread)] if cpu.ok else Status.FAIL
-        note = f"{cpu.threads} threads, {per_thread:.0f} per thread; pass >= {band.passing:g}"
+        status = Status.PASS if cpu.ok else Status.FAIL  # information: a shared CPU's figure moves with its load
+        note = f"{cpu.threads} threads, {per_thread:.0f} per thread; not graded"
         note += "" if cpu.ok else "; wrong results"
         rows.append(BenchRow("cpu", "CPU", "fp32", "GFLOP/s", cpu.gflops, None, None, status, note))
     return rows
@@ -244,11 +243,9 @@ def bench_cpu(facts: Facts, policy: Policy) -> Finding | None:
     row = next(r for r in bench_rows(doc, policy) if r.gpu == "cpu")
     summary = f"fp32 {_figure(row.measured)} GFLOP/s ({row.note})"
     if row.status is Status.PASS:
-        return Finding.ok(summary)
-    floor = policy.cpu_gflops_per_thread
-    return Finding(
-        row.status,
-        f"{summary}: under {floor.passing:g} GFLOP/s per thread",
-        fix="check for CPU steal or a throttled CPU quota (top, docker run --cpus); a torch without a BLAS "
-        "(pip install torch from pytorch.org) computes at a fraction of this",
+        return Finding.ok(summary, details=("on a host without a GPU the CPU figure is information, not a verdict",))
+    return Finding.fail(
+        f"{summary}: the CPU matmul gave wrong results",
+        fix="reinstall torch from pytorch.org (a broken BLAS or a CPU it was not built for computes wrong results); "
+        "then: mldoctor gpu-bench",
     )

@@ -121,9 +121,11 @@ def test_outlier_does_not_apply_to_one_gpu():
     assert results(bench_facts([gpu()]), "bench.outlier") == []
 
 
-@pytest.mark.parametrize(("gflops", "status"), [(160.0, Status.PASS), (40.0, Status.WARN), (12.0, Status.FAIL)])
-def test_cpu_fallback_per_thread(gflops, status):
-    cpu = CpuBench(shape=[2048] * 3, gflops=gflops, threads=2, ok=True, max_rel_err=1e-7, tolerance=1e-4)
+@pytest.mark.parametrize(("gflops", "ok", "status"), [(160.0, True, Status.PASS), (12.0, True, Status.PASS),
+                                                     (160.0, False, Status.FAIL)])  # fmt: skip
+def test_cpu_figure_is_information_and_only_wrong_results_fail(gflops, ok, status):
+    """A shared 2-core machine measured 21-92 GFLOP/s per thread with a neighbour's load: not a verdict."""
+    cpu = CpuBench(shape=[2048] * 3, gflops=gflops, threads=2, ok=ok, max_rel_err=1e-7, tolerance=1e-4)
     run = ProbeRun(image="x", gpus="none", gpus_reason="no GPU")
     doc = document(devices=[], bench=BenchResults(duration_s=2, cpu=cpu))
     found = result(probe_facts(run=run, doc=doc), "bench.cpu")
