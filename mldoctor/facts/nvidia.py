@@ -224,25 +224,33 @@ class NvidiaFacts:
 
 
 def gather(timeout: float, sysroot: str = "/") -> NvidiaFacts:
+    """The PCI bus and the kernel first (cheap); NVML only where they show an NVIDIA GPU or driver, so a machine
+    without one never loads pynvml and libnvidia-ml (a third of a GPU-less check's time)."""
     root = Root(sysroot)
-    nvml_result: list[NvmlFacts] = []
-    nvml_thread = threading.Thread(target=lambda: nvml_result.append(_nvml(root)), name="gather-nvml", daemon=True)
-    nvml_thread.start()  # a daemon thread: a hung nvmlInit must not keep mldoctor from exiting
     with ThreadPoolExecutor(max_workers=2) as pool:
         toolkit_future = pool.submit(_toolkit, root, timeout)
         fabric_future = pool.submit(_fabric_manager, root, timeout)
         pci, pci_error = _pci(root)
         kernel = _kernel(root)
+        nvml = _nvml_with_deadline(root, timeout) if pci or pci_error or kernel.version_text else _not_asked()
         toolkit, fabric_manager = toolkit_future.result(), fabric_future.result()
-    # NVML gets two timeouts (the section's budget, less its slack): without persistence mode, the first NVML
-    # session initialises every GPU, which takes seconds on an 8-GPU node; the other facts finish within one.
-    nvml_thread.join(2 * timeout)
-    nvml = (
-        nvml_result[0] if nvml_result else NvmlFacts(error_kind="timeout", error=f"no answer within {2 * timeout:g} s")
-    )
     return NvidiaFacts(
         kernel=kernel, nvml=nvml, toolkit=toolkit, fabric_manager=fabric_manager, pci=pci, pci_error=pci_error
     )
+
+
+def _not_asked() -> NvmlFacts:
+    return NvmlFacts(error_kind="not_asked", error="no NVIDIA device on the PCI bus and no NVIDIA driver loaded")
+
+
+def _nvml_with_deadline(root: Root, timeout: float) -> NvmlFacts:
+    """NVML in a daemon thread (a hung nvmlInit must not keep mldoctor from exiting), given two timeouts: without
+    persistence mode, the first NVML session initialises every GPU, which takes seconds on an 8-GPU node."""
+    result: list[NvmlFacts] = []
+    thread = threading.Thread(target=lambda: result.append(_nvml(root)), name="gather-nvml", daemon=True)
+    thread.start()
+    thread.join(2 * timeout)
+    return result[0] if result else NvmlFacts(error_kind="timeout", error=f"no answer within {2 * timeout:g} s")
 
 
 class Root:

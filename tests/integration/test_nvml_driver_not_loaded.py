@@ -70,17 +70,49 @@ except pynvml.NVMLError as exc:
     assert out.strip() == "NVMLError_DriverNotLoaded: Driver Not Loaded"
 
 
-def test_required_gpu_fails_driver_with_the_cause_and_fix(nvml_library):
+def gpu_on_the_bus(root: Path) -> Path:
+    """A host tree whose PCI bus shows one H100 and whose kernel has no nvidia module: what NVML's real "Driver
+    Not Loaded" means on a GPU host. Only the bus is made up; the library and its error are real."""
+    device = root / "sys/bus/pci/devices/0000:18:00.0"
+    device.mkdir(parents=True)
+    for name, value in (("vendor", "0x10de"), ("device", "0x2330"), ("class", "0x030200")):
+        (device / name).write_text(value + "\n")
+    (root / "proc").mkdir()
+    (root / "proc/modules").write_text("ext4 1 0 - Live 0x0\n")
+    return root
+
+
+def test_a_gpu_without_a_driver_fails_driver_with_the_real_nvml_cause_and_fix(nvml_library, tmp_path):
+    from mldoctor.facts import GatherOptions, gather
+    from mldoctor.policy import Policy
+    from mldoctor.runner import evaluate, select
+
+    facts = gather({"nvidia", "host"}, GatherOptions(sysroot=str(gpu_on_the_bus(tmp_path))))
+    assert (facts.nvidia.nvml.error_kind, facts.nvidia.nvml.error) == ("driver_not_loaded", "Driver Not Loaded")
+    results = {r.id: r for r in evaluate(select(["nvidia"]), facts, Policy(require_gpus=1))}
+    driver = results["nvidia.driver"]
+    assert driver.status.value == "FAIL"
+    assert driver.summary.startswith("NVML: Driver Not Loaded: no nvidia kernel module is installed")
+    assert "libnvidia-ml 535." in driver.summary  # Debian bookworm's branch, read from the real library's name
+    assert "nvidia-driver" in driver.fix and "reboot" in driver.fix
+    assert results["nvidia.gpu"].status.value == "PASS"
+
+
+def test_no_gpu_on_the_bus_fails_the_gpu_check_alone_and_never_loads_nvml():
+    """On a GPU-less host `--require-gpus 1` has one broken link, nvidia.gpu; pynvml is not even imported."""
+    if nvidia_on_pci_bus():
+        pytest.skip("this host has NVIDIA hardware")
     code, results = mldoctor("--require-gpus", "1")
     assert code == 1
-    driver = results["nvidia.driver"]
-    assert driver["status"] == "FAIL"
-    assert driver["summary"].startswith("NVML: Driver Not Loaded: no nvidia kernel module is installed")
-    assert "libnvidia-ml 535." in driver["summary"]  # Debian bookworm's branch, read from the real library's name
-    assert "nvidia-driver" in driver["fix"] and "reboot" in driver["fix"]
-    if not nvidia_on_pci_bus():  # CI: the library without the hardware
-        assert results["nvidia.gpu"]["status"] == "FAIL"
-        assert results["nvidia.toolkit"]["summary"] == "skipped: nvidia.gpu failed"
+    assert results["nvidia.gpu"]["status"] == "FAIL"
+    assert results["nvidia.driver"]["summary"] == "skipped: nvidia.gpu failed"
+    assert results["nvidia.toolkit"]["summary"] == "skipped: nvidia.gpu failed"
+    probe = (
+        "import sys\nfrom mldoctor.cli import main\ntry:\n    main(['check', '--only', 'nvidia', '--format', 'json'])\n"
+        "except SystemExit:\n    pass\nprint('pynvml' in sys.modules, file=sys.stderr)"
+    )
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=False)
+    assert proc.stderr.strip().splitlines()[-1] == "False", proc.stderr
 
 
 def test_gpu_less_host_skips_the_nvidia_checks_and_exits_0():

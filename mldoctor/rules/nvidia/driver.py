@@ -1,9 +1,9 @@
 """NVIDIA hardware and driver checks, in the order the chain breaks: GPUs on the bus -> kernel driver and NVML ->
 device nodes.
 
-Only the first broken link FAILs: the later checks name it and SKIP. One exception is deliberate: when GPUs are
-required, nvidia.driver is judged even if the PCI bus shows no NVIDIA device, because "no GPU" and "a driver that
-is not there" are fixed differently and the user needs both answers.
+Only the first broken link FAILs: the later checks name it and SKIP. With no NVIDIA GPU on the PCI bus there is no
+driver to judge (installing one fixes nothing): nvidia.driver SKIPs, pointing at nvidia.gpu, which FAILs when GPUs
+are required. Only where the bus cannot be read is the driver judged without a GPU in sight.
 """
 
 from __future__ import annotations
@@ -159,8 +159,9 @@ def _init_failure(nv: NvidiaFacts, host: HostFacts | None) -> tuple[str, str]:
 @check("nvidia.driver", "NVIDIA driver and NVML", facts=("nvidia", "host"))
 def nvidia_driver(facts: Facts, policy: Policy) -> Finding:
     nv = facts.nvidia
-    if gpu_count(nv) == 0 and not policy.require_gpus:
-        return Finding.skip("skipped: no NVIDIA GPU on this host", blocked_by="nvidia.gpu")
+    if gpu_count(nv) == 0 and nv.pci_error is None:
+        why = "nvidia.gpu failed" if policy.require_gpus else "no NVIDIA GPU on this host"
+        return Finding.skip(f"skipped: {why}", blocked_by="nvidia.gpu")
     details = _driver_details(nv)
     if nv.nvml.ok:
         return _driver_ok(nv, details, policy, facts.host)
