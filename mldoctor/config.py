@@ -21,7 +21,6 @@ file, the key, what was given and what is allowed (exit 2).
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import os
 import sys
 from dataclasses import dataclass
@@ -115,6 +114,8 @@ def _checked(values: dict[str, Any], path: str) -> dict[str, Any]:
     for name, value in values.items():
         key = known.get(name)
         if key is None:
+            import difflib  # only for the error message
+
             close = difflib.get_close_matches(name, known, n=1)
             hint = f"; did you mean {close[0]!r}?" if close else f"; known keys: {', '.join(sorted(known))}"
             raise ConfigError(f"{path}: unknown key {name!r}{hint}")

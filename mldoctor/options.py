@@ -20,7 +20,7 @@ from mldoctor.settings import settings as settings_table
 
 if TYPE_CHECKING:
     from mldoctor.config import Effective
-    from mldoctor.facts.probe import ProbeOptions
+    from mldoctor.facts.options import ProbeOptions
     from mldoctor.policy import Policy
 
 
@@ -153,7 +153,7 @@ class Settings:
         return self.effective.values[key]
 
     def probe(self, no_container: bool = False) -> ProbeOptions:
-        from mldoctor.facts.probe import ProbeOptions
+        from mldoctor.facts.options import ProbeOptions
 
         probe = self.effective.probe()
         return ProbeOptions(

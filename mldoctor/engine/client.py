@@ -21,8 +21,9 @@ class Connected:
         self.client.close()
 
 
-def open_client(endpoint: Endpoint, timeout: float) -> Connected:
-    """Connect: one unversioned `/version` call, then a client of the daemon's API version.
+def open_client(endpoint: Endpoint, timeout: float, api_version: str | None = None) -> Connected:
+    """Connect: one unversioned `/version` call, then a client of the daemon's API version (or straight away with
+    `api_version`, when this run asked the daemon already: its `version` is then empty).
 
     Every failure to reach the daemon surfaces here as the raw requests/OS exception, for `classify_error`.
     """
@@ -37,6 +38,8 @@ def open_client(endpoint: Endpoint, timeout: float) -> Connected:
         kwargs = {"base_url": context.Host, "tls": context.TLSConfig or False}
     else:
         kwargs = {"base_url": endpoint.url}
+    if api_version:
+        return Connected(APIClient(version=api_version, timeout=timeout, **kwargs), {})
     probe = APIClient(version=MIN_API, timeout=timeout, **kwargs)
     try:
         version = probe.version(api_version=False)

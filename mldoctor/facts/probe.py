@@ -353,6 +353,7 @@ def gather(options: ProbeOptions, docker: DockerFacts | None, nvidia: NvidiaFact
             memory_limit=run.memory_limit,
             deadline_s=run.deadline_s,
             timeout=timeout,
+            api_version=docker.daemon.api_version if docker is not None and docker.daemon is not None else None,
         )
         result = launch.run_in_container(request)
     else:

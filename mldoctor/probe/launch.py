@@ -58,6 +58,8 @@ class LaunchRequest:
     """The whole run, start to exit; then the container is killed."""
     timeout: float = 5.0
     """Each call to the daemon."""
+    api_version: str | None = None
+    """The daemon's API version when already known (the daemon is then not asked for it again)."""
 
 
 @dataclass
@@ -186,7 +188,7 @@ def run_in_container(request: LaunchRequest) -> LaunchResult:
     name = f"mldoctor-probe-{uuid.uuid4().hex[:12]}"
     connected: Connected | None = None
     try:
-        connected = open_client(endpoint, request.timeout)
+        connected = open_client(endpoint, request.timeout, request.api_version)
         client = connected.client
         result.stage = "image"
         try:
