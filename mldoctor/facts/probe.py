@@ -366,6 +366,11 @@ def facts_of(run: ProbeRun, result: LaunchResult) -> ProbeFacts:
     """The launcher's result as probe facts: where it stopped, and the document when the probe printed one."""
     run.error, run.exit_code, run.timed_out = result.error, result.exit_code, result.timed_out
     run.stderr_tail, run.image_env, run.elapsed_s = result.stderr_tail, result.image_env, result.elapsed_s
+    if result.removed_leftovers:
+        run.notes.append(
+            f"removed {len(result.removed_leftovers)} probe container(s) left by an mldoctor run that was killed: "
+            + ", ".join(result.removed_leftovers)
+        )
     run.stage = result.stage
     facts = ProbeFacts(run=run)
     if result.stage != "exited" or result.timed_out:

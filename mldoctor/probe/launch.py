@@ -14,6 +14,7 @@ import contextlib
 import hashlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 import tarfile
@@ -76,6 +77,8 @@ class LaunchResult:
     stderr_tail: str = ""
     image_env: dict[str, str] = field(default_factory=dict)
     """NVIDIA_* variables from the image's config, readable even when the container cannot start."""
+    removed_leftovers: list[str] = field(default_factory=list)
+    """Probe containers of earlier runs that were killed (SIGKILL, a crash, a reboot), found and removed."""
     elapsed_s: float = 0.0
 
 
@@ -167,6 +170,42 @@ def _remove(client: Any, name: str) -> bool:
     return True
 
 
+def _owner_labels() -> dict[str, str]:
+    """Who started a probe container: this process, on this host, in this boot (a pid is reused after a reboot)."""
+    return {
+        f"{LABEL}.pid": str(os.getpid()),
+        f"{LABEL}.host": socket.gethostname(),
+        f"{LABEL}.boot": _boot_id(),
+    }
+
+
+def _boot_id() -> str:
+    try:
+        with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as handle:
+            return handle.read().strip()
+    except OSError:
+        return ""
+
+
+def _owner_gone(labels: dict[str, str]) -> bool:
+    """The run that created a container is gone: it was started on this host, and in an earlier boot or by a
+    process that no longer exists. Containers of other hosts (a shared remote daemon) are never touched."""
+    if labels.get(f"{LABEL}.host") != socket.gethostname() or not labels.get(f"{LABEL}.pid", "").isdigit():
+        return False
+    if labels.get(f"{LABEL}.boot") != _boot_id():
+        return True
+    return not os.path.exists(f"/proc/{labels[f'{LABEL}.pid']}")
+
+
+def remove_leftovers(client: Any) -> list[str]:
+    """Remove probe containers whose mldoctor was killed before it could: the next run cleans up after it."""
+    removed = []
+    for container in client.containers(all=True, filters={"label": LABEL}):
+        if _owner_gone(container.get("Labels") or {}) and _remove(client, container["Id"]):
+            removed.append((container.get("Names") or [container["Id"][:12]])[0].lstrip("/"))
+    return removed
+
+
 def _read_capped(chunks: Iterator[bytes], limit: int) -> tuple[bytes, bool]:
     """At most `limit` bytes of a stream, and whether there was more: read as it streams, so an image that
     prints gigabytes costs `limit` of memory, not gigabytes."""
@@ -190,6 +229,7 @@ def run_in_container(request: LaunchRequest) -> LaunchResult:
     try:
         connected = open_client(endpoint, request.timeout, request.api_version)
         client = connected.client
+        result.removed_leftovers = remove_leftovers(client)
         result.stage = "image"
         try:
             config = client.inspect_image(request.image).get("Config") or {}
@@ -214,7 +254,7 @@ def run_in_container(request: LaunchRequest) -> LaunchResult:
             entrypoint=["python3"],
             command=["-c", probe_source(), *request.args],
             name=name,
-            labels={LABEL: "1", f"{LABEL}.pid": str(os.getpid())},
+            labels={LABEL: "1", **_owner_labels()},
             environment={"PYTHONDONTWRITEBYTECODE": "1", "PYTHONUNBUFFERED": "1"},
             host_config=host_config,
         )

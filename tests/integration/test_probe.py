@@ -285,3 +285,56 @@ def test_the_gpu_benchmark_code_runs_on_real_torch():
         assert result["iters"] >= 10 and result["min_ms"] <= result["median_ms"]
     for name in ("d2d", "h2d", "d2h"):
         assert bench[name]["ok"] and bench[name]["gbps"] > 0 and bench[name]["iters"] >= 10, name
+
+
+def _start_hanging_run() -> tuple[subprocess.Popen, str]:
+    """An mldoctor run whose probe never finishes, and the name of its container once it exists."""
+    before = set(probe_containers())
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mldoctor", "gpu-bench", "--image", HANG_IMAGE, "--timeout", "60"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 30
+    while not (mine := set(probe_containers()) - before):
+        assert time.monotonic() < deadline and proc.poll() is None, "the probe container never appeared"
+        time.sleep(0.1)
+    return proc, mine.pop()
+
+
+def test_the_probe_container_has_pids_and_memory_limits():
+    proc, name = _start_hanging_run()
+    try:
+        host_config = _docker().api.inspect_container(name)["HostConfig"]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+    assert host_config["PidsLimit"] == 256
+    assert 0 < host_config["Memory"] <= 16 << 30
+    assert host_config["NetworkMode"] == "none" and host_config["CapDrop"] == ["ALL"]
+    assert "no-new-privileges" in host_config["SecurityOpt"]
+
+
+def test_a_run_killed_with_sigkill_is_cleaned_up_by_the_next_run():
+    """SIGKILL leaves no chance to clean up: the container stays; the next run finds it, removes it, says so."""
+    proc, name = _start_hanging_run()
+    proc.kill()
+    proc.wait(timeout=30)
+    assert name in probe_containers(), "a SIGKILLed run cannot remove its own container"
+    code, report = mldoctor("gpu-bench", "--image", TORCH_IMAGE, "--duration", "0")
+    assert code == 0 and name not in probe_containers()
+    notes = report["facts"]["probe"]["run"]["notes"]
+    assert any(name in note and "killed" in note for note in notes), notes
+    assert any(name in line for line in result(report, "probe.container")["details"])
+
+
+def test_an_image_declaring_a_volume_leaves_no_volume(tmp_path):
+    client = _docker()
+    (tmp_path / "Dockerfile").write_text(f"FROM {BASE_IMAGE}\nVOLUME /data\n")
+    image, _ = client.images.build(path=str(tmp_path), tag="mldoctor-test-volume:latest", rm=True)
+    try:
+        before = {v.id for v in client.volumes.list()}
+        mldoctor("gpu-bench", "--image", "mldoctor-test-volume:latest", "--duration", "0")
+        assert {v.id for v in client.volumes.list()} - before == set()
+    finally:
+        client.images.remove(image.id, force=True)
