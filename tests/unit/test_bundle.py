@@ -541,3 +541,47 @@ def test_a_command_that_floods_is_capped_and_one_that_hangs_is_killed_with_its_c
     assert hung.error and "no answer within 0.5 s" in hung.error and time.monotonic() - started < 5
     time.sleep(3.5)
     assert not marker.exists()  # the grandchild holding the pipe went with it
+
+
+IMAGE_SECRETS = {
+    "ngc": "nvapi-" + "Ab3dEf6hIj9lMn2pQr5tUv8xYz0_Ab3dEf6hIj9lMn2pQr5tUv8xYz0Ab3d",
+    "anthropic": "sk-ant-api03-" + "Zy9xWv8uTs7rQp6oNm5lKj4iHg3fEd2cBa1",
+    "wandb": "9f8e7d6c5b4a" + "39281706f5e4d3c2b1a0" + "1a2b3c4d",
+    "stripe": "sk_live_" + "4eC39HqLyjWDarjtT1zdp7dc",
+    "gcp_key_id": "1b2c3d4e5f60718293a4" + "b5c6d7e8f90a1b2c3d4e",
+}
+
+
+def test_secrets_an_image_prints_or_declares_reach_no_member(tmp_path, monkeypatch):
+    """An image's environment, the probe's stdout and stderr and mldoctor's own allowlisted environment, collected
+    by the real sources: NGC, Anthropic, W&B, Stripe and service-account keys reach no file of the bundle."""
+    gathered = gpu_facts()
+    probe = gathered.probe
+    run = replace(
+        probe.run,
+        image_env={"NVIDIA_BUILD_ID": "1234", "NVIDIA_PRODUCT_NAME": f"PyTorch {IMAGE_SECRETS['ngc']}"},
+        stderr_tail=f"ngc: using {IMAGE_SECRETS['ngc']}\nanthropic client {IMAGE_SECRETS['anthropic']}\n"
+        f"$ wandb login {IMAGE_SECRETS['wandb']}\n",
+        stdout_head=f'banner {{"private_key_id": "{IMAGE_SECRETS["gcp_key_id"]}"}} stripe {IMAGE_SECRETS["stripe"]}',
+    )
+    document = replace(
+        probe.document,
+        env={**probe.document.env, "LD_LIBRARY_PATH": f"/opt/{IMAGE_SECRETS['stripe']}/lib"},
+        errors=[f"torch: wandb login {IMAGE_SECRETS['wandb']} failed"],
+    )
+    gathered = replace(gathered, probe=replace(probe, run=run, document=document))
+    monkeypatch.setenv("NVIDIA_NGC_CLI_ORG", f"org {IMAGE_SECRETS['ngc']}")
+    sources = tuple(s for s in collect.SOURCES if s.name in ("raw/probe-stdout.json", "raw/probe-stderr.txt"))
+    sources += tuple(s for s in collect.SOURCES if s.name == "raw/environment.txt")
+    collected = collect.collect(gathered, 5.0, sources)
+    assert [c.note for c in collected] == ["collected"] * 3
+    report = build_report(select(), gathered, Policy())
+    path = tmp_path / "bundle.zip"
+    write_bundle(str(path), report, collected, for_facts(report.facts, {}))
+    files = unpack(path)
+    assert {"raw/probe-stdout.json", "raw/probe-stderr.txt", "raw/environment.txt"} <= set(files)
+    for name, data in files.items():
+        for kind, secret in IMAGE_SECRETS.items():
+            assert secret.encode() not in data, f"{kind} in {name}"
+    assert b"[REDACTED:ngc-api-key]" in files["raw/probe-stderr.txt"]
+    assert b"[REDACTED:ngc-api-key]" in files["raw/environment.txt"]
