@@ -116,3 +116,19 @@ def test_default_name_in_a_directory(home, tmp_path):
     (bundle,) = [p for p in os.listdir(tmp_path) if p.endswith(".zip")]
     assert bundle.startswith("mldoctor-report-") and bundle.endswith("Z.zip")
     assert not [p for p in os.listdir(tmp_path) if p.endswith(".tmp")]
+
+
+def test_a_variable_that_is_not_utf8_does_not_cost_the_bundle(home, tmp_path):
+    """`LD_LIBRARY_PATH=$'\\xff'` crashed `report` with UnicodeEncodeError before any bundle was written."""
+    target = tmp_path / "env.zip"
+    env = {**os.environb, b"HOME": os.fsencode(home), b"LD_LIBRARY_PATH": b"/opt/\xff/lib"}
+    env.pop(b"DOCKER_CONFIG", None)
+    proc = subprocess.run(
+        [sys.executable, "-m", "mldoctor", "report", "--no-probe", "-o", str(target)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
+    assert proc.returncode in (0, 1), proc.stderr
+    assert "LD_LIBRARY_PATH=/opt/\ufffd/lib\n" in unpack(target)["raw/environment.txt"]

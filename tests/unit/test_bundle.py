@@ -527,17 +527,17 @@ def test_the_archive_and_its_members_are_private(bundle):
 def test_a_fifo_where_a_file_should_be_does_not_hang_collection(tmp_path):
     fifo = tmp_path / "nvidia.yaml"
     os.mkfifo(fifo)
-    assert collect.read_text(str(fifo)) is None
+    assert collect.read_tail(str(fifo)) is None
     with pytest.raises(Unavailable, match="not readable"):
         collect.file(str(fifo))(facts(), 1.0)
 
 
 def test_a_command_that_floods_is_capped_and_one_that_hangs_is_killed_with_its_children(tmp_path):
-    flood = collect.run_capped(["sh", "-c", "yes line | head -c 5000000; echo; echo last"], 10.0, limit=1000)
+    flood = collect.run_keeping_tail(["sh", "-c", "yes line | head -c 5000000; echo; echo last"], 10.0, limit=1000)
     assert flood.ok and len(flood.stdout) <= 1000 and flood.stdout.endswith("last")
     marker = tmp_path / "child-alive"
     started = time.monotonic()
-    hung = collect.run_capped(["sh", "-c", f"(sleep 3; touch {marker}) & sleep 30"], 0.5)
+    hung = collect.run_keeping_tail(["sh", "-c", f"(sleep 3; touch {marker}) & sleep 30"], 0.5)
     assert hung.error and "no answer within 0.5 s" in hung.error and time.monotonic() - started < 5
     time.sleep(3.5)
     assert not marker.exists()  # the grandchild holding the pipe went with it
@@ -585,3 +585,28 @@ def test_secrets_an_image_prints_or_declares_reach_no_member(tmp_path, monkeypat
             assert secret.encode() not in data, f"{kind} in {name}"
     assert b"[REDACTED:ngc-api-key]" in files["raw/probe-stderr.txt"]
     assert b"[REDACTED:ngc-api-key]" in files["raw/environment.txt"]
+
+
+def test_a_variable_that_is_not_utf8_costs_one_character_not_the_bundle(tmp_path, monkeypatch, capsys):
+    """`LD_LIBRARY_PATH=$'\\xff'` made `report` crash with UnicodeEncodeError and write nothing; a long value
+    stays whole."""
+    long_value = "/opt/\udcff/lib:" + ":".join(f"/opt/pkg{i}/lib" for i in range(20_000))
+    monkeypatch.setenv("LD_LIBRARY_PATH", long_value)
+    monkeypatch.setenv("CUDA_\udcfeHOME", "/usr/local/cuda")
+    monkeypatch.setattr(collect, "SOURCES", tuple(s for s in collect.SOURCES if s.name == "raw/environment.txt"))
+    target = tmp_path / "r.zip"
+    with pytest.raises(SystemExit) as exit_info:
+        main(["report", "--no-probe", "-o", str(target)])
+    err = capsys.readouterr().err
+    files = unpack(target)
+    statuses = {r["status"] for r in json.loads(files["report.json"])["results"]}
+    assert exit_info.value.code == (1 if "FAIL" in statuses else 0), err
+    environment = files["raw/environment.txt"].decode("utf-8")
+    assert "LD_LIBRARY_PATH=" + long_value.replace("\udcff", "\ufffd") + "\n" in environment
+    assert "CUDA_\ufffdHOME=/usr/local/cuda\n" in environment
+
+
+def test_a_lone_surrogate_from_any_collector_is_written_as_a_replacement_character(tmp_path):
+    path = tmp_path / "b.zip"
+    write_bundle(str(path), gpu_report(), [Collected("raw/odd.txt", "a\ud800b\udcffc\n", "collected")], Redactor())
+    assert unpack(path)["raw/odd.txt"].decode("utf-8") == "a\ufffdb\ufffdc\n"
