@@ -29,11 +29,13 @@ REPORT = "report.json"
 SURROGATE = re.compile("[\ud800-\udfff]")
 
 
-def default_name(host: str, created: str) -> str:
-    """mldoctor-report-<host>-<UTC time>.zip, safe as a file name (created is the report's ISO time, in UTC)."""
+def default_name(host: str, created: str, unique: str = "") -> str:
+    """mldoctor-report-<host>-<UTC time>[-<unique>].zip, safe as a file name (created is the report's ISO time, in
+    UTC; `unique` tells apart runs started in the same second)."""
     safe_host = re.sub(r"[^A-Za-z0-9._-]+", "_", host).strip("._") or "host"
     stamp = re.sub(r"[^0-9TZ]", "", created)
-    return f"mldoctor-report-{safe_host}-{stamp}.zip"
+    suffix = "-" + re.sub(r"[^A-Za-z0-9]+", "", unique) if unique else ""
+    return f"mldoctor-report-{safe_host}-{stamp}{suffix}.zip"
 
 
 def write(
@@ -84,6 +86,8 @@ def _zip_time(created: str) -> tuple[int, ...]:
 
 def _write_zip(path: str, contents: Mapping[str, bytes], created: str) -> None:
     directory = os.path.dirname(os.path.abspath(path))
+    if os.path.exists(path) and not os.path.isfile(path):  # `report` refuses it earlier; this holds for any caller
+        raise FileExistsError(f"{path} exists and is not a regular file: a bundle never replaces it")
     tmp = None
     with _sigterm_interrupts():
         try:

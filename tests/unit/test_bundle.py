@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import signal
 import stat
 import time
@@ -19,6 +20,7 @@ from pathlib import Path
 
 import pytest
 from factories import daemon, docker, facts, host
+from helpers import call
 from test_nvidia_rules import nvidia_facts
 
 from mldoctor.bundle import archive, collect
@@ -610,3 +612,62 @@ def test_a_lone_surrogate_from_any_collector_is_written_as_a_replacement_charact
     path = tmp_path / "b.zip"
     write_bundle(str(path), gpu_report(), [Collected("raw/odd.txt", "a\ud800b\udcffc\n", "collected")], Redactor())
     assert unpack(path)["raw/odd.txt"].decode("utf-8") == "a\ufffdb\ufffdc\n"
+
+
+def no_checks(monkeypatch) -> list[str]:
+    """Make running the checks record that it happened (and fail): output paths are judged before any check."""
+    from mldoctor import runner
+
+    ran: list[str] = []
+
+    def run(*args, **kwargs):
+        ran.append("run")
+        raise AssertionError("the checks ran before -o was judged")
+
+    monkeypatch.setattr(runner, "run", run)
+    return ran
+
+
+@pytest.mark.parametrize("suffix", ["newdir/", "a/b/"])
+def test_an_output_directory_that_does_not_exist_is_refused_before_any_check(tmp_path, monkeypatch, capsys, suffix):
+    ran = no_checks(monkeypatch)
+    target = f"{tmp_path}/{suffix}"
+    code, _, err = call(capsys, "report", "--no-probe", "-o", target)
+    assert code == 2 and f"directory {target} does not exist" in err and len(err.strip().splitlines()) == 1, err
+    assert ran == [] and os.listdir(tmp_path) == []
+
+
+def test_an_output_that_is_not_a_regular_file_is_refused_before_any_check(tmp_path, monkeypatch, capsys):
+    ran = no_checks(monkeypatch)
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    code, _, err = call(capsys, "report", "--no-probe", "-o", str(fifo))
+    assert code == 2 and "is not a regular file" in err and len(err.strip().splitlines()) == 1, err
+    assert ran == [] and stat.S_ISFIFO(fifo.stat().st_mode)
+
+
+def test_the_archive_writer_never_replaces_what_is_not_a_regular_file(tmp_path):
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    with pytest.raises(FileExistsError, match="not a regular file"):
+        write_bundle(str(fifo), gpu_report(), raw_files(), Redactor())
+    assert stat.S_ISFIFO(fifo.stat().st_mode) and os.listdir(tmp_path) == ["pipe"]
+
+
+def test_runs_started_in_the_same_second_get_their_own_names(tmp_path):
+    from mldoctor.bundle.command import _target
+
+    report = gpu_report()
+    redactor = for_facts(report.facts, {}, hosts=True)
+    names = {os.path.basename(_target(str(tmp_path), report, redactor)) for _ in range(50)}
+    stamp = archive.default_name("host1", report.created).removesuffix(".zip")
+    assert len(names) == 50 and all(re.fullmatch(re.escape(stamp) + r"-[0-9a-f]{8}\.zip", n) for n in names), names
+
+
+def test_a_bundle_is_private_whatever_the_umask(tmp_path):
+    previous = os.umask(0)
+    try:
+        write_bundle(str(tmp_path / "b.zip"), gpu_report(), raw_files(), Redactor())
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE((tmp_path / "b.zip").stat().st_mode) == 0o600
