@@ -34,6 +34,11 @@ MAX_FILE_BYTES = 64 << 20
 MAX_MEMBER_BYTES = 32 << 20
 """report.json decompressed (a real 8-GPU report is a few hundred KiB), and any member hashed for the manifest."""
 MAX_MANIFEST_BYTES = 1 << 20
+MAX_CENTRAL_DIRECTORY_BYTES = 1 << 20
+"""zipfile reads the whole central directory (one object per member) before anything else: a bundle has about
+twenty members, a megabyte of directory is about twenty thousand."""
+MAX_HASHED_BYTES = 256 << 20
+"""All members hashed to check the manifest, decompressed (a bundle is capped at 2 MiB of text per raw file)."""
 MAX_DEPTH = 64
 """A report nests about ten levels deep; JSON nested deeper is refused before anything recurses into it (the
 parser, the schema, the rules, the renderers)."""
@@ -87,7 +92,7 @@ def _open_regular(path: str) -> Iterator[IO[bytes]]:
         if not stat.S_ISREG(info.st_mode):
             raise _bad(f"{path} is not a regular file; give a saved report or bundle")
         if info.st_size > MAX_FILE_BYTES:
-            raise _bad(f"{path} is {info.st_size >> 20} MiB; a report or bundle is at most {MAX_FILE_BYTES >> 20} MiB")
+            raise _bad(f"{path} is {_size(info.st_size)}; a report or bundle is at most {_size(MAX_FILE_BYTES)}")
         handle = os.fdopen(fd, "rb")
     except BaseException:
         os.close(fd)
@@ -120,7 +125,7 @@ def _member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, path: str, cap: int
     except ZIP_ERRORS as exc:
         raise _bad(f"{path} is not a readable mldoctor bundle: {info.filename}: {_one_line(exc)}") from None
     if data is None:
-        raise _bad(f"{path}: {info.filename} expands to more than {cap >> 20} MiB; no mldoctor report is that large")
+        raise _bad(f"{path}: {info.filename} expands to more than {_size(cap)}; no mldoctor report is that large")
     return data
 
 
@@ -150,22 +155,31 @@ def _depth(data: Any) -> int:
     return deepest
 
 
+def _size(n: int) -> str:
+    return f"{n >> 20} MiB" if n >= 1 << 20 else f"{n >> 10} KiB"
+
+
 def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__
 
 
 def _altered(archive: zipfile.ZipFile, manifest: Any, path: str) -> list[str]:
     """The members whose bytes differ from what manifest.json recorded (size, then sha256), or that are missing
-    from one side. Each is read under the size the manifest declares, so hashing costs no more than the bundle."""
+    from one side. Each is read under the size the manifest declares, and all of them under MAX_HASHED_BYTES, so
+    hashing costs no more than a bundle mldoctor could have written."""
     listed = manifest.get("files") if isinstance(manifest, dict) else None
     if not isinstance(listed, list) or not all(
         isinstance(f, dict) and isinstance(f.get("name"), str) and isinstance(f.get("size"), int) for f in listed
     ):
         return [MANIFEST]
     present = {info.filename: info for info in archive.infolist()}
-    altered = []
+    altered, hashed = [], 0
     for entry in listed:
         info = present.get(entry["name"])
+        if info is not None and info.file_size == entry["size"]:
+            hashed += entry["size"]
+            if hashed > MAX_HASHED_BYTES:
+                raise _bad(f"{path} holds more than {_size(MAX_HASHED_BYTES)} of members; no mldoctor bundle does")
         if info is None or not _matches(archive, info, entry, path):
             altered.append(entry["name"])
     recorded = {entry["name"] for entry in listed} | {MANIFEST}
@@ -213,6 +227,16 @@ def _read_bundle(archive: zipfile.ZipFile, path: str) -> tuple[Any, list[str]]:
     return data, _altered(archive, manifest, path)
 
 
+def _check_central_directory(handle: IO[bytes], path: str) -> None:
+    """Refuse a zip whose central directory is larger than MAX_CENTRAL_DIRECTORY_BYTES before zipfile parses it,
+    reading its size the way zipfile does (zip64 records included)."""
+    end_record = getattr(zipfile, "_EndRecData", None)  # zipfile's own reader, so both agree on which record
+    record = end_record(handle) if end_record is not None else None
+    handle.seek(0)
+    if record is not None and record[5] > MAX_CENTRAL_DIRECTORY_BYTES:  # _ECD_SIZE
+        raise _bad(f"{path} has a zip directory of {record[5]:,} bytes; an mldoctor bundle has a few dozen members")
+
+
 def _read(path: str) -> tuple[Any, list[str]]:
     """The report's JSON data from a bundle or a JSON file, and the altered members of a bundle."""
     with _open_regular(path) as handle:
@@ -220,13 +244,14 @@ def _read(path: str) -> tuple[Any, list[str]]:
             is_zip = zipfile.is_zipfile(handle)
             handle.seek(0)
             if is_zip:
+                _check_central_directory(handle, path)
                 with zipfile.ZipFile(handle) as archive:
                     return _read_bundle(archive, path)
             raw = _read_capped(handle, MAX_FILE_BYTES)
         except ZIP_ERRORS as exc:
             raise _bad(f"{path} is not a readable mldoctor bundle: {_one_line(exc)}") from None
     if raw is None:  # the file grew while it was read
-        raise _bad(f"{path} is larger than {MAX_FILE_BYTES >> 20} MiB; no report is")
+        raise _bad(f"{path} is larger than {_size(MAX_FILE_BYTES)}; no report is")
     return _parse(raw, path), []
 
 

@@ -19,6 +19,7 @@ import pytest
 from helpers import call
 from test_bundle import gpu_report, raw_files
 
+from mldoctor import reload
 from mldoctor.bundle.command import write_bundle
 from mldoctor.bundle.redact import Redactor
 from mldoctor.reload import MAX_DEPTH, MAX_MEMBER_BYTES, UnreadableReport, load
@@ -249,3 +250,20 @@ def test_a_bomb_in_a_raw_member_costs_no_more_than_the_manifest_declares(tmp_pat
     finally:
         tracemalloc.stop()
     assert loaded.altered == ["raw/uname.txt"] and peak < 64 * MIB
+
+
+def test_a_zip_with_a_huge_directory_is_refused_before_it_is_parsed(capsys, tmp_path, bundle):
+    """zipfile builds one object per member of the central directory before anything can be checked."""
+    crafted = copy_with(bundle, tmp_path / "many.zip", add=[(f"{i:04d}" + "x" * 60_000, b"") for i in range(20)])
+    refused(capsys, crafted, "zip directory of")
+
+
+def test_hashing_for_the_manifest_has_a_budget(capsys, tmp_path, bundle, monkeypatch):
+    """Members that match their manifest sizes are hashed; past the budget the bundle is refused, not read on."""
+    monkeypatch.setattr(reload, "MAX_HASHED_BYTES", 4096)
+    refused(capsys, bundle, "more than 4 KiB of members")
+
+
+def test_a_file_larger_than_any_report_is_refused_unread(capsys, bundle, monkeypatch):
+    monkeypatch.setattr(reload, "MAX_FILE_BYTES", 1024)
+    refused(capsys, bundle, "a report or bundle is at most 1 KiB")
