@@ -569,10 +569,8 @@ def test_no_word_the_rules_compare_with_is_ever_pseudonymised():
     """A host or user named like a value a rule compares (`snap`, `rootless`, `nouveau`, `warn`) would rewrite
     that fact in the bundle, and `check --facts` would judge a different machine. VOCABULARY must hold them all."""
     words = sorted(compared_words())
-    redactor = Redactor(hosts=True, hostnames=words, users=words)
-    text = " ".join(words)
-    assert redactor.scrub(text) == text
-    assert redactor.pseudonyms.counts() == {}
+    replaced = [word for word in words if Redactor(hosts=True, hostnames=[word], users=[word]).scrub(word) != word]
+    assert replaced == [], "add these to mldoctor/bundle/vocabulary.py"
 
 
 def test_the_reserved_words_are_declared_not_read_from_source(monkeypatch):
