@@ -26,13 +26,16 @@ BUNDLE_FORMAT = 1
 """The layout of the archive (report.json at the root, raw/, manifest.json); `check --facts` refuses newer ones."""
 MANIFEST = "manifest.json"
 REPORT = "report.json"
+SURROGATE = re.compile("[\ud800-\udfff]")
 
 
-def default_name(host: str, created: str) -> str:
-    """mldoctor-report-<host>-<UTC time>.zip, safe as a file name (created is the report's ISO time, in UTC)."""
+def default_name(host: str, created: str, unique: str = "") -> str:
+    """mldoctor-report-<host>-<UTC time>[-<unique>].zip, safe as a file name (created is the report's ISO time, in
+    UTC; `unique` tells apart runs started in the same second)."""
     safe_host = re.sub(r"[^A-Za-z0-9._-]+", "_", host).strip("._") or "host"
     stamp = re.sub(r"[^0-9TZ]", "", created)
-    return f"mldoctor-report-{safe_host}-{stamp}.zip"
+    suffix = "-" + re.sub(r"[^A-Za-z0-9]+", "", unique) if unique else ""
+    return f"mldoctor-report-{safe_host}-{stamp}{suffix}.zip"
 
 
 def write(
@@ -48,7 +51,7 @@ def write(
     (mldoctor version, creation time, host). Both are scrubbed as data before the redaction summary is taken, so
     the manifest's counts include what they held.
     """
-    contents = {name: redactor.scrub_file(name, text).encode("utf-8") for name, text in files.items()}
+    contents = {name: _utf8(redactor.scrub_file(name, text)) for name, text in files.items()}
     manifest = {
         "bundle_format": BUNDLE_FORMAT,
         **redactor.scrub_data(dict(info)),
@@ -59,9 +62,18 @@ def write(
         "raw": redactor.scrub_data(dict(notes)),
         "redaction": redactor.summary(),
     }
-    contents[MANIFEST] = redactor.scrub_file(MANIFEST, json.dumps(manifest, indent=2) + "\n").encode("utf-8")
+    contents[MANIFEST] = _utf8(redactor.scrub_file(MANIFEST, json.dumps(manifest, indent=2) + "\n"))
     _write_zip(path, contents, str(info.get("created", "")))
     return manifest
+
+
+def _utf8(text: str) -> bytes:
+    """UTF-8 bytes of any str: a lone surrogate (a byte that was not UTF-8 in a file name, a variable or a
+    command's output, carried through by a collector) becomes U+FFFD instead of failing the whole bundle."""
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        return SURROGATE.sub("\ufffd", text).encode("utf-8")
 
 
 def _zip_time(created: str) -> tuple[int, ...]:
@@ -74,6 +86,8 @@ def _zip_time(created: str) -> tuple[int, ...]:
 
 def _write_zip(path: str, contents: Mapping[str, bytes], created: str) -> None:
     directory = os.path.dirname(os.path.abspath(path))
+    if os.path.exists(path) and not os.path.isfile(path):  # `report` refuses it earlier; this holds for any caller
+        raise FileExistsError(f"{path} exists and is not a regular file: a bundle never replaces it")
     tmp = None
     with _sigterm_interrupts():
         try:

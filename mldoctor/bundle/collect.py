@@ -75,16 +75,17 @@ def command(*argv: str, keep: re.Pattern[str] | None = None, slow: bool = False)
 def _output(argv: list[str], timeout: float) -> CommandOutput:
     if shutil.which(argv[0]) is None:
         raise Unavailable(f"{argv[0]} is not installed")
-    output = run_capped(argv, timeout)
+    output = run_keeping_tail(argv, timeout)
     if output.error:
         raise Unavailable(output.error)
     return output
 
 
-def run_capped(argv: list[str], timeout: float, limit: int = MAX_CHARS) -> CommandOutput:
-    """Like facts.common.run_command (a hard deadline, never raises), with two more guarantees a bundle needs:
-    at most `limit` bytes of each stream are kept (the tail: a huge dmesg costs no memory), and the deadline holds
-    even when a child of the command keeps the pipes open (the command's whole process group is killed)."""
+def run_keeping_tail(argv: list[str], timeout: float, limit: int = MAX_CHARS) -> CommandOutput:
+    """Run a command and keep the *tail* of its output. Like facts.common.run_command (a hard deadline, never
+    raises), with two more guarantees a bundle needs: at most the last `limit` bytes of each stream are kept (the
+    recent lines of a huge dmesg, at no memory cost), and the deadline holds even when a child of the command keeps
+    the pipes open (the command's whole process group is killed)."""
     result = CommandOutput(argv=argv)
     try:
         proc = subprocess.Popen(
@@ -149,8 +150,9 @@ def file(*paths: str) -> Callable[[Facts, float], str]:
     return read
 
 
-def read_text(path: str, limit: int = MAX_CHARS) -> str | None:
-    """A regular file's text, its last `limit` characters at most; None when it is missing, unreadable or not a
+def read_tail(path: str, limit: int = MAX_CHARS) -> str | None:
+    """A regular file's *last* `limit` characters (facts.common.read_text keeps the first ones: a fact is at the
+    top of a small file, a log's news at the bottom of a big one); None when it is missing, unreadable or not a
     regular file. Never blocks: a FIFO or a device planted where a config should be (/etc/cdi/x as a pipe) is
     refused before anything is read from it."""
     try:
@@ -174,7 +176,7 @@ def read_text(path: str, limit: int = MAX_CHARS) -> str | None:
 
 def _read_file(*paths: str) -> str:
     for path in paths:
-        text = read_text(path, limit=MAX_CHARS + 1)
+        text = read_tail(path, limit=MAX_CHARS + 1)
         if text is not None:
             return text
     raise Unavailable(f"{' or '.join(paths)}: missing or not readable")
@@ -202,7 +204,7 @@ def daemon_json(facts: Facts, timeout: float) -> str:
 def cdi_specs(facts: Facts, timeout: float) -> str:
     """Every CDI spec, as one multi-document YAML file, each document headed by its path."""
     paths = sorted(glob.glob("/etc/cdi/*") + glob.glob("/var/run/cdi/*"))[:MAX_CDI_SPECS]
-    documents = [f"--- # {path}\n{text}" for path in paths if (text := read_text(path, limit=MAX_CHARS)) is not None]
+    documents = [f"--- # {path}\n{text}" for path in paths if (text := read_tail(path, limit=MAX_CHARS)) is not None]
     if not documents:
         raise Unavailable("no CDI spec in /etc/cdi or /var/run/cdi")
     return "\n".join(documents)
@@ -257,11 +259,21 @@ def probe_stderr(facts: Facts, timeout: float) -> str:
 
 
 def environment(facts: Facts, timeout: float) -> str:
-    """mldoctor's interpreter and the allowlisted part of its environment."""
+    """mldoctor's interpreter and the allowlisted part of its environment, as text that encodes (see `as_text`)."""
     kept, left_out = relevant_environment(os.environ)
-    lines = [f"# python {sys.version.split()[0]} at {sys.executable}", *(f"{k}={v}" for k, v in kept.items())]
+    lines = [
+        f"# python {sys.version.split()[0]} at {as_text(sys.executable)}",
+        *(f"{as_text(k)}={as_text(v)}" for k, v in kept.items()),
+    ]
     lines.append(f"# {left_out} other variables left out (not on the allowlist in docs/report.md)")
     return "\n".join(lines) + "\n"
+
+
+def as_text(value: str) -> str:
+    """An environment string as text that encodes to UTF-8. Python keeps the bytes of a variable that are not
+    UTF-8 (`LD_LIBRARY_PATH=$'\\xff'`) as lone surrogates, which no encoder accepts: each such byte becomes U+FFFD,
+    so one odd byte costs one character, not the whole bundle. Values of any length are kept whole."""
+    return value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
 SOURCES = (

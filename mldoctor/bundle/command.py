@@ -7,6 +7,7 @@ mldoctor.options. This module imports only click at the top, so `mldoctor --help
 from __future__ import annotations
 
 import os
+import secrets
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -35,13 +36,32 @@ def write_bundle(path: str, report: Any, collected: list[Any], redactor: Redacto
 
 
 def _target(output: str | None, report: Any, redactor: Redactor) -> str:
-    """-o FILE, -o DIR (the default name in it), or the default name here; the name carries the pseudonym."""
+    """-o FILE, -o DIR (the default name in it), or the default name here; the name carries the pseudonym, and a
+    random part: two runs started in the same second (a job array writing into one directory) never share a name."""
     from mldoctor.bundle import archive
 
-    name = archive.default_name(redactor.scrub(report.host), report.created)
+    name = archive.default_name(redactor.scrub(report.host), report.created, secrets.token_hex(4))
     if output is None:
         return name
     return os.path.join(output, name) if os.path.isdir(output) else output
+
+
+def check_output(output: str | None) -> None:
+    """Refuse, before any check runs, an -o the bundle could not be written to: a directory that does not exist
+    (`-o newdir/` is not created: a typo must not leave directories behind, least of all as root), one that is not
+    writable, or something that is not a regular file (a zip renamed over /dev/null would replace the device)."""
+    if output is None:
+        return
+    hint = "'-o' / '--output'"
+    if os.path.isdir(output):
+        if not os.access(output, os.W_OK | os.X_OK):
+            raise click.BadParameter(f"cannot write in {output}", param_hint=hint)
+        return
+    if output.endswith(("/", os.sep)):
+        raise click.BadParameter(f"directory {output} does not exist; create it first", param_hint=hint)
+    if os.path.exists(output) and not os.path.isfile(output):
+        raise click.BadParameter(f"{output} is not a regular file; give a file name or a directory", param_hint=hint)
+    options.check_output_path(output)
 
 
 def _summary(path: str, manifest: dict[str, Any], report: Any) -> list[str]:
@@ -67,8 +87,8 @@ def _summary(path: str, manifest: dict[str, Any], report: Any) -> list[str]:
     "--output",
     type=click.Path(),
     metavar="PATH",
-    help="Write the zip here (a file, or a directory for the default name) "
-    "[default: ./mldoctor-report-<host>-<UTC time>.zip].",
+    help="Write the zip here (a file, or an existing directory for the default name) "
+    "[default: ./mldoctor-report-<host>-<UTC time>-<random>.zip].",
 )
 @click.option("--no-redact", is_flag=True, help="Do not redact anything (secrets included): for your own use.")
 @click.option(
@@ -100,8 +120,7 @@ def command(
 
     if no_redact and (redact_hosts or redact_gpu_ids):
         raise click.BadParameter("--no-redact turns redaction off; --redact-hosts/--redact-gpu-ids need it: pick one")
-    if output is not None and not os.path.isdir(output):
-        options.check_output_path(output)
+    check_output(output)
     resolved = options.settings(ctx)
     policy, probe_options, timeout = resolved.policy, resolved.probe(no_container), resolved.value("timeout")
     checks = runner.select((), ["probe", "bench"] if no_probe else [])

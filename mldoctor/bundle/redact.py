@@ -3,8 +3,9 @@
 Like sos's cleaner, redaction happens once, in one place, after collection and before anything is written, so
 a collector added later cannot forget it. Two layers:
 
-- **Secrets** (always, unless `--no-redact`): known token shapes (AWS, GitHub, GitLab, Hugging Face, Slack,
-  OpenAI, Google, PyPI, npm, Docker Hub, JWTs, bearer tokens, private key blocks), the password in
+- **Secrets** (always, unless `--no-redact`): known token shapes, the families gitleaks and detect-secrets know
+  (AWS, GCP, Azure, GitHub, GitLab, Hugging Face, Slack, Stripe, OpenAI, Anthropic, NGC, W&B, PyPI, npm, Docker
+  Hub, JWTs, bearer tokens, private key blocks, netrc passwords), the password in
   `scheme://user:password@host`, the value of anything whose *name* looks secret (`HF_TOKEN=...`,
   `"password": "..."`, `api_key: ...`), and the literal values of secret-named variables of mldoctor's own
   environment wherever they appear. Each is replaced by `[REDACTED:<class>]`.
@@ -13,6 +14,9 @@ a collector added later cannot forget it. Two layers:
   `192.0.2.1`, `2001:db8::1`, `02:00:00:00:00:01`); one map per bundle, so the same host is the same pseudonym in
   every file.
 
+Every rule reads the text in linear time (tests/unit/test_redact.py scrubs 2 MiB of hostile shapes against a
+baseline): no lazy quantifier before an anchor, no quantifier next to another that matches the same characters.
+
 Every rule is idempotent (a marker or a pseudonym is never replaced again), so scrubbing structured data first
 (for correct escaping in JSON, Markdown and HTML) and the rendered files again costs nothing and counts nothing
 twice. Counts per class end up in the manifest.
@@ -20,7 +24,6 @@ twice. Counts per class end up in the manifest.
 
 from __future__ import annotations
 
-import ast
 import dataclasses
 import functools
 import html
@@ -31,16 +34,17 @@ import typing
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from mldoctor.bundle.vocabulary import VOCABULARY
 from mldoctor.facts import Facts
 from mldoctor.model import CheckResult, Report
 from mldoctor.serde import from_data, to_data, type_hints
 
 MARKER = re.compile(r"\[REDACTED:[a-z0-9-]+\]")
-HTML_TAG = re.compile(r"(<[^>]*>)")
+HTML_TAG = re.compile(r"(<[^<>]*>)")
+"""A tag holds no `<` (escaped in attributes): a run of `<` without `>` is read once, not once per `<`."""
 
 SECRET_WORDS = (
     "token",
@@ -68,17 +72,27 @@ suffixes they would catch `compat`."""
 
 TOKENS = (
     ("github-token", r"gh[pousr]_[A-Za-z0-9]{36,255}|github_pat_[A-Za-z0-9_]{22,255}"),
-    ("gitlab-token", r"glpat-[A-Za-z0-9_-]{20,}"),
-    ("huggingface-token", r"hf_[A-Za-z0-9]{30,}"),
-    ("slack-token", r"xox[abposre]-[A-Za-z0-9-]{10,}"),
-    ("openai-key", r"sk-(?:proj-|ant-)?[A-Za-z0-9_-]{20,}"),
+    ("gitlab-token", r"gl(?:pat|ptt|dt|rt|cbt|soat|ffct|oas|imt|agent)-[A-Za-z0-9_-]{20,}|GR1348941[A-Za-z0-9_-]{20,}"),
+    ("huggingface-token", r"(?:hf_|api_org_)[A-Za-z0-9]{30,}"),
+    ("slack-token", r"xox[abposre]-[A-Za-z0-9-]{10,}|xoxe\.xox[bp]-[A-Za-z0-9-]{10,}|xapp-[0-9]-[A-Za-z0-9-]{10,}"),
+    ("anthropic-key", r"sk-ant-[A-Za-z0-9_-]{20,}"),
+    ("openai-key", r"sk-(?:proj-|svcacct-|admin-)?[A-Za-z0-9_-]{20,}"),
+    ("stripe-key", r"(?:sk|rk)_(?:live|test|prod)_[A-Za-z0-9]{10,99}|whsec_[A-Za-z0-9]{24,}"),
+    ("ngc-api-key", r"nvapi-[A-Za-z0-9_-]{20,}"),
     ("google-api-key", r"AIza[0-9A-Za-z_-]{35}"),
+    ("google-oauth-token", r"ya29\.[0-9A-Za-z_-]{20,}|GOCSPX-[A-Za-z0-9_-]{20,}"),
     ("pypi-token", r"pypi-[A-Za-z0-9_-]{50,}"),
     ("npm-token", r"npm_[A-Za-z0-9]{36}"),
-    ("docker-hub-token", r"dckr_pat_[A-Za-z0-9_-]{20,}"),
+    ("docker-hub-token", r"dckr_(?:pat|oat)_[A-Za-z0-9_-]{20,}"),
+    ("azure-client-secret", r"[A-Za-z0-9_~.]{3}[0-9]Q~[A-Za-z0-9_~.-]{31,34}"),
     ("jwt", r"eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*"),
 )
-"""Tokens recognisable by their prefix (as issued today); each must start a word."""
+"""Tokens recognisable by their prefix (as issued today, after gitleaks' and detect-secrets' rules); each must start
+a word. One alternation, so the text is read once for all of them; at one position the first listed wins
+(`sk-ant-` is Anthropic's before it is an OpenAI-style `sk-`)."""
+PREFIXED = re.compile(
+    r"(?<![\w-])(?:" + "|".join(f"(?P<{name.replace('-', '_')}>{body})" for name, body in TOKENS) + ")"
+)
 
 TOKEN_SHAPES: tuple[tuple[str, re.Pattern[str]], ...] = (
     (
@@ -88,10 +102,34 @@ TOKEN_SHAPES: tuple[tuple[str, re.Pattern[str]], ...] = (
             re.DOTALL,  # a block cut off by a log's tail is removed to the end
         ),
     ),
-    ("aws-access-key", re.compile(r"(?<![A-Z0-9])(?:AKIA|ASIA|ABIA|ACCA|AIDA|AROA|ANPA|AGPA)[A-Z0-9]{16}(?![A-Z0-9])")),
-    ("slack-webhook", re.compile(r"https://hooks\.slack\.com/services/[A-Za-z0-9/_-]+")),
-    *((name, re.compile(rf"(?<![\w-])(?:{body})")) for name, body in TOKENS),
+    (
+        "aws-access-key",
+        re.compile(
+            r"(?<![A-Z0-9])(?:A3T[A-Z0-9]|AKIA|ASIA|ABIA|ACCA|AIDA|AROA|ANPA|AGPA|AIPA|ANVA|APKA|ASCA)[A-Z0-9]{16}"
+            r"(?![A-Z0-9])"
+        ),
+    ),
+    ("slack-webhook", re.compile(r"https://hooks\.slack\.com/(?:services|workflows|triggers)/[A-Za-z0-9/_+-]+")),
 )
+"""Shapes that need more than a prefix: a PEM block (to its END line), AWS key ids (upper case, 20 characters),
+Slack's webhook URLs."""
+
+CONTEXT_SECRETS: tuple[tuple[str, re.Pattern[str]], ...] = (
+    # `aws configure set aws_secret_access_key X`: with `=` or `:` the name rules below take it
+    ("aws-secret-key", re.compile(r"(?i:(?<![\w-])aws_secret_access_key)[ \t]+([A-Za-z0-9/+]{40})(?![A-Za-z0-9/+=])")),
+    # a service-account JSON's key id, also inside an escaped JSON string (`\"private_key_id\": \"...\"`)
+    ("gcp-service-account", re.compile(r'private_key_id\\?"[ \t]*:[ \t]*\\?"([0-9a-f]{40})(?![0-9a-f])')),
+    # W&B keys are 40 hex digits, like a git SHA: only next to what names them
+    (
+        "wandb-api-key",
+        re.compile(
+            r"(?i:(?<![\w-])(?:wandb_api_key|wandb[ \t]+login(?:[ \t]+-[\w-]*)*))[ \t\"':=]+([0-9a-f]{40})(?![\w])"
+        ),
+    ),
+    # ~/.netrc (W&B, Hugging Face and pip write one): `machine h login u password p`, on one line or several
+    ("netrc-password", re.compile(r"(?<![\w-])login[ \t]+\S+\s+password[ \t]+(\S+)")),
+)
+"""Secrets without a prefix of their own, recognised by the word before them; only the captured value goes."""
 
 BEARER = re.compile(r"(?i)\bbearer\s+([A-Za-z0-9._~+/-]{16,}=*)")
 URL_USERINFO = re.compile(r"(?<![A-Za-z0-9+.-])([A-Za-z][A-Za-z0-9+.-]*)://([^\s/?#\"'<>\\]*)@")
@@ -106,16 +144,24 @@ QUOTED_SECRET = re.compile(
 """`"password": "x"`, `'token': 'x'` (a Python dict in a log), `"pin": 1234`."""
 YAML_SECRET = re.compile(
     r"(?m)^([ \t]*(?:- )?)([A-Za-z_][\w.-]{0,100})([ \t]*:[ \t]+)((?i:(?:bearer|basic|token)[ \t]+)?)"
-    r"([^\s\"'\[{][^\n]*?)[ \t]*$"
+    r"([^\s\"'\[{](?:[^\n]*\S)?)[^\S\n]*$"
 )
-"""`password: correct horse battery` at the start of a line (YAML, HTTP headers): the value runs to the line's end."""
-CLI_SECRET = re.compile(r"(?<![\w-])(--?[A-Za-z][\w-]{0,100})(=|[ \t]+)(\"[^\"\n]*\"|'[^'\n]*'|[^\s\"'<>-][^\s\"'<>]*)")
-"""`--password hunter2`, `--token=abc`: a secret flag's argument."""
-LOGIN_P = re.compile(r"(\blogin\b[^\n]*?[ \t]-p[ \t]+)(\"[^\"\n]*\"|'[^'\n]*'|[^\s\"'<>]+)")
-"""`docker login -u bob -p hunter2`."""
+"""`password: correct horse battery` at the start of a line (YAML, HTTP headers): the value runs to the line's last
+non-blank character. Greedy, then one step back to that character: a lazy value followed by `[ \t]*$` retried the
+whole run of blanks at every character (`key: v` and 20,000 spaces took seconds)."""
+CLI_SECRET = re.compile(
+    r"(?<![\w-])(--?[A-Za-z][\w-]{0,100})(=|[ \t]+)(\"(?:[^\"\\\n]|\\.)*\"|'[^'\n]*'|[^\s\"'<>-][^\s\"'<>]*)"
+)
+"""`--password hunter2`, `--token=abc`: a secret flag's argument. A double-quoted value ends at its first unescaped
+quote (`--token="a\\"b"`, a JSON document in a variable), so its rest is not left for the next pass to find."""
+LOGIN_P = re.compile(
+    r"(\blogin\b(?:(?!\blogin\b|[ \t]-p[ \t])[^\n])*[ \t]-p[ \t]+)(\"[^\"\n]*\"|'[^'\n]*'|[^\s\"'<>]+)"
+)
+"""`docker login -u bob -p hunter2`. The words after `login` are read up to the next `login` (which starts its own
+try): a lazy `[^\n]*?` read the rest of the line again from every `login` on it, quadratic in a line of them."""
 ASSIGNMENT = re.compile(
     r"(?<![\w.-])([A-Za-z_][\w.-]{0,100}?)([ \t]*(?::(?!//)|=(?!=))[ \t]*)"
-    r"((?i:(?:bearer|basic|token)[ \t]+)?)(\"[^\"\n]*\"|'[^'\n]*'|[^\s\"'&;\\<>]+)"
+    r"((?i:(?:bearer|basic|token)[ \t]+)?)(\"(?:[^\"\\\n]|\\.)*\"|'[^'\n]*'|[^\s\"'&;\\<>]+)"
 )
 """`NAME=value`, `name: value`, `?token=value&`: the value is replaced when the name looks secret (a comma does
 not end it: `PASSWORD=ab,cd` loses all of `ab,cd`)."""
@@ -162,6 +208,16 @@ def is_secret_name(name: str) -> bool:
     if len(words) > 1 and words[-1] == "pass":  # DOCKER_PASS, db-pass; not `PASS` (a status) or `bypass`
         return True
     return any(word.endswith(SECRET_WORDS) or word in SECRET_EXACT_WORDS for word in words)
+
+
+BARE_SCHEMES = ("", "bearer", "basic", "token")
+ESCAPED_BLANKS = re.compile(r"(?:\\[nrt]|\s)+")
+
+
+def _already_redacted(value: str) -> bool:
+    """Markers and blanks only, escaped ones included: the private key of a service-account JSON leaves
+    `[REDACTED:private-key]\\n` behind, and its name must not count it again."""
+    return bool(MARKER.search(value)) and not ESCAPED_BLANKS.sub("", MARKER.sub("", value))
 
 
 def _redacted(kind: str) -> str:
@@ -251,6 +307,9 @@ class Redactor:
             return text
         for kind, pattern in TOKEN_SHAPES:
             text = pattern.sub(lambda m, kind=kind: self._count(kind, m.group(0)), text)
+        text = PREFIXED.sub(lambda m: self._count(str(m.lastgroup).replace("_", "-"), m.group(0)), text)
+        for kind, pattern in CONTEXT_SECRETS:
+            text = pattern.sub(lambda m, kind=kind: self._replace_group(m, 1, kind), text)
         if self._secrets is not None:
             text = self._secrets.sub(lambda m: self._count("environment-secret", m.group(0)), text)
         text = BEARER.sub(lambda m: self._replace_group(m, 1, "bearer-token"), text)
@@ -290,7 +349,7 @@ class Redactor:
         if name.endswith(".json") and self.enabled:
             try:
                 data = json.loads(text)
-            except ValueError:
+            except (ValueError, RecursionError):  # a document nested too deep to parse is still text to scrub
                 return self.scrub(text)
             return json.dumps(self.scrub_data(data, numbers=name.startswith("raw/")), indent=2) + "\n"
         if name.endswith(".html") and self.enabled:
@@ -363,16 +422,16 @@ class Redactor:
     def _quoted_secret(self, match: re.Match[str]) -> str:
         quote, name, separator, value = match.groups()
         bare = value[1:-1] if value[:1] in "\"'" else value
-        if not is_secret_name(name) or not bare or MARKER.fullmatch(bare) or value in ("null", "true", "false"):
+        if not is_secret_name(name) or not bare or _already_redacted(bare) or value in ("null", "true", "false"):
             return match.group(0)
         inner = "'" if value[:1] == "'" else '"'  # a bare number becomes a string: the JSON stays valid
         return f"{quote}{name}{quote}{separator}{inner}{self._count('secret-value', bare)}{inner}"
 
     def _named_value(self, match: re.Match[str], name_group: int, value_group: int) -> str:
         name, value = match.group(name_group), match.group(value_group)
-        if not is_secret_name(name) or value in ('""', "''"):
+        if not is_secret_name(name) or value in ('""', "''", "{", "["):  # `creds: {` opens a structure
             return match.group(0)
-        if MARKER.sub("", value.strip("\"'")).strip().lower() in ("", "bearer", "basic", "token"):
+        if _already_redacted(value.strip("\"'")) or MARKER.sub("", value).strip("\"' ").lower() in BARE_SCHEMES:
             return match.group(0)  # already redacted (`Basic [REDACTED:...]` included)
         return self._replace_group(match, value_group, "secret-value")
 
@@ -422,8 +481,8 @@ class Redactor:
 def _reserved() -> frozenset[str]:
     """Words no pseudonym may replace: default accounts, every word of a check id (a user called `probe` must
     not turn `probe.cuda` into `user1.cuda`), every field name of the report's schema (a host called `kernel` must
-    not rename the `kernel` key re-diagnosis reads) and every one-word string the rules and gatherers compare
-    facts with (a host called `arch` must not turn os-release's `ID=arch` into `ID=host1`)."""
+    not rename the `kernel` key re-diagnosis reads) and the declared VOCABULARY of values the rules and gatherers
+    compare facts with (a host called `snap` must not turn the Docker flavour `snap` into `host1`)."""
     from mldoctor.model import Report
     from mldoctor.policy import Policy
     from mldoctor.rules import REGISTRY
@@ -433,7 +492,7 @@ def _reserved() -> frozenset[str]:
     schema: set[str] = set()
     for cls in (Facts, CheckResult, Policy):
         schema |= _schema_words(cls)
-    return NOT_IDENTIFYING | words | schema | _code_words()
+    return NOT_IDENTIFYING | VOCABULARY | words | schema
 
 
 def _schema_words(cls: Any, seen: set[Any] | None = None) -> set[str]:
@@ -447,23 +506,6 @@ def _schema_words(cls: Any, seen: set[Any] | None = None) -> set[str]:
         for part in (hint, *typing.get_args(hint), *(a for arg in typing.get_args(hint) for a in typing.get_args(arg))):
             words |= _schema_words(part, seen)
     return words
-
-
-def _code_words() -> set[str]:
-    """One-word string constants of mldoctor.rules and mldoctor.facts (`"rootless"`, `"arch"`, `"systemd"`)."""
-    import mldoctor.facts
-    import mldoctor.rules
-
-    words = set()
-    for package in (mldoctor.facts, mldoctor.rules):
-        for path in Path(package.__file__).parent.glob("*.py"):
-            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-                if isinstance(node, ast.Constant) and isinstance(node.value, str) and ONE_WORD.fullmatch(node.value):
-                    words.add(node.value.lower())
-    return words
-
-
-ONE_WORD = re.compile(r"[A-Za-z][A-Za-z0-9_-]{1,31}")
 
 
 def _identifying(names: Iterable[str]) -> list[str]:

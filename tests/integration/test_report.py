@@ -7,6 +7,8 @@ import base64
 import hashlib
 import json
 import os
+import re
+import stat
 import subprocess
 import sys
 import zipfile
@@ -114,5 +116,35 @@ def test_default_name_in_a_directory(home, tmp_path):
     proc = report(home, "--no-probe", "-o", str(tmp_path))
     assert proc.returncode in (0, 1), proc.stderr
     (bundle,) = [p for p in os.listdir(tmp_path) if p.endswith(".zip")]
-    assert bundle.startswith("mldoctor-report-") and bundle.endswith("Z.zip")
+    assert re.fullmatch(r"mldoctor-report-[A-Za-z0-9._-]+-\d{8}T\d{6}Z-[0-9a-f]{8}\.zip", bundle), bundle
     assert not [p for p in os.listdir(tmp_path) if p.endswith(".tmp")]
+
+
+def test_a_variable_that_is_not_utf8_does_not_cost_the_bundle(home, tmp_path):
+    """`LD_LIBRARY_PATH=$'\\xff'` crashed `report` with UnicodeEncodeError before any bundle was written."""
+    target = tmp_path / "env.zip"
+    env = {**os.environb, b"HOME": os.fsencode(home), b"LD_LIBRARY_PATH": b"/opt/\xff/lib"}
+    env.pop(b"DOCKER_CONFIG", None)
+    proc = subprocess.run(
+        [sys.executable, "-m", "mldoctor", "report", "--no-probe", "-o", str(target)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
+    assert proc.returncode in (0, 1), proc.stderr
+    assert "LD_LIBRARY_PATH=/opt/\ufffd/lib\n" in unpack(target)["raw/environment.txt"]
+
+
+def test_concurrent_runs_into_one_directory_each_write_their_own_private_bundle(home, tmp_path):
+    """A job array starting `report -o DIR/` on one node at once: as many bundles as runs, none replaced."""
+    env = {**os.environ, "HOME": str(home)}
+    env.pop("DOCKER_CONFIG", None)
+    argv = [sys.executable, "-m", "mldoctor", "report", "--no-probe", "-o", f"{tmp_path}/"]
+    runs = [subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env) for _ in range(4)]
+    for run in runs:
+        _, err = run.communicate(timeout=600)
+        assert run.returncode in (0, 1), err.decode()
+    bundles = [p for p in os.listdir(tmp_path) if p.endswith(".zip")]
+    assert len(bundles) == 4 and not [p for p in os.listdir(tmp_path) if p.endswith(".tmp")]
+    assert {stat.S_IMODE((tmp_path / p).stat().st_mode) for p in bundles} == {0o600}

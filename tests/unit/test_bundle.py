@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import signal
 import stat
 import time
@@ -19,6 +20,7 @@ from pathlib import Path
 
 import pytest
 from factories import daemon, docker, facts, host
+from helpers import call
 from test_nvidia_rules import nvidia_facts
 
 from mldoctor.bundle import archive, collect
@@ -527,17 +529,145 @@ def test_the_archive_and_its_members_are_private(bundle):
 def test_a_fifo_where_a_file_should_be_does_not_hang_collection(tmp_path):
     fifo = tmp_path / "nvidia.yaml"
     os.mkfifo(fifo)
-    assert collect.read_text(str(fifo)) is None
+    assert collect.read_tail(str(fifo)) is None
     with pytest.raises(Unavailable, match="not readable"):
         collect.file(str(fifo))(facts(), 1.0)
 
 
 def test_a_command_that_floods_is_capped_and_one_that_hangs_is_killed_with_its_children(tmp_path):
-    flood = collect.run_capped(["sh", "-c", "yes line | head -c 5000000; echo; echo last"], 10.0, limit=1000)
+    flood = collect.run_keeping_tail(["sh", "-c", "yes line | head -c 5000000; echo; echo last"], 10.0, limit=1000)
     assert flood.ok and len(flood.stdout) <= 1000 and flood.stdout.endswith("last")
     marker = tmp_path / "child-alive"
     started = time.monotonic()
-    hung = collect.run_capped(["sh", "-c", f"(sleep 3; touch {marker}) & sleep 30"], 0.5)
+    hung = collect.run_keeping_tail(["sh", "-c", f"(sleep 3; touch {marker}) & sleep 30"], 0.5)
     assert hung.error and "no answer within 0.5 s" in hung.error and time.monotonic() - started < 5
     time.sleep(3.5)
     assert not marker.exists()  # the grandchild holding the pipe went with it
+
+
+IMAGE_SECRETS = {
+    "ngc": "nvapi-" + "Ab3dEf6hIj9lMn2pQr5tUv8xYz0_Ab3dEf6hIj9lMn2pQr5tUv8xYz0Ab3d",
+    "anthropic": "sk-ant-api03-" + "Zy9xWv8uTs7rQp6oNm5lKj4iHg3fEd2cBa1",
+    "wandb": "9f8e7d6c5b4a" + "39281706f5e4d3c2b1a0" + "1a2b3c4d",
+    "stripe": "sk_live_" + "4eC39HqLyjWDarjtT1zdp7dc",
+    "gcp_key_id": "1b2c3d4e5f60718293a4" + "b5c6d7e8f90a1b2c3d4e",
+}
+
+
+def test_secrets_an_image_prints_or_declares_reach_no_member(tmp_path, monkeypatch):
+    """An image's environment, the probe's stdout and stderr and mldoctor's own allowlisted environment, collected
+    by the real sources: NGC, Anthropic, W&B, Stripe and service-account keys reach no file of the bundle."""
+    gathered = gpu_facts()
+    probe = gathered.probe
+    run = replace(
+        probe.run,
+        image_env={"NVIDIA_BUILD_ID": "1234", "NVIDIA_PRODUCT_NAME": f"PyTorch {IMAGE_SECRETS['ngc']}"},
+        stderr_tail=f"ngc: using {IMAGE_SECRETS['ngc']}\nanthropic client {IMAGE_SECRETS['anthropic']}\n"
+        f"$ wandb login {IMAGE_SECRETS['wandb']}\n",
+        stdout_head=f'banner {{"private_key_id": "{IMAGE_SECRETS["gcp_key_id"]}"}} stripe {IMAGE_SECRETS["stripe"]}',
+    )
+    document = replace(
+        probe.document,
+        env={**probe.document.env, "LD_LIBRARY_PATH": f"/opt/{IMAGE_SECRETS['stripe']}/lib"},
+        errors=[f"torch: wandb login {IMAGE_SECRETS['wandb']} failed"],
+    )
+    gathered = replace(gathered, probe=replace(probe, run=run, document=document))
+    monkeypatch.setenv("NVIDIA_NGC_CLI_ORG", f"org {IMAGE_SECRETS['ngc']}")
+    sources = tuple(s for s in collect.SOURCES if s.name in ("raw/probe-stdout.json", "raw/probe-stderr.txt"))
+    sources += tuple(s for s in collect.SOURCES if s.name == "raw/environment.txt")
+    collected = collect.collect(gathered, 5.0, sources)
+    assert [c.note for c in collected] == ["collected"] * 3
+    report = build_report(select(), gathered, Policy())
+    path = tmp_path / "bundle.zip"
+    write_bundle(str(path), report, collected, for_facts(report.facts, {}))
+    files = unpack(path)
+    assert {"raw/probe-stdout.json", "raw/probe-stderr.txt", "raw/environment.txt"} <= set(files)
+    for name, data in files.items():
+        for kind, secret in IMAGE_SECRETS.items():
+            assert secret.encode() not in data, f"{kind} in {name}"
+    assert b"[REDACTED:ngc-api-key]" in files["raw/probe-stderr.txt"]
+    assert b"[REDACTED:ngc-api-key]" in files["raw/environment.txt"]
+
+
+def test_a_variable_that_is_not_utf8_costs_one_character_not_the_bundle(tmp_path, monkeypatch, capsys):
+    """`LD_LIBRARY_PATH=$'\\xff'` made `report` crash with UnicodeEncodeError and write nothing; a long value
+    stays whole."""
+    long_value = "/opt/\udcff/lib:" + ":".join(f"/opt/pkg{i}/lib" for i in range(20_000))
+    monkeypatch.setenv("LD_LIBRARY_PATH", long_value)
+    monkeypatch.setenv("CUDA_\udcfeHOME", "/usr/local/cuda")
+    monkeypatch.setattr(collect, "SOURCES", tuple(s for s in collect.SOURCES if s.name == "raw/environment.txt"))
+    target = tmp_path / "r.zip"
+    with pytest.raises(SystemExit) as exit_info:
+        main(["report", "--no-probe", "-o", str(target)])
+    err = capsys.readouterr().err
+    files = unpack(target)
+    statuses = {r["status"] for r in json.loads(files["report.json"])["results"]}
+    assert exit_info.value.code == (1 if "FAIL" in statuses else 0), err
+    environment = files["raw/environment.txt"].decode("utf-8")
+    assert "LD_LIBRARY_PATH=" + long_value.replace("\udcff", "\ufffd") + "\n" in environment
+    assert "CUDA_\ufffdHOME=/usr/local/cuda\n" in environment
+
+
+def test_a_lone_surrogate_from_any_collector_is_written_as_a_replacement_character(tmp_path):
+    path = tmp_path / "b.zip"
+    write_bundle(str(path), gpu_report(), [Collected("raw/odd.txt", "a\ud800b\udcffc\n", "collected")], Redactor())
+    assert unpack(path)["raw/odd.txt"].decode("utf-8") == "a\ufffdb\ufffdc\n"
+
+
+def no_checks(monkeypatch) -> list[str]:
+    """Make running the checks record that it happened (and fail): output paths are judged before any check."""
+    from mldoctor import runner
+
+    ran: list[str] = []
+
+    def run(*args, **kwargs):
+        ran.append("run")
+        raise AssertionError("the checks ran before -o was judged")
+
+    monkeypatch.setattr(runner, "run", run)
+    return ran
+
+
+@pytest.mark.parametrize("suffix", ["newdir/", "a/b/"])
+def test_an_output_directory_that_does_not_exist_is_refused_before_any_check(tmp_path, monkeypatch, capsys, suffix):
+    ran = no_checks(monkeypatch)
+    target = f"{tmp_path}/{suffix}"
+    code, _, err = call(capsys, "report", "--no-probe", "-o", target)
+    assert code == 2 and f"directory {target} does not exist" in err and len(err.strip().splitlines()) == 1, err
+    assert ran == [] and os.listdir(tmp_path) == []
+
+
+def test_an_output_that_is_not_a_regular_file_is_refused_before_any_check(tmp_path, monkeypatch, capsys):
+    ran = no_checks(monkeypatch)
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    code, _, err = call(capsys, "report", "--no-probe", "-o", str(fifo))
+    assert code == 2 and "is not a regular file" in err and len(err.strip().splitlines()) == 1, err
+    assert ran == [] and stat.S_ISFIFO(fifo.stat().st_mode)
+
+
+def test_the_archive_writer_never_replaces_what_is_not_a_regular_file(tmp_path):
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    with pytest.raises(FileExistsError, match="not a regular file"):
+        write_bundle(str(fifo), gpu_report(), raw_files(), Redactor())
+    assert stat.S_ISFIFO(fifo.stat().st_mode) and os.listdir(tmp_path) == ["pipe"]
+
+
+def test_runs_started_in_the_same_second_get_their_own_names(tmp_path):
+    from mldoctor.bundle.command import _target
+
+    report = gpu_report()
+    redactor = for_facts(report.facts, {}, hosts=True)
+    names = {os.path.basename(_target(str(tmp_path), report, redactor)) for _ in range(50)}
+    stamp = archive.default_name("host1", report.created).removesuffix(".zip")
+    assert len(names) == 50 and all(re.fullmatch(re.escape(stamp) + r"-[0-9a-f]{8}\.zip", n) for n in names), names
+
+
+def test_a_bundle_is_private_whatever_the_umask(tmp_path):
+    previous = os.umask(0)
+    try:
+        write_bundle(str(tmp_path / "b.zip"), gpu_report(), raw_files(), Redactor())
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE((tmp_path / "b.zip").stat().st_mode) == 0o600
