@@ -526,10 +526,12 @@ def _strings(node: ast.AST) -> Iterator[str]:
 
 
 def compared_words() -> set[str]:
-    """Every one-word string that mldoctor.rules and mldoctor.facts compare a fact with: operands of `==`/`in`
+    """Every one-word string that mldoctor.rules, facts, fixes and engine compare a fact with: operands of `==`/`in`
     (a named constant collection resolved, from any of these modules), `startswith`/`get` arguments, subscripts
     and `case` values. Read from the source, here in the test only: the redactor declares its vocabulary."""
-    paths = [path for package in ("rules", "facts") for path in sorted((PACKAGE / package).glob("*.py"))]
+    paths = [
+        path for package in ("rules", "facts", "fixes", "engine") for path in sorted((PACKAGE / package).rglob("*.py"))
+    ]
     trees = [ast.parse(path.read_text(encoding="utf-8")) for path in paths]
     named: dict[str, list[str]] = {}
     for tree in trees:
