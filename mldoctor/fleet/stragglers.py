@@ -1,0 +1,85 @@
+"""Stragglers: a GPU slower than the fleet's median for the same model and dtype.
+
+Within one node `bench.outlier` compares a GPU with its siblings; across the fleet a whole node of slow GPUs (a
+power cap, an old firmware, a hot rack) only shows against the others of the same model. The model key is name,
+memory and SM count, so different SKUs with one marketing name are never compared.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from mldoctor.fleet.node import GpuModel, NodeSummary
+
+DEFAULT_RATIO = 0.90
+BINS = tuple(round(0.5 + 0.05 * i, 2) for i in range(15))
+"""Lower edges of the ratio histogram (0.50, 0.55 ... 1.20); the last bin takes everything above."""
+
+
+@dataclass(frozen=True, slots=True)
+class ModelGroup:
+    """One model and dtype across the fleet: how many GPUs, their median, and how their ratios spread."""
+
+    model: GpuModel
+    dtype: str
+    gpus: int
+    median: float
+    histogram: tuple[int, ...]
+    """GPUs per ratio bin (BINS)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Straggler:
+    node: str
+    gpu: str
+    """The GPU's index on its node."""
+    uuid: str | None
+    model: GpuModel
+    dtype: str
+    tflops: float
+    median: float
+
+    @property
+    def ratio(self) -> float:
+        return self.tflops / self.median
+
+    def describe(self) -> str:
+        uuid = f" ({self.uuid})" if self.uuid else ""
+        return (
+            f"GPU {self.gpu}{uuid} {self.dtype} {self.tflops:.0f} TFLOP/s = {self.ratio:.2f}x the fleet median "
+            f"{self.median:.0f} of {self.model.label}"
+        )
+
+
+def _bin(ratio: float) -> int:
+    return max(0, min(len(BINS) - 1, int((ratio - BINS[0]) / 0.05 + 1e-9)))
+
+
+def find(nodes: Iterable[NodeSummary], ratio: float = DEFAULT_RATIO) -> tuple[list[ModelGroup], list[Straggler]]:
+    """The groups (model x dtype) and every GPU figure below `ratio` x its group's median, slowest first.
+    A group of one GPU has no fleet to compare with and flags nothing."""
+    nodes = list(nodes)
+    figures: dict[tuple[GpuModel, str], list[float]] = {}
+    for node in nodes:
+        for gpu in node.gpus:
+            for dtype, tflops in gpu.tflops:
+                figures.setdefault((gpu.model, dtype), []).append(tflops)
+    medians = {key: statistics.median(values) for key, values in figures.items()}
+    groups = []
+    for (model, dtype), values in figures.items():
+        histogram = [0] * len(BINS)
+        for value in values:
+            histogram[_bin(value / medians[model, dtype])] += 1
+        groups.append(ModelGroup(model, dtype, len(values), medians[model, dtype], tuple(histogram)))
+    stragglers = [
+        Straggler(node.node, gpu.index, gpu.uuid, gpu.model, dtype, tflops, medians[gpu.model, dtype])
+        for node in nodes
+        for gpu in node.gpus
+        for dtype, tflops in gpu.tflops
+        if len(figures[gpu.model, dtype]) > 1 and tflops < ratio * medians[gpu.model, dtype]
+    ]
+    groups.sort(key=lambda g: (g.model.name, g.model.memory_gib, g.model.sm_count, g.dtype))
+    stragglers.sort(key=lambda s: (s.ratio, s.node, s.gpu, s.dtype))
+    return groups, stragglers
