@@ -52,6 +52,16 @@ class NodeRow:
         return self.summary.node
 
     @property
+    def headline(self) -> str:
+        """What to look at on this node: its first broken link, else its first check that could not run (for a
+        node that could not complete) or its first WARN; empty for a node that passed."""
+        if self.link is not None:
+            return f"{self.link.check}: {self.link.summary}"
+        wanted = Status.ERROR if self.state is NodeState.INCOMPLETE else Status.WARN
+        cell = next((c for c in (*self.summary.checks, *self.fleet) if c.status is wanted), None)
+        return f"{cell.id}: {cell.summary}" if cell else ""
+
+    @property
     def cells(self) -> dict[str, CheckCell]:
         return {cell.id: cell for cell in (*self.summary.checks, *self.fleet)}
 
@@ -132,7 +142,7 @@ def _read(documents: Iterable[Document]) -> tuple[dict[str, NodeSummary], list[U
                 raise ReportError(document.error)
             summary = summarise(document.data, document.origin, document.name_hint)
         except ReportError as exc:
-            unreadable.append(Unreadable(document.origin, bounded(exc, 300), document.name_hint))
+            unreadable.append(Unreadable(bounded(document.origin, 300), bounded(exc, 300), document.name_hint))
             continue
         previous = nodes.get(summary.node)
         if previous is not None:

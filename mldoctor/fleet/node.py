@@ -266,7 +266,7 @@ def summarise(data: Any, origin: str, name_hint: str | None = None) -> NodeSumma
     return NodeSummary(
         node=node_name(data, name_hint),
         host=_text(data.get("host"), NAME_LIMIT) or "",
-        origin=origin,
+        origin=bounded(origin, 300),
         created=_text(data.get("created")) or "",
         checks=checks,
         link=link,

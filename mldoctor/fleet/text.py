@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import re
 
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
-"""C0/C1 control characters except tab and newline: terminal escapes, NULs, and what XML 1.0 forbids."""
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff\ufffe\uffff]")
+"""C0/C1 control characters except tab and newline (terminal escapes, NULs), lone surrogates (JSON can carry them,
+no UTF-8 output can) and what else XML 1.0 forbids."""
 _SPACES = re.compile(r"\s+")
 _NOT_IN_REASON = re.compile(r"[\"'`$\\!;<>|&*?\[\]{}]")
 """What a double-quoted shell word or a Slurm reason must not carry: quotes, expansions, history, globs."""
