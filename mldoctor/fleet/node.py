@@ -20,7 +20,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 from typing import Any
 
 from mldoctor.fleet.text import bounded
@@ -111,6 +111,8 @@ def _get(data: Any, *path: str) -> Any:
 
 def _text(value: Any, limit: int = VALUE_LIMIT) -> str | None:
     """A non-empty string (numbers too, as some versions are), bounded and interned; None otherwise."""
+    if type(value) is str and 0 < len(value) <= limit and value.isprintable() and value == value.strip():
+        return sys.intern(value) if "  " not in value else sys.intern(bounded(value, limit))
     if isinstance(value, bool) or not isinstance(value, str | int | float):
         return None
     text = bounded(value, limit)
@@ -159,12 +161,22 @@ def node_name(data: dict[str, Any], name_hint: str | None) -> str:
     return name
 
 
+STATUSES = {status.value: status for status in Status}
+EXPLAINED = (Status.WARN, Status.FAIL, Status.ERROR)
+
+
 def _status(value: Any) -> Status:
-    try:
-        return Status(value)
-    except ValueError:
+    status = STATUSES.get(value) if isinstance(value, str) else None
+    if status is None:
         shown = bounded(repr(value), 40)
-        raise ReportError(f"a result has status {shown}, not one of PASS/WARN/FAIL/SKIP/ERROR") from None
+        raise ReportError(f"a result has status {shown}, not one of PASS/WARN/FAIL/SKIP/ERROR")
+    return status
+
+
+@lru_cache(maxsize=4096)
+def _plain(check_id: str, status: Status) -> CheckCell:
+    """One shared cell per check and status without a summary: most of a fleet's cells are the same PASS."""
+    return CheckCell(check_id, status)
 
 
 def _checks(results: list[Any]) -> tuple[tuple[CheckCell, ...], Link | None]:
@@ -174,16 +186,17 @@ def _checks(results: list[Any]) -> tuple[tuple[CheckCell, ...], Link | None]:
     fails: list[dict[str, Any]] = []
     blockers = set()
     for result in results:
-        check_id = _text(_get(result, "id"), NAME_LIMIT)
+        check_id = _text(result.get("id"), NAME_LIMIT) if isinstance(result, dict) else None
         if check_id is None:
             raise ReportError("a result has no id")
-        status = _status(_get(result, "status"))
-        explained = status in (Status.WARN, Status.FAIL, Status.ERROR)
-        summary = bounded(_get(result, "summary") or "", SUMMARY_LIMIT) if explained else ""
-        cells.append(CheckCell(check_id, status, summary))
+        status = _status(result.get("status"))
+        if status in EXPLAINED:
+            cells.append(CheckCell(check_id, status, bounded(result.get("summary") or "", SUMMARY_LIMIT)))
+        else:
+            cells.append(_plain(check_id, status))
         if status is Status.FAIL:
             fails.append(result)
-        blocker = _get(result, "blocked_by")
+        blocker = result.get("blocked_by")
         if isinstance(blocker, str):
             blockers.add(blocker)
     first = next((r for r in fails if r.get("id") in blockers), fails[0] if fails else None)
@@ -231,16 +244,22 @@ def _gpus(data: Any) -> tuple[GpuSummary, ...]:
     rows = data.get("benchmarks")
     figures: dict[str, list[tuple[str, float]]] = {}
     names: dict[str, str] = {}
+    dtypes: dict[Any, str | None] = {}
     for row in rows if isinstance(rows, list) else ():
-        measured, gpu, dtype = _get(row, "measured"), _get(row, "gpu"), _text(_get(row, "metric"))
-        if _get(row, "unit") != TFLOPS or _get(row, "status") == Status.ERROR.value or dtype is None:
+        if not isinstance(row, dict) or row.get("unit") != TFLOPS or row.get("status") == Status.ERROR.value:
             continue
+        measured, gpu, metric = row.get("measured"), row.get("gpu"), row.get("metric")
+        if isinstance(metric, str) and metric not in dtypes:
+            dtypes[metric] = _text(metric)
+        dtype = dtypes.get(metric) if isinstance(metric, str) else None
         if isinstance(measured, bool) or not isinstance(measured, int | float) or not isinstance(gpu, str):
             continue
-        if measured != measured or measured <= 0:  # NaN or nothing measured
+        if dtype is None or measured != measured or measured <= 0:  # NaN or nothing measured
             continue
-        figures.setdefault(gpu, []).append((dtype, float(measured)))
-        names.setdefault(gpu, _text(_get(row, "device")) or "?")
+        if gpu not in figures:
+            figures[gpu] = []
+            names[gpu] = _text(row.get("device")) or "?"
+        figures[gpu].append((dtype, float(measured)))
     if not figures:
         return ()
     devices = _devices(data)

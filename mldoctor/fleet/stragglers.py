@@ -53,33 +53,45 @@ class Straggler:
         )
 
 
-def _bin(ratio: float) -> int:
-    return max(0, min(len(BINS) - 1, int((ratio - BINS[0]) / 0.05 + 1e-9)))
-
-
 def find(nodes: Iterable[NodeSummary], ratio: float = DEFAULT_RATIO) -> tuple[list[ModelGroup], list[Straggler]]:
     """The groups (model x dtype) and every GPU figure below `ratio` x its group's median, slowest first.
     A group of one GPU has no fleet to compare with and flags nothing."""
     nodes = list(nodes)
-    figures: dict[tuple[GpuModel, str], list[float]] = {}
+    models: dict[GpuModel, int] = {}
+    by_id: dict[int, int] = {}
+    """id(model) -> its number: one value hash per model object, not one per figure (there are 10^5 of those)."""
+    figures: dict[tuple[int, str], list[float]] = {}
     for node in nodes:
         for gpu in node.gpus:
+            number = by_id.get(id(gpu.model))
+            if number is None:
+                number = by_id[id(gpu.model)] = models.setdefault(gpu.model, len(models))
             for dtype, tflops in gpu.tflops:
-                figures.setdefault((gpu.model, dtype), []).append(tflops)
+                figures.setdefault((number, dtype), []).append(tflops)
     medians = {key: statistics.median(values) for key, values in figures.items()}
-    groups = []
-    for (model, dtype), values in figures.items():
-        histogram = [0] * len(BINS)
-        for value in values:
-            histogram[_bin(value / medians[model, dtype])] += 1
-        groups.append(ModelGroup(model, dtype, len(values), medians[model, dtype], tuple(histogram)))
-    stragglers = [
-        Straggler(node.node, gpu.index, gpu.uuid, gpu.model, dtype, tflops, medians[gpu.model, dtype])
-        for node in nodes
-        for gpu in node.gpus
-        for dtype, tflops in gpu.tflops
-        if len(figures[gpu.model, dtype]) > 1 and tflops < ratio * medians[gpu.model, dtype]
+    stragglers = []
+    for node in nodes:
+        for gpu in node.gpus:
+            number = by_id[id(gpu.model)]
+            for dtype, tflops in gpu.tflops:
+                median = medians[number, dtype]
+                if tflops < ratio * median and len(figures[number, dtype]) > 1:
+                    stragglers.append(Straggler(node.node, gpu.index, gpu.uuid, gpu.model, dtype, tflops, median))
+    model_of = {number: model for model, number in models.items()}
+    groups = [
+        ModelGroup(
+            model_of[number], dtype, len(values), medians[number, dtype], _histogram(values, medians[number, dtype])
+        )
+        for (number, dtype), values in figures.items()
     ]
     groups.sort(key=lambda g: (g.model.name, g.model.memory_gib, g.model.sm_count, g.dtype))
     stragglers.sort(key=lambda s: (s.ratio, s.node, s.gpu, s.dtype))
     return groups, stragglers
+
+
+def _histogram(values: list[float], median: float) -> tuple[int, ...]:
+    counts = [0] * len(BINS)
+    width, last, lowest = BINS[1] - BINS[0], len(BINS) - 1, BINS[0] * median
+    for value in values:
+        counts[max(0, min(last, int((value - lowest) / median / width + 1e-9)))] += 1
+    return tuple(counts)

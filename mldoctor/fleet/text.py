@@ -19,7 +19,10 @@ _NOT_IN_TOKEN = re.compile(r"[^A-Za-z0-9._-]+")
 
 def bounded(text: object, limit: int, keep_newlines: bool = False) -> str:
     """`text` as a string without control characters, at most `limit` characters (an ellipsis marks a cut)."""
-    value = _CONTROL.sub(" ", str(text))
+    value = str(text)
+    if len(value) <= limit and value.isprintable() and "  " not in value and value == value.strip():
+        return value  # the common case, ten thousand reports long: nothing to change
+    value = _CONTROL.sub(" ", value)
     if not keep_newlines:
         value = _SPACES.sub(" ", value).strip()
     return value if len(value) <= limit else value[: limit - 1] + "…"
