@@ -173,7 +173,7 @@ def _fleet_cells(
         by_node.setdefault(straggler.node, []).append(straggler)
     for node, slow in by_node.items():
         gpus = ", ".join(dict.fromkeys(s.gpu for s in slow))
-        summary = bounded("; ".join(s.describe() for s in slow), 400)
+        summary = bounded(stragglers.describe(slow), 400)
         fix = (
             f"nvidia-smi -q -d PERFORMANCE,CLOCK,POWER,TEMPERATURE -i {gpus}   # throttling, a power cap, low "
             "clocks; then rerun `mldoctor gpu-bench` on the node"

@@ -35,13 +35,17 @@ def _is_report_file(name: str) -> bool:
     return name.endswith((".json", *LINES_SUFFIXES)) or (name.startswith("mldoctor-report-") and name.endswith(".zip"))
 
 
-def _walk(folder: str) -> Iterator[str]:
-    """Report files under `folder`, recursively, in a stable order (links to folders are not followed)."""
-    for root, dirs, files in os.walk(folder):
+def _folder(folder: str) -> Iterator[Document]:
+    """Report files under `folder`, recursively, in a stable order (links to folders are not followed); a
+    sub-folder that cannot be listed is reported, not skipped in silence."""
+    errors: list[OSError] = []
+    for root, dirs, files in os.walk(folder, onerror=errors.append):
         dirs.sort()
         for name in sorted(files):
             if _is_report_file(name):
-                yield os.path.join(root, name)
+                yield from _file(os.path.join(root, name))
+    for error in errors:
+        yield Document(str(error.filename or folder), error=f"cannot list the folder: {error.strerror or error}")
 
 
 def _bundle(path: str) -> Document:
@@ -140,8 +144,7 @@ def documents(inputs: Iterable[str], stdin: IO[str] | None = None) -> Iterator[D
             if stdin is not None:
                 yield from stream(stdin, "<stdin>")
         elif os.path.isdir(item):
-            for path in _walk(item):
-                yield from _file(path)
+            yield from _folder(item)
         else:
             yield from _file(item)
 

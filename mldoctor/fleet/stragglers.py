@@ -45,12 +45,17 @@ class Straggler:
     def ratio(self) -> float:
         return self.tflops / self.median
 
-    def describe(self) -> str:
-        uuid = f" ({self.uuid})" if self.uuid else ""
-        return (
-            f"GPU {self.gpu}{uuid} {self.dtype} {self.tflops:.0f} TFLOP/s = {self.ratio:.2f}x the fleet median "
-            f"{self.median:.0f} of {self.model.label}"
-        )
+
+def describe(found: Iterable[Straggler]) -> str:
+    """One node's stragglers in a line: per GPU, each slow dtype's ratio to its model's fleet median."""
+    by_gpu: dict[tuple[str, str | None, GpuModel], list[Straggler]] = {}
+    for straggler in found:
+        by_gpu.setdefault((straggler.gpu, straggler.uuid, straggler.model), []).append(straggler)
+    parts = []
+    for (gpu, uuid, model), slow in by_gpu.items():
+        ratios = ", ".join(f"{s.dtype} {s.tflops:.0f} TFLOP/s = {s.ratio:.2f}x" for s in slow)
+        parts.append(f"GPU {gpu}{f' ({uuid})' if uuid else ''}: {ratios} the fleet median of {model.label}")
+    return "; ".join(parts)
 
 
 def find(nodes: Iterable[NodeSummary], ratio: float = DEFAULT_RATIO) -> tuple[list[ModelGroup], list[Straggler]]:

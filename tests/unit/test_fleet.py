@@ -7,6 +7,7 @@ Node reports are built here with the real dataclasses and rendered by the real J
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import zipfile
 
@@ -299,3 +300,22 @@ def test_a_stream_of_pretty_printed_reports_with_a_bad_one_in_the_middle(tmp_pat
     fleet = aggregate(documents([str(path)]))
     assert [row.node for row in fleet.rows] == ["n1", "n2"]
     assert len(fleet.unreadable) == 1
+
+
+def test_a_folder_that_cannot_be_listed_is_reported(tmp_path, monkeypatch):
+    (tmp_path / "n1.json").write_text(json.dumps(node_report("n1")))
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    real_scandir = os.scandir
+
+    def scandir(path="."):
+        if os.fspath(path) == str(locked):
+            raise PermissionError(13, "Permission denied", str(locked))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)  # as root, chmod 000 would not lock anything
+    fleet = aggregate(documents([str(tmp_path)]))
+    assert [row.node for row in fleet.rows] == ["n1"]
+    assert [(u.origin, u.error) for u in fleet.unreadable] == [
+        (str(locked), "cannot list the folder: Permission denied")
+    ]
