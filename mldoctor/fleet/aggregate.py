@@ -163,22 +163,20 @@ def _columns(nodes: Iterable[NodeSummary], fleet_checks: Iterable[str]) -> tuple
     return (*sorted(seen, key=lambda check: area[check]), *fleet_checks)
 
 
-def _fleet_cells(
+def _fleet_findings(
     found_stragglers: list[stragglers.Straggler], drifts: list[drift.Drift]
-) -> dict[str, list[tuple[CheckCell, str]]]:
-    """node -> the fleet's findings about it, each with its fix."""
-    cells: dict[str, list[tuple[CheckCell, str]]] = {}
+) -> tuple[dict[str, list[CheckCell]], dict[str, Link]]:
+    """What the fleet found about each node (a fleet.straggler and a fleet.drift cell), and for a node below a
+    policy floor the link to drain it by (with its fix)."""
+    cells: dict[str, list[CheckCell]] = {}
+    links: dict[str, Link] = {}
     by_node: dict[str, list[stragglers.Straggler]] = {}
     for straggler in found_stragglers:
         by_node.setdefault(straggler.node, []).append(straggler)
     for node, slow in by_node.items():
-        gpus = ", ".join(dict.fromkeys(s.gpu for s in slow))
-        summary = bounded(stragglers.describe(slow), 400)
-        fix = (
-            f"nvidia-smi -q -d PERFORMANCE,CLOCK,POWER,TEMPERATURE -i {gpus}   # throttling, a power cap, low "
-            "clocks; then rerun `mldoctor gpu-bench` on the node"
+        cells.setdefault(node, []).append(
+            CheckCell(STRAGGLER_CHECK, Status.WARN, bounded(stragglers.describe(slow), 400))
         )
-        cells.setdefault(node, []).append((CheckCell(STRAGGLER_CHECK, Status.WARN, summary), fix))
     deviations: dict[str, list[tuple[drift.Drift, drift.Deviation]]] = {}
     for found in drifts:
         for deviation in found.deviations:
@@ -186,21 +184,17 @@ def _fleet_cells(
     for node, items in deviations.items():
         status = Status.FAIL if any(d.status is Status.FAIL for _, d in items) else Status.WARN
         shown = [(f, d) for f, d in items if d.status is status]
-        summary = bounded("; ".join(f.describe(d) for f, d in shown), 400)
+        cell = CheckCell(DRIFT_CHECK, status, bounded("; ".join(f.describe(d) for f, d in shown), 400))
+        cells.setdefault(node, []).append(cell)
         if status is Status.FAIL:
-            fix = "upgrade the NVIDIA driver on this node (`mldoctor check` there prints the command for its distro)"
-        else:
-            fix = "; ".join(f"bring {f.label} to the fleet's {f.mode}" for f, _ in shown)
-        cells.setdefault(node, []).append((CheckCell(DRIFT_CHECK, status, summary), fix))
-    return cells
+            needs = " and ".join(f"{f.label} >= {f.floor}" for f, _ in shown)
+            fix = f"upgrade the NVIDIA driver on this node to meet {needs} (`mldoctor check` there prints how)"
+            links[node] = Link(DRIFT_CHECK, cell.summary, fix)
+    return cells, links
 
 
-def _row(summary: NodeSummary, found: list[tuple[CheckCell, str]]) -> NodeRow:
-    fleet_cells = tuple(cell for cell, _ in found)
-    link = summary.link
-    fleet_fail = next(((c, fix) for c, fix in found if c.status is Status.FAIL), None)
-    if link is None and fleet_fail is not None:
-        link = Link(fleet_fail[0].id, fleet_fail[0].summary, fleet_fail[1])
+def _row(summary: NodeSummary, fleet_cells: tuple[CheckCell, ...], fleet_link: Link | None) -> NodeRow:
+    link = summary.link or fleet_link
     if link is not None:
         state = NodeState.FAIL
     elif summary.has(Status.ERROR):
@@ -222,14 +216,14 @@ def aggregate(documents: Iterable[Document], policy: FleetPolicy | None = None, 
     nodes, unreadable, duplicates = _read(documents)
     groups, slow = stragglers.find(nodes.values(), policy.straggler_ratio)
     drifts = drift.find(nodes.values(), policy.floors())
-    found = _fleet_cells(slow, drifts)
+    cells, links = _fleet_findings(slow, drifts)
     rows = sorted(
-        (_row(summary, found.get(name, [])) for name, summary in nodes.items()),
+        (_row(summary, tuple(cells.get(name, ())), links.get(name)) for name, summary in nodes.items()),
         key=lambda row: (ORDER.index(row.state), natural(row.node)),
     )
     accounted = set(nodes) | {u.node for u in unreadable if u.node}
     missing = sorted({n for n in expected if n not in accounted}, key=natural)
-    found_ids = {cell.id for cells in found.values() for cell, _ in cells}
+    found_ids = {cell.id for node_cells in cells.values() for cell in node_cells}
     fleet_checks = [check for check in (STRAGGLER_CHECK, DRIFT_CHECK) if check in found_ids]
     return Fleet(
         policy=policy,

@@ -252,8 +252,10 @@ def _gpus(data: Any) -> tuple[GpuSummary, ...]:
         if isinstance(metric, str) and metric not in dtypes:
             dtypes[metric] = _text(metric)
         dtype = dtypes.get(metric) if isinstance(metric, str) else None
-        if isinstance(measured, bool) or not isinstance(measured, int | float) or not isinstance(gpu, str):
+        if isinstance(measured, bool) or not isinstance(measured, int | float):
             continue
+        if not isinstance(gpu, str) or not (gpu.isascii() and gpu.isdigit() and len(gpu) < 6):
+            continue  # a GPU index, as BenchRow writes it ("cpu" and anything else are not a GPU)
         if dtype is None or measured != measured or measured <= 0:  # NaN or nothing measured
             continue
         if gpu not in figures:
@@ -267,7 +269,7 @@ def _gpus(data: Any) -> tuple[GpuSummary, ...]:
     for index, tflops in figures.items():
         name, memory, sm, uuid = devices.get(index, (None, 0, 0, None))
         model = _model(name or names[index], round(memory / GIB), sm)
-        gpus.append(GpuSummary(sys.intern(bounded(index, 16)), uuid, model, tuple(tflops)))
+        gpus.append(GpuSummary(sys.intern(index), uuid, model, tuple(tflops)))
     return tuple(gpus)
 
 

@@ -164,6 +164,15 @@ def test_a_gpu_at_08x_of_its_siblings_on_another_node_is_a_straggler():
     assert exit_code(fleet) == 0
 
 
+def test_a_benchmark_row_whose_gpu_is_not_an_index_is_left_out():
+    report = node_report("n2", bf16=(632.0, 790.0))
+    for row in report["benchmarks"]:
+        row["gpu"] = "0;reboot" if row["gpu"] == "0" else row["gpu"]
+    fleet = aggregate(docs(node_report("n1"), report))
+    assert fleet.stragglers == ()
+    assert [g.index for g in fleet.rows[1].summary.gpus] == ["1"]
+
+
 def test_a_straggler_ratio_of_075_lets_08x_pass():
     slow = (790.0,) * 7 + (632.0,)
     fleet = aggregate(docs(node_report("n1"), node_report("n2", bf16=slow)), FleetPolicy(straggler_ratio=0.75))
@@ -189,6 +198,7 @@ def test_a_driver_floor_turns_drift_into_a_fail_and_a_drain_line():
     row = fleet.rows[0]
     assert (row.node, row.state, row.link.check) == ("n4", NodeState.FAIL, DRIFT_CHECK)
     assert "below the required 550.54" in row.link.summary
+    assert "NVIDIA driver >= 550.54" in row.link.fix
     assert [d.node for d in fleet.drain] == ["n4"]
     assert exit_code(fleet) == 1
 

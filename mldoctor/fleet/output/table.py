@@ -64,7 +64,8 @@ def _stragglers(fleet: Fleet) -> list[str]:
         return []
     lines = [
         "",
-        f"Stragglers ({len(fleet.stragglers)} figures below {fleet.policy.straggler_ratio:g}x the fleet median):",
+        f"Stragglers ({len(fleet.stragglers)} figures below {fleet.policy.straggler_ratio:g}x the fleet median;",
+        "on the node, `nvidia-smi -q -d PERFORMANCE,CLOCK,POWER,TEMPERATURE -i GPU` shows throttling and caps):",
     ]
     for s in fleet.stragglers:
         uuid = f" {s.uuid}" if s.uuid else ""
