@@ -14,7 +14,7 @@ from enum import Enum
 
 from mldoctor.fleet import drift, stragglers
 from mldoctor.fleet.drain import DrainLine, drain_line
-from mldoctor.fleet.node import CheckCell, Link, NodeSummary, ReportError, summarise
+from mldoctor.fleet.node import NAME_LIMIT, CheckCell, Link, NodeSummary, ReportError, summarise
 from mldoctor.fleet.sources import Document
 from mldoctor.fleet.text import bounded
 from mldoctor.model import Status
@@ -142,7 +142,8 @@ def _read(documents: Iterable[Document]) -> tuple[dict[str, NodeSummary], list[U
                 raise ReportError(document.error)
             summary = summarise(document.data, document.origin, document.name_hint)
         except ReportError as exc:
-            unreadable.append(Unreadable(bounded(document.origin, 300), bounded(exc, 300), document.name_hint))
+            hint = bounded(document.name_hint, NAME_LIMIT) if document.name_hint else None
+            unreadable.append(Unreadable(bounded(document.origin, 300), bounded(exc, 300), hint))
             continue
         previous = nodes.get(summary.node)
         if previous is not None:

@@ -35,7 +35,13 @@ def _version(ctx: click.Context, param: click.Parameter, value: str) -> str:
 
 
 @click.command("fleet")
-@click.argument("reports", nargs=-1, required=True, type=click.Path(exists=True, readable=True, allow_dash=True))
+@click.argument(
+    "reports",
+    nargs=-1,
+    required=True,
+    metavar="REPORT...",
+    type=click.Path(exists=True, readable=True, allow_dash=True),
+)
 @click.option("--format", "output_format", type=click.Choice(FORMATS), default="table", show_default=True)
 @click.option("-o", "--output", type=click.Path(), metavar="FILE", help="Write here instead of stdout (atomically).")
 @click.option(
@@ -56,9 +62,19 @@ def _version(ctx: click.Context, param: click.Parameter, value: str) -> str:
     show_default=True,
     help="A GPU below this share of its model's fleet median is a straggler.",
 )
-@click.option("--min-driver-version", default="", callback=_version, help="Nodes on an older NVIDIA driver FAIL.")
 @click.option(
-    "--min-cuda-version", default="", callback=_version, help="Nodes whose driver supports an older CUDA FAIL."
+    "--min-driver-version",
+    default="",
+    metavar="VERSION",
+    callback=_version,
+    help="Nodes on an older NVIDIA driver FAIL.",
+)
+@click.option(
+    "--min-cuda-version",
+    default="",
+    metavar="VERSION",
+    callback=_version,
+    help="Nodes whose driver supports an older CUDA FAIL.",
 )
 @click.pass_context
 def fleet(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
 from xml.etree import ElementTree as ET
@@ -14,7 +15,7 @@ from test_fleet import docs, driver_failed, node_report, result
 
 from mldoctor.fleet.aggregate import FleetPolicy, aggregate
 from mldoctor.fleet.output import FORMATS, renderer
-from mldoctor.fleet.sources import Document
+from mldoctor.fleet.sources import Document, documents
 from mldoctor.model import Status
 
 NASTY = "GPU <script>alert(1)</script> | \"q\" & 's' `tick` *b* [l](x) \\ ]]>\n2nd line\x1b[31m\x00"
@@ -145,3 +146,18 @@ def test_html_is_self_contained_and_escapes_everything(fleet):
     assert "\x1b" not in page and "\x00" not in page
     assert page.count('<tr><td class="n ') == len(fleet.rows)  # the heatmap: a row per node
     assert "<svg" in page and "Drift" in page
+
+
+def test_file_names_and_report_text_that_are_not_utf8_render_everywhere(tmp_path):
+    folder = os.fsencode(tmp_path)
+    with open(os.path.join(folder, b"bad\xff\x1b[2J.json"), "w") as handle:
+        handle.write("{garbage")
+    report = node_report("n1", results=driver_failed(summary="lone \ud800 surrogate"))
+    with open(os.path.join(folder, b"n1.json"), "w", encoding="utf-8") as handle:
+        handle.write(json.dumps(report))  # ensure_ascii: the surrogate travels as \\ud800, as JSON allows
+    fleet = aggregate(documents([str(tmp_path)]))
+    assert len(fleet.rows) == len(fleet.unreadable) == 1
+    for name in FORMATS:
+        text = renderer(name)(fleet)
+        text.encode("utf-8")  # no lone surrogate left to fail a write
+        assert "\x1b" not in text
