@@ -77,13 +77,13 @@ def _json_file(path: str) -> Iterator[Document]:
         with open(path, encoding="utf-8") as handle:
             text = handle.read()
     except (OSError, UnicodeDecodeError) as exc:
-        yield Document(path, error=f"cannot read: {exc}")
+        yield Document(path, error=f"cannot read: {exc}", name_hint=stem)
         return
     try:
         yield Document(path, json.loads(text), name_hint=stem)
     except json.JSONDecodeError as exc:
         if exc.msg != "Extra data":
-            yield Document(path, error=f"not JSON: {exc}")
+            yield Document(path, error=f"not JSON: {exc}", name_hint=stem)
             return
         del text
         yield from _lines_file(path)

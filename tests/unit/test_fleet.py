@@ -278,14 +278,14 @@ def test_corrupt_reports_are_listed_and_the_others_still_count(tmp_path):
     newer["schema_version"] = SCHEMA_VERSION + 1
     (tmp_path / "sub" / "n4.json").write_text(json.dumps(newer))
     (tmp_path / "notes.txt").write_text("not a report, not read")
-    fleet = aggregate(documents([str(tmp_path)]), expected=["n1", "n3"])
+    fleet = aggregate(documents([str(tmp_path)]), expected=["n1", "n3", "garbage"])
     assert [row.node for row in fleet.rows] == ["n1"]
     errors = {u.origin.removeprefix(str(tmp_path) + "/"): u.error for u in fleet.unreadable}
     assert set(errors) == {"garbage.json", "list.json", "sub/n3.json", "sub/n4.json"}
     assert errors["garbage.json"].startswith("not JSON")
     assert "MAYBE" in errors["sub/n3.json"]
     assert "upgrade mldoctor" in errors["sub/n4.json"]
-    assert fleet.missing == ()  # n3 did report, unreadably: not also "no report"
+    assert fleet.missing == ()  # n3 and garbage did report, unreadably: not also "no report"
     assert exit_code(fleet) == 3
 
 
