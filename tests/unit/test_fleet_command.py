@@ -91,3 +91,24 @@ def test_the_docs_use_only_options_that_exist():
     for command in commands:
         for option in (word.split("=")[0] for word in command.split() if word.startswith("--")):
             assert option in known, f"{option} in docs/fleet.md is not an option of mldoctor fleet"
+
+
+REAL = Path(__file__).parents[1] / "data" / "fleet" / "debian12-no-gpu.json"
+"""`mldoctor check --no-probe --format json` as recorded on this project's machine kind (Debian 12, no GPU)."""
+
+
+def test_two_slurm_nodes_on_one_host_are_told_apart_by_their_file_names(tmp_path):
+    for node in ("node1", "node2"):
+        (tmp_path / f"{node}.json").write_text(REAL.read_text())
+    data = json.loads(run(str(tmp_path), "--format", "json").output)
+    assert [(n["node"], n["host"]) for n in data["nodes"]] == [("node1", "vm"), ("node2", "vm")]
+    assert data["nodes"][0]["state"] == "warn"
+    assert data["drift"] == []
+    assert data["exit_code"] == 0
+
+
+def test_the_same_reports_on_stdin_have_only_the_host_name_to_go_by():
+    outcome = run("-", "--format", "json", input=REAL.read_text() * 2)
+    data = json.loads(outcome.output)
+    assert [n["node"] for n in data["nodes"]] == ["vm"]
+    assert data["duplicates"] == ["vm"]
