@@ -22,7 +22,8 @@ from mldoctor.rules.registry import AREAS
 
 STRAGGLER_CHECK = "fleet.straggler"
 DRIFT_CHECK = "fleet.drift"
-EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_INCOMPLETE = 0, 1, 2, 3
+EXIT_OK, EXIT_FAIL, EXIT_INCOMPLETE = 0, 1, 3
+"""2 (usage) comes from click, before any report is read."""
 
 
 class NodeState(str, Enum):
