@@ -1,0 +1,14 @@
+"""`mldoctor fleet`: many per-node reports in, one fleet verdict out.
+
+Layers, each only importing those before it:
+
+    sources     read files, folders, bundles and JSON lines, one document at a time (never all at once)
+    node        one report -> a compact NodeSummary (what the aggregate needs; the rest is dropped)
+    stragglers, drift, drain
+                pure judgements over the summaries (no I/O)
+    aggregate   the streaming pass that ties them together into a Fleet, and the exit code
+    output      renderers, one signature each: render(fleet) -> str
+    command     the click command (only wiring)
+
+mldoctor stays a per-node program: this package reads what each node wrote and never reaches a node itself.
+"""
