@@ -43,6 +43,7 @@ def in_ci() -> bool:
 
 def absent(reason: str, provider: str | None = None) -> NoReturn:
     """Skip with the reason (and the command that provides `provider`); in CI fail loudly instead."""
+    __tracebackhide__ = True  # the skip is reported at the caller's line
     if provider is not None:
         reason = f"{reason}; provide it: {REMEDIES[provider]}"
     if in_ci():
@@ -64,6 +65,7 @@ def docker_unavailable_reason() -> str | None:
 
 
 def require_docker() -> None:
+    __tracebackhide__ = True
     reason = docker_unavailable_reason()
     if reason is not None:
         absent(reason, "docker")
@@ -82,6 +84,7 @@ def missing_images(*tags: str) -> list[str]:
 
 def require_images(*tags: str) -> None:
     """The given test images (all of them when none is named) are on the daemon."""
+    __tracebackhide__ = True
     require_docker()
     missing = missing_images(*tags)
     if missing:
@@ -98,12 +101,14 @@ def libnvidia_ml_missing_reason() -> str | None:
 
 
 def require_libnvidia_ml() -> None:
+    __tracebackhide__ = True
     reason = libnvidia_ml_missing_reason()
     if reason is not None:
         absent(reason, "libnvidia-ml")
 
 
 def require_chromium() -> str:
+    __tracebackhide__ = True
     path = shutil.which("chromium")
     if path is None:
         absent("Debian's chromium is not installed", "chromium")
