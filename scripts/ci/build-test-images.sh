@@ -57,8 +57,11 @@ if ! ls "$wheelhouse"/torch-*.whl >/dev/null 2>&1 || ! ls "$wheelhouse"/pip-*.wh
   fi
   "$python" -m pip download -q --only-binary=:all: --no-deps -d "$wheelhouse" pip
 fi
-if ls "$wheelhouse" | grep -iE '^(nvidia|cuda|triton)[-_]'; then
-  die "$wheelhouse holds CUDA wheels (above): the image needs torch's CPU build only"
+shopt -s nullglob
+cuda=("$wheelhouse"/nvidia[-_]* "$wheelhouse"/cuda[-_]* "$wheelhouse"/triton-*)
+shopt -u nullglob
+if [ ${#cuda[@]} -gt 0 ]; then
+  die "$wheelhouse holds CUDA wheels (${cuda[*]##*/}): the image needs torch's CPU build only"
 fi
 echo "wheelhouse $wheelhouse: $(du -sm "$wheelhouse" | cut -f1) MB"
 
