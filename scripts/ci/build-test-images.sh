@@ -6,27 +6,77 @@
 #   mldoctor-test-busybox:latest   no python3 at all (busybox-static)
 #   mldoctor-test-garbage:latest   python3 prints to stdout before any program runs (a .pth file)
 #   mldoctor-test-hang:latest      python3 never gets past startup (a .pth file sleeps): the deadline test
-# The torch wheelhouse is cached in $MLDOCTOR_WHEELHOUSE (default /tmp/mldoctor-wheelhouse).
+#
+# Usage: bash scripts/ci/build-test-images.sh   (as root on Debian 12, with mldoctor installed in $PYTHON's
+# environment, default `python3`: run it inside the venv that has `pip install -e '.[test]'`)
+#
+# torch for the image: the CPU build ($MLDOCTOR_TORCH, default 2.13.0+cpu) for the *image's* Python and platform,
+# whatever the host's Python is; never the CUDA build (several GB of nvidia-* wheels). The wheels are cached per
+# torch version and image Python under $MLDOCTOR_WHEELHOUSE (default /tmp/mldoctor-wheelhouse).
+# Where no configured index serves the +cpu build, add PyTorch's CPU index:
+#   PIP_EXTRA_INDEX_URL=https://download.pytorch.org/whl/cpu bash scripts/ci/build-test-images.sh
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-wheelhouse=${MLDOCTOR_WHEELHOUSE:-/tmp/mldoctor-wheelhouse}
+python=${PYTHON:-python3}
+torch=${MLDOCTOR_TORCH:-2.13.0+cpu}
+cache=${MLDOCTOR_WHEELHOUSE:-/tmp/mldoctor-wheelhouse}
 base=mldoctor-base:bookworm
 probe=mldoctor-probe-test:cpu
 
 have() { docker image inspect "$1" >/dev/null 2>&1; }
+die() { echo "build-test-images: $*" >&2; exit 1; }
+
+docker info >/dev/null 2>&1 || die "no Docker daemon answers; start one: bash scripts/ci/start-docker.sh"
+"$python" -c 'import mldoctor' 2>/dev/null \
+  || die "$python cannot import mldoctor; in a venv: python3 -m pip install -e '.[test]', then run this again"
+need=()
+command -v debootstrap >/dev/null || need+=(debootstrap)
+[ -x /bin/busybox ] || need+=(busybox-static)
+if [ ${#need[@]} -gt 0 ]; then
+  echo "installing ${need[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
 
 bash probe_image/build-local-base.sh "$base"
 
-mkdir -p "$wheelhouse"
-ls "$wheelhouse"/torch-*.whl >/dev/null 2>&1 || python3 -m pip download -q torch==2.13.0 --only-binary=:all: -d "$wheelhouse"
-ls "$wheelhouse"/pip-*.whl >/dev/null 2>&1 || python3 -m pip download -q pip --only-binary=:all: --no-deps -d "$wheelhouse"
+# The wheelhouse: torch's CPU wheel and its dependencies for the base image's Python (3.11 on bookworm).
+image_python=$(docker run --rm --network none "$base" python3 -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+arch=$(uname -m)
+wheelhouse="$cache/torch-$torch-py$image_python-$arch"
+if ! ls "$wheelhouse"/torch-*.whl >/dev/null 2>&1 || ! ls "$wheelhouse"/pip-*.whl >/dev/null 2>&1; then
+  echo "downloading torch==$torch for the image's Python $image_python ($arch) into $wheelhouse"
+  rm -rf "$wheelhouse"
+  mkdir -p "$wheelhouse"
+  target=(--only-binary=:all: --python-version "$image_python" --implementation cp --abi "cp${image_python/./}"
+    --platform "manylinux_2_28_$arch" --platform "manylinux_2_17_$arch" --platform "manylinux2014_$arch")
+  if ! "$python" -m pip download -q "${target[@]}" -d "$wheelhouse" "torch==$torch"; then
+    rm -rf "$wheelhouse"
+    die "no index served torch==$torch for Python $image_python; torch's CPU builds are on PyTorch's CPU index:
+  PIP_EXTRA_INDEX_URL=https://download.pytorch.org/whl/cpu bash scripts/ci/build-test-images.sh"
+  fi
+  "$python" -m pip download -q --only-binary=:all: --no-deps -d "$wheelhouse" pip
+fi
+shopt -s nullglob
+cuda=("$wheelhouse"/nvidia[-_]* "$wheelhouse"/cuda[-_]* "$wheelhouse"/triton-*)
+shopt -u nullglob
+if [ ${#cuda[@]} -gt 0 ]; then
+  die "$wheelhouse holds CUDA wheels (${cuda[*]##*/}): the image needs torch's CPU build only"
+fi
+echo "wheelhouse $wheelhouse: $(du -sm "$wheelhouse" | cut -f1) MB"
 
-digest=$(python3 -c 'from mldoctor.probe.launch import dockerfile_digest; print(dockerfile_digest())')
+# The probe image, rebuilt when the Dockerfile changed (its digest is a label) or its torch is not the one asked for.
+digest=$("$python" -c 'from mldoctor.probe.launch import dockerfile_digest; print(dockerfile_digest())')
 label=$(docker image inspect -f '{{ index .Config.Labels "mldoctor.dockerfile" }}' "$probe" 2>/dev/null || true)
+in_image=
 if [ "$label" = "$digest" ]; then
-  echo "probe image $probe already present"
+  in_image=$(docker run --rm --network none --entrypoint python3 "$probe" \
+    -c 'import torch; print(torch.__version__)' 2>/dev/null || true)
+fi
+if [ "$in_image" = "$torch" ]; then
+  echo "probe image $probe already present (torch $in_image)"
 else
-  mldoctor image build --base-image "$base" --tag "$probe" --wheelhouse "$wheelhouse" >/dev/null
+  "$python" -m mldoctor image build --base-image "$base" --tag "$probe" --wheelhouse "$wheelhouse" >/dev/null
   echo "built probe image $probe"
 fi
 

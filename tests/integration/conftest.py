@@ -1,34 +1,26 @@
 """Integration tests talk to the real Docker daemon on this machine.
 
-Where the daemon is absent they skip with the reason, except in CI (`CI=true`), where `.ci/run` has started
-one: there a missing daemon is a broken CI and the tests fail loudly instead of skipping quietly.
+Every missing prerequisite goes through `provided` (see there): outside CI the test skips and names the one
+command that provides it; in CI (`CI=true`), where `.ci/run` provides everything, it fails loudly instead.
+A test marked `docker` needs a daemon; one that runs a test image asks for it with the `probe_test_image` fixture
+or `provided.require_images(...)`.
 """
 
 from __future__ import annotations
 
-import functools
-
 import pytest
-from provided import absent
+from provided import TORCH_IMAGE, docker_unavailable_reason, require_docker, require_images
 
-
-@functools.cache
-def docker_unavailable_reason() -> str | None:
-    try:
-        import docker
-
-        client = docker.from_env(timeout=5)
-        client.ping()
-        client.close()
-    except Exception as exc:  # any failure means: no usable daemon here
-        return f"no Docker daemon reachable: {exc}"
-    return None
+__all__ = ["docker_unavailable_reason"]  # tests import it from here
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
-    if "docker" not in item.keywords:
-        return
-    reason = docker_unavailable_reason()
-    if reason is None:
-        return
-    absent(reason)
+    if "docker" in item.keywords:
+        require_docker()
+
+
+@pytest.fixture
+def probe_test_image() -> str:
+    """The CPU probe image (torch's CPU wheel) that scripts/ci/build-test-images.sh builds."""
+    require_images(TORCH_IMAGE)
+    return TORCH_IMAGE
