@@ -12,9 +12,8 @@ from collections.abc import Iterable
 from html import escape
 
 from mldoctor.facts.nvidia import GpuFacts
-from mldoctor.model import BenchRow, CheckResult, Report, Status
+from mldoctor.model import AREAS, BenchRow, CheckResult, Report, Status
 from mldoctor.output.table import summary_line
-from mldoctor.rules.registry import AREAS
 
 GIB = 1 << 30
 STATUS_ORDER = (Status.FAIL, Status.ERROR, Status.WARN, Status.PASS, Status.SKIP)

@@ -17,8 +17,7 @@ from mldoctor.fleet.drain import DrainLine, drain_line
 from mldoctor.fleet.node import NAME_LIMIT, CheckCell, Link, NodeSummary, ReportError, summarise
 from mldoctor.fleet.sources import Document
 from mldoctor.fleet.text import bounded
-from mldoctor.model import Status
-from mldoctor.rules.registry import AREAS
+from mldoctor.model import AREAS, Status
 
 STRAGGLER_CHECK = "fleet.straggler"
 DRIFT_CHECK = "fleet.drift"

@@ -98,7 +98,7 @@ def fleet(
     from mldoctor.fleet.output import renderer
     from mldoctor.fleet.sources import documents
     from mldoctor.options import check_output_path
-    from mldoctor.output import write_atomic
+    from mldoctor.output import write_output
 
     check_output_path(output)
     expected = _names(expect) + (_nodes_file(nodes_file) if nodes_file else [])
@@ -110,6 +110,6 @@ def fleet(
     if output is None:
         click.echo(text, nl=False)
     else:
-        write_atomic(output, text)
+        write_output(output, text)
         click.echo(f"wrote {output}: {result.summary_line()}", err=True)
     ctx.exit(exit_code(result))

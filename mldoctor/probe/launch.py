@@ -33,7 +33,17 @@ from mldoctor.engine.errors import classify_error, describe
 
 LABEL = "mldoctor.probe"
 PROBE_FILE = Path(__file__).with_name("probe.py")
-DOCKERFILE = Path(__file__).with_name("Dockerfile")
+
+
+def _probe_dockerfile() -> Path:
+    """probe_image/Dockerfile, the probe image's one source: a wheel carries it as the package mldoctor.probe_image
+    (pyproject.toml maps it there); a checkout (an editable install, PYTHONPATH=.) has it at the top of the tree."""
+    package = Path(__file__).resolve().parent.parent
+    wheel = package / "probe_image" / "Dockerfile"
+    return wheel if wheel.is_file() else package.parent / "probe_image" / "Dockerfile"
+
+
+DOCKERFILE = _probe_dockerfile()
 STDOUT_LIMIT = 1 << 20
 """The most of the probe's stdout that is read (its document is a few KiB; an image may print without end)."""
 STDERR_TAIL = 4000

@@ -61,9 +61,8 @@ except Exception as exc:  # a module the wheel lacks (reported above) or a Docke
     sys.exit("\n".join([*problems, f"the probe launcher fails: {exc!r}"]))
 if installed not in used.parents or not used.is_file() or used.read_bytes() != source:
     problems.append(f"`mldoctor image build` uses {used}, not the wheel's copy of probe_image/Dockerfile")
-old = checkout / "mldoctor" / "probe" / "Dockerfile"
-if old.exists() and old.read_bytes() != source:
-    problems.append("mldoctor/probe/Dockerfile differs from probe_image/Dockerfile, its one source")
+if (checkout / "mldoctor" / "probe" / "Dockerfile").exists() or (installed / "probe" / "Dockerfile").exists():
+    problems.append("a second probe Dockerfile under mldoctor/probe/: probe_image/Dockerfile is the one source")
 gpus = installed / "data" / "gpus.json"
 if not gpus.is_file() or not json.loads(gpus.read_text(encoding="utf-8")):
     problems.append(f"{gpus} is missing or empty")

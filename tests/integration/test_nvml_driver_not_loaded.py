@@ -9,8 +9,6 @@ premise does not hold, and they skip.
 
 from __future__ import annotations
 
-import ctypes
-import functools
 import json
 import os
 import subprocess
@@ -18,18 +16,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from provided import absent
-
-INSTALL = "scripts/ci/install-libnvidia-ml.sh"
-
-
-@functools.cache
-def library_missing() -> str | None:
-    try:
-        ctypes.CDLL("libnvidia-ml.so.1")
-    except OSError as exc:
-        return f"Debian's libnvidia-ml1 is not installed ({exc}); {INSTALL} installs it"
-    return None
+from provided import require_libnvidia_ml
 
 
 def nvidia_on_pci_bus() -> bool:
@@ -40,10 +27,7 @@ def nvidia_on_pci_bus() -> bool:
 def nvml_library() -> None:
     if os.path.exists("/proc/driver/nvidia/version"):
         pytest.skip("an NVIDIA driver is loaded here: NVML will not say 'Driver Not Loaded'")
-    reason = library_missing()
-    if reason is None:
-        return
-    absent(f"{reason} (install it: {INSTALL})")
+    require_libnvidia_ml()
 
 
 def mldoctor(*args: str) -> tuple[int, dict]:

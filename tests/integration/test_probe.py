@@ -13,7 +13,7 @@ import sys
 import time
 
 import pytest
-from provided import absent
+from provided import require_images
 
 pytestmark = pytest.mark.docker
 
@@ -33,15 +33,7 @@ def _docker():
 
 @pytest.fixture(scope="module")
 def images() -> None:
-    from tests.integration.conftest import docker_unavailable_reason
-
-    if docker_unavailable_reason():
-        pytest.skip(docker_unavailable_reason())
-    client = _docker()
-    present = {tag for image in client.images.list() for tag in image.tags}
-    missing = {TORCH_IMAGE, BASE_IMAGE, BUSYBOX_IMAGE, GARBAGE_IMAGE, HANG_IMAGE} - present
-    if missing:
-        absent(f"test images missing: {sorted(missing)}; build them: bash scripts/ci/build-test-images.sh")
+    require_images(TORCH_IMAGE, BASE_IMAGE, BUSYBOX_IMAGE, GARBAGE_IMAGE, HANG_IMAGE)
 
 
 def probe_containers() -> list[str]:

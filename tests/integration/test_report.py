@@ -54,10 +54,10 @@ def unpack(path) -> dict[str, str]:
         return {name: bundle.read(name).decode() for name in bundle.namelist()}
 
 
-def test_a_redacted_bundle_with_the_probe(home, tmp_path):
+def test_a_redacted_bundle_with_the_probe(home, tmp_path, probe_test_image):
     target = tmp_path / "bundle.zip"
     proc = report(
-        home, "--image", TORCH_IMAGE, "--duration", "1", "--shm-size", "1g", "--redact-hosts", "-o", str(target)
+        home, "--image", probe_test_image, "--duration", "1", "--shm-size", "1g", "--redact-hosts", "-o", str(target)
     )
     assert proc.returncode in (0, 1), proc.stderr
     assert f"wrote {target}" in proc.stdout

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import struct
 import subprocess
 import tempfile
@@ -18,6 +17,7 @@ from pathlib import Path
 
 import pytest
 from factories import facts
+from provided import require_chromium
 from test_bundle import gpu_report
 
 from mldoctor.bundle import html
@@ -121,10 +121,8 @@ def png_size(path: Path) -> tuple[int, int]:
     return struct.unpack(">II", data[16:24])
 
 
-@pytest.mark.skipif(
-    shutil.which("chromium") is None, reason="Debian's chromium is not installed (apt-get install chromium)"
-)
 def test_renders_in_chromium(page, tmp_path):
+    require_chromium()
     source = tmp_path / "report.html"
     source.write_text(page, encoding="utf-8")
     target = Path(os.environ.get("MLDOCTOR_SCREENSHOT") or tmp_path / "screenshot.png").resolve()
