@@ -14,9 +14,11 @@ from html import escape
 from mldoctor.facts.nvidia import GpuFacts
 from mldoctor.model import AREAS, BenchRow, CheckResult, Report, Status
 from mldoctor.output.table import summary_line
+from mldoctor.text import plural
 
 GIB = 1 << 30
-STATUS_ORDER = (Status.FAIL, Status.ERROR, Status.WARN, Status.PASS, Status.SKIP)
+STATUS_ORDER = sorted(Status, key=lambda status: -status.severity)
+"""The chips in the header, worst first."""
 Cell = str | None
 GPU_HEADERS = ("#", "model", "memory", "CC", "temp", "power", "SM clock", "PCIe now / max", "ECC unc.",
                "row remaps", "persist.", "MIG", "bus id")  # fmt: skip
@@ -129,13 +131,14 @@ def _glance(report: Report) -> str:
     facts = report.facts
     items: list[tuple[str, Cell]] = []
     if facts.host is not None:
-        items.append(("host", f"{facts.host.os.pretty_name or facts.host.os.id}, kernel {facts.host.kernel}"))
+        system = (facts.host.os.pretty_name or facts.host.os.id) if facts.host.os else "unknown OS"
+        items.append(("host", f"{system}, kernel {facts.host.kernel}"))
     if facts.docker is not None and facts.docker.daemon is not None:
         items.append(("docker", f"{facts.docker.daemon.server_version} ({facts.docker.flavour})"))
     if facts.nvidia is not None:
         gpus = facts.nvidia.nvml.gpus
         names = sorted({g.name or "?" for g in gpus})
-        on_bus = _plural(len(facts.nvidia.pci_gpus), "NVIDIA GPU")
+        on_bus = _count(len(facts.nvidia.pci_gpus), "NVIDIA GPU")
         items.append(("GPUs", f"{len(gpus)} × {', '.join(names)}" if gpus else f"{on_bus} on the PCI bus"))
         driver = facts.nvidia.nvml.driver_version or facts.nvidia.kernel.module_version
         cuda = facts.nvidia.nvml.cuda_driver_version
@@ -206,10 +209,8 @@ def _card(title: str, pairs: Iterable[tuple[str, Cell]], extra: str = "") -> str
     return f'<div class="card">\n<h3>{escape(title)}</h3>\n<table><tbody>{rows}</tbody></table>{extra}\n</div>'
 
 
-def _plural(n: int, noun: str) -> str:
-    if n == 0:
-        return f"no {noun}"
-    return f"{n} {noun}{'es' if noun.endswith('h') else 's'}" if n != 1 else f"1 {noun}"
+def _count(n: int, noun: str, plural_form: str = "") -> str:
+    return f"no {noun}" if n == 0 else plural(n, noun, plural_form)
 
 
 def _gib(value: int | None) -> str | None:
@@ -233,9 +234,9 @@ def _gpus(report: Report) -> str:
             ("NVML", nvml.nvml_version),
         ]
         line = " · ".join(f"{k} {v}" for k, v in versions if v)
-        pci = f"{_plural(len(nvidia.pci_gpus), 'NVIDIA GPU')} on the PCI bus"
+        pci = f"{_count(len(nvidia.pci_gpus), 'NVIDIA GPU')} on the PCI bus"
         if nvidia.nvswitches:
-            pci += f", with {_plural(len(nvidia.nvswitches), 'NVSwitch')}"
+            pci += f", with {_count(len(nvidia.nvswitches), 'NVSwitch', 'NVSwitches')}"
         parts.append(f'<p class="note">{escape(pci[:1].upper() + pci[1:])}{" · " + escape(line) if line else ""}</p>')
         if not nvml.ok:
             parts.append(f'<p class="note">NVML: {escape(nvml.error or nvml.error_kind or "not available")}</p>')
@@ -488,17 +489,17 @@ def _host(report: Report) -> str:
     host = report.facts.host
     if host is None:
         return '<p class="note">No host facts in this report.</p>'
-    disks = "; ".join(f"{d.path} {_gib(d.free_bytes)} free of {_gib(d.total_bytes)}" for d in host.disks)
-    limit = host.memory.cgroup_limit_bytes
+    os_, cpu, memory, shm, user = host.os, host.cpu, host.memory, host.shm, host.user  # each may be unreadable
+    disks = "; ".join(f"{d.path} {_gib(d.free_bytes)} free of {_gib(d.total_bytes)}" for d in host.disks or [])
     pairs: list[tuple[str, Cell]] = [
-        ("OS", host.os.pretty_name or host.os.id),
+        ("OS", (os_.pretty_name or os_.id) if os_ else None),
         ("kernel", f"{host.kernel} ({host.arch})"),
-        ("CPU", f"{host.cpu.model} — {host.cpu.usable:g} usable of {host.cpu.logical}, load {host.cpu.load_1m:.1f}"),
-        ("memory", f"{_gib(host.memory.available_bytes)} available of {_gib(host.memory.total_bytes)}"),
-        ("cgroup memory limit", _gib(limit)),
-        ("/dev/shm", f"{_gib(host.shm.free_bytes)} free of {_gib(host.shm.total_bytes)}"),
+        ("CPU", f"{cpu.model} — {cpu.usable:g} usable of {cpu.logical}, load {cpu.load_1m:.1f}" if cpu else None),
+        ("memory", f"{_gib(memory.available_bytes)} available of {_gib(memory.total_bytes)}" if memory else None),
+        ("cgroup memory limit", _gib(memory.cgroup_limit_bytes) if memory else None),
+        ("/dev/shm", f"{_gib(shm.free_bytes)} free of {_gib(shm.total_bytes)}" if shm else None),
         ("disks", disks),
-        ("user", f"{host.user.name} (uid {host.user.uid}), groups {', '.join(host.user.active_groups)}"),
+        ("user", f"{user.name} (uid {user.uid}), groups {', '.join(user.active_groups)}" if user else None),
         ("python", host.python),
     ]
     return '<div class="grid">\n' + _card("This machine", pairs) + "\n</div>"
