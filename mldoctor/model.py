@@ -20,6 +20,7 @@ SCHEMA_VERSION = 1
 
 
 AREAS = {
+    "report": "Saved report",
     "docker": "Docker",
     "nvidia": "NVIDIA",
     "host": "Host",

@@ -23,7 +23,7 @@ from typing import IO, Any
 import click
 
 from mldoctor.bundle.archive import BUNDLE_FORMAT, MANIFEST, REPORT
-from mldoctor.facts import Facts
+from mldoctor.facts import Facts, Origin
 from mldoctor.model import SCHEMA_VERSION
 from mldoctor.policy import Policy
 from mldoctor.serde import SchemaError, from_data
@@ -273,20 +273,23 @@ def load(path: str) -> LoadedReport:
         raise _bad(f"{path}: does not match report schema {version}: {_one_line(exc)}") from None
     except (TypeError, ValueError, AttributeError, KeyError, RecursionError) as exc:  # a shape the schema missed
         raise _bad(f"{path}: does not match report schema {version}: {type(exc).__name__}: {_one_line(exc)}") from None
+    facts.origin = Origin(
+        path=_text(path),
+        host=_text(data.get("host")),
+        created=_text(data.get("created")),
+        tool_version=_text(data.get("tool_version")),
+        altered=[_text(name) for name in altered[:100]],
+    )
     return LoadedReport(facts, policy, altered)
 
 
-def altered_warning(path: str, altered: list[str]) -> str:
-    """The one line that says a bundle was changed after mldoctor wrote it, naming what changed."""
-    shown = ", ".join(altered[:5]) + (f" and {len(altered) - 5} more" if len(altered) > 5 else "")
-    verb = "does" if len(altered) == 1 else "do"
-    return f"{path} was altered after it was written: {shown} {verb} not match its manifest.json (sha256)"
+def _text(value: Any, limit: int = 200) -> str:
+    """A string from the saved file, for a header line: bounded, one line."""
+    return " ".join(str(value or "").split())[:limit]
 
 
 def load_report(path: str) -> tuple[Facts, Policy | None]:
-    """`load` for callers that take facts and policy only: an altered bundle is still loaded, with its warning
-    printed on stderr (callers that show it otherwise use `load` and `LoadedReport.altered`)."""
+    """`load` for callers that take facts and policy only: an altered bundle is still loaded; `facts.origin` says
+    what was altered, and the report.integrity check WARNs about it in the report itself."""
     loaded = load(path)
-    if loaded.altered:
-        click.echo(f"mldoctor: warning: {altered_warning(path, loaded.altered)}", err=True)
     return loaded.facts, loaded.policy

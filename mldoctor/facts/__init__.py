@@ -23,7 +23,21 @@ if TYPE_CHECKING:  # imported when gathered or loaded, not on every run (`check 
     from mldoctor.facts.nvidia import NvidiaFacts
     from mldoctor.facts.probe import ProbeFacts
 
-__all__ = ["Facts", "GatherOptions", "ProbeOptions", "gather"]
+__all__ = ["Facts", "GatherOptions", "Origin", "ProbeOptions", "gather"]
+
+
+@dataclass
+class Origin:
+    """Where the facts came from when this run did not gather them: a saved report or support bundle (`--facts`).
+    Its text comes from that file: untrusted, bounded when loaded."""
+
+    path: str
+    host: str = ""
+    created: str = ""
+    """When the saved report was made (its own `created`), not when it is re-diagnosed."""
+    tool_version: str = ""
+    altered: list[str] = field(default_factory=list)
+    """Bundle members that do not match its manifest.json: changed after mldoctor wrote it."""
 
 
 @dataclass
@@ -34,6 +48,8 @@ class Facts:
     probe: ProbeFacts | None = None
     errors: dict[str, str] = field(default_factory=dict)
     """Sections (`host`) or single facts (`host.memory`) that could not be gathered, and why."""
+    origin: Origin | None = None
+    """None for facts gathered by this run; the saved report's provenance when re-diagnosing one."""
 
     @staticmethod
     def type_namespace() -> dict[str, Any]:

@@ -85,10 +85,21 @@ def _row(result: CheckResult, glyph: str, id_width: int, width: int, verbose: bo
     return rows
 
 
+def _heading(report: Report) -> str:
+    """The run's line; a re-diagnosis says whose report it judged and when that was made, not only today's time."""
+    origin = report.facts.origin
+    if origin is None:
+        return f"mldoctor {report.tool_version} · {report.host} · {report.created}"
+    return (
+        f"mldoctor {report.tool_version} · offline re-diagnosis of {origin.host or report.host}, "
+        f"report made {origin.created or '?'} · judged {report.created}"
+    )
+
+
 def lines(report: Report, verbose: bool = False, width: int = 100, ascii_only: bool = False) -> list[list[Piece]]:
     glyphs = ASCII_GLYPHS if ascii_only else GLYPHS
     id_width = max((len(r.id) for r in report.results), default=10)
-    out: list[list[Piece]] = [[(f"mldoctor {report.tool_version} · {report.host} · {report.created}", "bold")]]
+    out: list[list[Piece]] = [[(_heading(report), "bold")]]
     for area, title in AREAS.items():
         results = [r for r in report.results if r.area == area]
         if results:
@@ -97,7 +108,9 @@ def lines(report: Report, verbose: bool = False, width: int = 100, ascii_only: b
                 out += _row(result, glyphs[result.status], id_width, width, verbose)
     out += [[], [(summary_line(report), "bold")]]
     if not verbose and any(r.details for r in report.results if r.status is not Status.PASS):
-        out.append([("details: mldoctor check -v", "dim")])
+        origin = report.facts.origin
+        again = f"mldoctor check --facts {origin.path} -v" if origin else "mldoctor check -v"
+        out.append([(f"details: {again}", "dim")])
     return out
 
 
