@@ -7,6 +7,7 @@ imports only click at the top, so `mldoctor --help` stays light when the command
 from __future__ import annotations
 
 import re
+import sys
 from typing import Any
 
 import click
@@ -102,7 +103,7 @@ def fleet(
 
     check_output_path(output)
     expected = _names(expect) + (_nodes_file(nodes_file) if nodes_file else [])
-    stdin = click.get_text_stream("stdin") if "-" in reports else None
+    stdin = sys.stdin if "-" in reports else None
     result = aggregate(documents(reports, stdin), FleetPolicy(**policy), expected)
     if not result.rows and not result.unreadable and not result.missing:
         raise click.UsageError(f"no mldoctor report found in {', '.join(reports)}")
