@@ -377,8 +377,11 @@ def facts_of(run: ProbeRun, result: LaunchResult) -> ProbeFacts:
         run.stage = "wait" if result.timed_out else result.stage
         return facts
     text = result.stdout.decode("utf-8", errors="replace")
-    if result.stdout_truncated:
-        run.notes.append(f"the probe's stdout was cut at {len(result.stdout)} bytes")
+    if result.stdout_bytes > len(result.stdout):
+        run.notes.append(
+            f"stdout was {result.stdout_bytes} bytes: only its last {len(result.stdout)} were read (the document "
+            "comes last)"
+        )
     if not text.strip():
         run.stage = "exit"
         run.error = f"the probe exited with code {run.exit_code} and printed nothing"

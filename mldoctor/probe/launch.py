@@ -45,7 +45,8 @@ def _probe_dockerfile() -> Path:
 
 DOCKERFILE = _probe_dockerfile()
 STDOUT_LIMIT = 1 << 20
-"""The most of the probe's stdout that is read (its document is a few KiB; an image may print without end)."""
+"""The most of the probe's stdout that is kept: its end, where the document is (a few KiB; it is printed last),
+whatever an image printed before it."""
 STDERR_TAIL = 4000
 IMAGE_ENV_PREFIXES = ("NVIDIA_", "CUDA_VERSION")
 PIDS_LIMIT = 256
@@ -83,7 +84,9 @@ class LaunchResult:
     exit_code: int | None = None
     timed_out: bool = False
     stdout: bytes = b""
-    stdout_truncated: bool = False
+    """The end of what the probe printed (at most STDOUT_LIMIT bytes)."""
+    stdout_bytes: int = 0
+    """How much it printed in all."""
     stderr_tail: str = ""
     image_env: dict[str, str] = field(default_factory=dict)
     """NVIDIA_* variables from the image's config, readable even when the container cannot start."""
@@ -216,15 +219,16 @@ def remove_leftovers(client: Any) -> list[str]:
     return removed
 
 
-def _read_capped(chunks: Iterator[bytes], limit: int) -> tuple[bytes, bool]:
-    """At most `limit` bytes of a stream, and whether there was more: read as it streams, so an image that
-    prints gigabytes costs `limit` of memory, not gigabytes."""
-    kept = bytearray()
+def _read_tail(chunks: Iterator[bytes], limit: int) -> tuple[bytes, int]:
+    """The last `limit` bytes of a stream and its whole length: read as it streams, so an image that prints
+    gigabytes before the probe's document costs about twice `limit` of memory, not gigabytes."""
+    kept, total = bytearray(), 0
     for chunk in chunks:
-        kept += chunk[: limit - len(kept)]
-        if len(kept) >= limit:
-            return bytes(kept), True
-    return bytes(kept), False
+        total += len(chunk)
+        kept += chunk
+        if len(kept) > 2 * limit:
+            del kept[: len(kept) - limit]
+    return bytes(kept[-limit:]), total
 
 
 def run_in_container(request: LaunchRequest) -> LaunchResult:
@@ -284,7 +288,7 @@ def run_in_container(request: LaunchRequest) -> LaunchResult:
         result.stage = "exited"
         stream = client.logs(name, stdout=True, stderr=False, stream=True)
         try:
-            result.stdout, result.stdout_truncated = _read_capped(stream, STDOUT_LIMIT)
+            result.stdout, result.stdout_bytes = _read_tail(stream, STDOUT_LIMIT)
         finally:
             with contextlib.suppress(Exception):
                 stream.close()
@@ -318,9 +322,9 @@ def run_on_host(args: tuple[str, ...], deadline_s: float) -> LaunchResult:
                 result.timed_out = True
                 result.error = f"the probe did not finish within {deadline_s:g} s and was killed"
             result.stage = "exited"
-            out.seek(0)
+            result.stdout_bytes = os.fstat(out.fileno()).st_size
+            out.seek(max(0, result.stdout_bytes - STDOUT_LIMIT))
             result.stdout = out.read(STDOUT_LIMIT)
-            result.stdout_truncated = bool(out.read(1))
             err.seek(max(0, os.fstat(err.fileno()).st_size - 2 * STDERR_TAIL))
             result.stderr_tail = _tail(err.read())
         finally:

@@ -61,7 +61,7 @@ def main(argv=None):
     except BaseException as exc:  # the document must come out whatever happened; the error is a fact
         doc["errors"].append(f"probe crashed: {type(exc).__name__}: {exc}")
     doc["elapsed_s"] = round(time.monotonic() - started, 3)
-    out.write(json.dumps(doc, sort_keys=True) + "\n")
+    out.write("\n" + json.dumps(doc, sort_keys=True) + "\n")  # on a line of its own, whatever came before it
     out.flush()
 
 

@@ -330,3 +330,38 @@ def test_an_image_declaring_a_volume_leaves_no_volume(tmp_path):
         assert {v.id for v in client.volumes.list()} - before == set()
     finally:
         client.images.remove(image.id, force=True)
+
+
+def test_an_image_that_floods_stdout_costs_bounded_memory(tmp_path):
+    """An image printing 128 MiB before the probe: mldoctor reads at most 1 MiB of it while it streams."""
+    client = _docker()
+    flood = 'import sys; sys.stdout.write("x" * (128 << 20))'  # no newline: the probe starts its own line
+    (tmp_path / "Dockerfile").write_text(
+        f"FROM {BASE_IMAGE}\nRUN echo '{flood}' > /usr/lib/python3/dist-packages/flood.pth\n"
+    )
+    image, _ = client.images.build(path=str(tmp_path), tag="mldoctor-test-flood:latest", rm=True)
+    try:
+        measure = (
+            "import resource, subprocess, sys; subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, check=False); "
+            "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
+        )
+        argv = [
+            sys.executable,
+            "-m",
+            "mldoctor",
+            "gpu-bench",
+            "--image",
+            "mldoctor-test-flood:latest",
+            "--duration",
+            "0",
+        ]
+        out = subprocess.run([sys.executable, "-c", measure, *argv], capture_output=True, text=True, timeout=300)
+        peak_kib = int(out.stdout.strip().splitlines()[-1])
+        print(f"peak RSS of mldoctor with an image printing 128 MiB: {peak_kib / 1024:.0f} MiB")
+        assert peak_kib < 160 * 1024, peak_kib  # 1 MiB of output kept; before, the whole 128 MiB and copies of it
+        _, report = mldoctor("gpu-bench", "--image", "mldoctor-test-flood:latest", "--duration", "0")
+        assert result(report, "probe.container")["status"] == "PASS"  # the document, printed last, was still read
+        notes = report["facts"]["probe"]["run"]["notes"]
+        assert any(note.startswith("stdout was 134") and "only its last 1048576" in note for note in notes), notes
+    finally:
+        client.images.remove(image.id, force=True)

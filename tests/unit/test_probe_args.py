@@ -78,3 +78,12 @@ def test_pcie_generation_from_sysfs_text():
     assert probe.link_gen("8 GT/s") == 3  # older kernels print no decimals
     assert probe.link_gen("2.5 GT/s") == 1
     assert probe.link_gen("Unknown") is None and probe.link_gen(None) is None and probe.link_gen("") is None
+
+
+def test_the_launcher_keeps_the_end_of_a_flood_in_bounded_memory():
+    """The document is printed last: 128 MiB before it are counted and dropped as they stream."""
+    from mldoctor.probe import launch
+
+    chunks = (b"x" * (1 << 20) for _ in range(128))
+    tail, total = launch._read_tail(iter([*chunks, b'\n{"schema": "mldoctor-probe"}\n']), 1 << 20)
+    assert total == (128 << 20) + 30 and len(tail) == 1 << 20 and tail.endswith(b'"mldoctor-probe"}\n')

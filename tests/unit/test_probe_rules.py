@@ -256,7 +256,7 @@ def test_the_probe_prints_only_its_document_on_stdout_without_torch(tmp_path):
     )
     assert proc.returncode == 0
     doc, notes = parse_document(proc.stdout)
-    assert proc.stdout.count("\n") == 1 and "noise" in proc.stderr and notes == []
+    assert proc.stdout.count("\n") == 2 and proc.stdout.startswith("\n{") and "noise" in proc.stderr and notes == []
     assert doc.torch is not None and doc.torch.found is False and doc.bench is None
     assert doc.python.version.count(".") == 2 and doc.shm is not None
 
