@@ -25,18 +25,22 @@ def _matches(pattern: str, check_id: str) -> bool:
     return fnmatch.fnmatchcase(check_id, pattern) or check_id.startswith(pattern.rstrip(".") + ".")
 
 
-def _areas(patterns: list[str]) -> set[str] | None:
-    """The areas these patterns can match, or None (all) when one starts with a glob or an unknown word."""
-    heads = {pattern.split(".", 1)[0] for pattern in patterns}
-    return heads if heads <= set(AREAS) else None
+def _areas(only: list[str], skip: list[str]) -> set[str] | None:
+    """The areas whose rule modules must be loaded, or None (all) when a pattern starts with a glob or an unknown
+    word. A whole area skipped by name (`--no-probe` skips `probe` and `bench`) is not loaded at all."""
+    heads = {pattern.split(".", 1)[0] for pattern in only + skip}
+    if not heads <= set(AREAS):
+        return None
+    wanted = {pattern.split(".", 1)[0] for pattern in only} if only else set(AREAS)
+    return wanted - set(skip)
 
 
 def select(only: Iterable[str] = (), skip: Iterable[str] = ()) -> list[Check]:
-    """The checks to run, loading only the rule modules of the areas the patterns name."""
+    """The checks to run, loading only the rule modules of the areas that can contribute one."""
     only, skip = list(only), list(skip)
-    registry = load(_areas(only + skip) if only else None)
+    registry = load(_areas(only, skip))
     for pattern in only + skip:
-        if not any(_matches(pattern, check_id) for check_id in registry):
+        if pattern not in AREAS and not any(_matches(pattern, check_id) for check_id in registry):
             raise SelectionError(f"no check matches {pattern!r}; `mldoctor checks` lists the check ids")
     return [
         c
