@@ -101,6 +101,22 @@ def _blocked(check: Check, results: dict[str, CheckResult]) -> Finding | None:
     return None
 
 
+def _explained(check: Check, finding: Finding, results: dict[str, CheckResult]) -> Finding:
+    """A FAIL that an earlier failure explains (the check's `after`, when it was evaluated in this run) becomes a
+    SKIP pointing at it: one broken link, one FAIL. A check that passes despite it stays as it is."""
+    if finding.status is not Status.FAIL:
+        return finding
+    for earlier in check.after:
+        result = results.get(earlier)
+        if result is None:
+            continue
+        root_id = result.blocked_by if result.status is Status.SKIP and result.blocked_by else earlier
+        root = results.get(root_id, result)
+        if root.status in (Status.FAIL, Status.ERROR):
+            return Finding.skip(f"skipped: {root_id} {_verb(root.status.value.lower())}", blocked_by=root_id)
+    return finding
+
+
 def _verb(state: str) -> str:
     return {"fail": "failed", "error": "could not run"}.get(state, state)
 
@@ -155,7 +171,8 @@ def evaluate(checks: list[Check], facts: Facts, policy: Policy) -> list[CheckRes
     reported: list[CheckResult] = []
     for check in _with_prerequisites(checks):
         blocked = _blocked(check, by_id)
-        findings = [blocked] if blocked else _evaluate_one(check, facts, policy)
+        judged = [] if blocked else _evaluate_one(check, facts, policy)
+        findings = [blocked] if blocked else [_explained(check, f, by_id) for f in judged]
         results = [_result(check, f) for f in findings]
         if results:
             by_id[check.id] = _worst(results)

@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import re
 
+from mldoctor import catalogue
 from mldoctor.data.gpus import min_driver_for_cuda
 from mldoctor.facts import Facts
 from mldoctor.facts.probe import ProbeDocument, ProbeFacts, ProbeRun
 from mldoctor.fixes import nvidia as nvidia_fixes
 from mldoctor.model import Finding
 from mldoctor.policy import Policy
+from mldoctor.rules import nvidia as _nvidia  # noqa: F401  (registers nvidia.driver and nvidia.toolkit: `after`)
 from mldoctor.rules.registry import check
 from mldoctor.text import gib
 
@@ -59,6 +61,27 @@ def _rerun(run: ProbeRun) -> str:
     return f"mldoctor gpu-bench --image {run.image}" if run.mode == "container" else "mldoctor gpu-bench --no-container"
 
 
+def _known_start_failure(facts: Facts, run: ProbeRun, known: catalogue.KnownError) -> Finding:
+    """The container could not start for a reason the catalogue knows (the hook's error families): its cause,
+    and the fix tailored to this host where mldoctor can; the check that detects it named for the details."""
+    tailored = {
+        "no-gpu-driver-in-docker": _toolkit_fix(facts),
+        "device-cgroup-denied": "sudo nvidia-ctk config --set nvidia-container-cli.no-cgroups --in-place"
+        "   # Docker in an LXC container or rootless; CDI serves both (nvidia-ctk cdi generate)",
+        "driver-files-in-image": f"mldoctor image check {run.image}   # lists the driver files baked into the image; "
+        "delete them in its Dockerfile (the toolkit mounts the host's)",
+    }
+    return Finding.fail(
+        f"the daemon could not start {run.image} with GPUs: {known.cause}",
+        fix=tailored.get(known.id, known.fix),
+        details=(
+            f"detected by: {known.check}; known from {', '.join(known.threads) or 'the field'}",
+            f"GPUs requested because {run.gpus_reason}",
+            *_stage_details(run),
+        ),
+    )
+
+
 def _toolkit_fix(facts: Facts) -> str:
     """Install the toolkit (unless it is there) and register it with the daemon in use, restarted its own way."""
     installed = facts.nvidia is not None and facts.nvidia.toolkit.installed
@@ -88,7 +111,12 @@ def _cuda_requirement(facts: Facts, run: ProbeRun, wanted: str) -> Finding:
     )
 
 
-@check("probe.container", "Probe container", facts=("probe",))
+@check(
+    "probe.container",
+    "Probe container",
+    facts=("probe",),
+    after=("nvidia.driver", "nvidia.toolkit"),
+)
 def probe_container(facts: Facts, policy: Policy) -> Finding:
     """Did the probe run at all? Docker being down is docker.daemon's finding, not this one's."""
     run = facts.probe.run
@@ -110,19 +138,12 @@ def probe_container(facts: Facts, policy: Policy) -> Finding:
             fix=f"docker pull {run.image}   # or check the name: docker images",
             details=_stage_details(run),
         )
-    if "could not select device driver" in error:
-        return Finding.fail(
-            "Docker cannot give GPUs to containers: the NVIDIA runtime hook was not found when dockerd started",
-            fix=_toolkit_fix(facts),
-            details=(
-                f"docs: {nvidia_fixes.TOOLKIT_DOCS}",
-                f"GPUs requested because {run.gpus_reason}",
-                *_stage_details(run),
-            ),
-        )
     wanted = CUDA_REQUIREMENT.search(error + run.stderr_tail)
     if wanted:
         return _cuda_requirement(facts, run, wanted.group(1))
+    known = catalogue.match(error) if run.stage in ("start", "create") else []
+    if known:
+        return _known_start_failure(facts, run, known[0])
     if run.stage == "start" and not _no_python(run):
         return Finding.fail(
             f"the daemon could not start a container from {run.image}",

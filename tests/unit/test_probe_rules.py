@@ -276,3 +276,44 @@ def test_output_without_a_document_is_refused_in_linear_time():
 
     with pytest.raises(SchemaError, match="not JSON"):
         parse_document("{" * 200_000 + "\n" + '{"a": ' * 50_000)
+
+
+def test_a_hook_error_after_a_failed_driver_is_one_broken_link_not_two():
+    """field-report row 4: `load library failed` while nvidia.driver already FAILed: probe.container points at it."""
+    from mldoctor.facts.nvidia import FabricManagerFacts, KernelFacts, NvidiaFacts, NvmlFacts, PciDevice, ToolkitFacts
+    from mldoctor.policy import Policy
+    from mldoctor.runner import evaluate, select
+
+    nvidia = NvidiaFacts(
+        kernel=KernelFacts(running_kernel="6.1.0-18-amd64"),
+        nvml=NvmlFacts(error_kind="driver_not_loaded", error="Driver Not Loaded"),
+        toolkit=ToolkitFacts(),
+        fabric_manager=FabricManagerFacts(),
+        pci=[PciDevice(address="0000:18:00.0", device_id="0x2330", class_code="0x030200", kind="gpu")],
+    )
+    error = (
+        "failed to create task for container: OCI runtime create failed: nvidia-container-cli: initialization "
+        "error: load library failed: libnvidia-ml.so.1: cannot open shared object file: no such file or directory"
+    )
+    run = ProbeRun(image="my/train:1", gpus="all", gpus_reason="this host has 1 NVIDIA GPU", stage="start", error=error)
+    facts = probe_facts(run=run, nvidia=nvidia)
+    by_id = {r.id: r for r in evaluate(select(["nvidia", "probe"]), facts, Policy())}
+    assert by_id["nvidia.driver"].status is Status.FAIL
+    assert (by_id["probe.container"].status, by_id["probe.container"].summary) == (
+        Status.SKIP,
+        "skipped: nvidia.driver failed",
+    )
+    assert [r.id for r in by_id.values() if r.status is Status.FAIL] == ["nvidia.driver"]
+
+
+def test_driver_files_baked_into_the_image_name_the_cause_and_the_image_check():
+    """field-report row 16: the hook's `file exists` is the image shipping driver libraries, not a broken daemon."""
+    error = (
+        "OCI runtime create failed: nvidia-container-cli: mount error: file creation failed: "
+        "/var/lib/docker/overlay2/abc/merged/usr/lib/x86_64-linux-gnu/libnvidia-ml.so.1: file exists: unknown"
+    )
+    finding = failed({"stage": "start", "error": error})
+    assert finding.status is Status.FAIL
+    assert "ships NVIDIA driver files" in finding.summary
+    assert finding.fix.startswith("mldoctor image check my/train:1")
+    assert any("detected by: probe.container" in d for d in finding.details)
