@@ -32,6 +32,8 @@ VOCABULARY = frozenset(
         "dockerd",
         "engine",
         "exited",
+        "ipam",
+        "options",
         "restart",
         "btime",
         "missing_socket",
