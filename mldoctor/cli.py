@@ -11,7 +11,9 @@ import click
 
 from mldoctor import __version__, options
 from mldoctor.bundle.command import command as report_command
+from mldoctor.explain import command as explain_command
 from mldoctor.fleet.command import fleet as fleet_command
+from mldoctor.why import command as why_command
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 
@@ -232,6 +234,8 @@ def gpu_bench(ctx: click.Context, fmt: str, output_path: str | None, **_: Any) -
 
 cli.add_command(report_command)
 cli.add_command(fleet_command)
+cli.add_command(explain_command)
+cli.add_command(why_command)
 
 
 @cli.group("config")
