@@ -303,7 +303,7 @@ def _devices(gpus: str, host_gpus: int) -> int:
     """How many devices the benchmarks will run on (the CPU counts as one)."""
     if gpus == "all":
         return max(1, host_gpus)
-    return 1 if gpus in ("none", "host") else len(gpus.split(","))
+    return 1 if gpus == "none" else len(gpus.split(","))
 
 
 def probe_deadline(options: ProbeOptions) -> float:
@@ -357,7 +357,15 @@ def gather(options: ProbeOptions, docker: DockerFacts | None, nvidia: NvidiaFact
         )
         result = launch.run_in_container(request)
     else:
-        run = ProbeRun(mode="host", gpus="host", deadline_s=options.deadline(_devices("all", host_gpus)))
+        gpus = "all" if host_gpus else "none"  # the host's GPUs are what a host probe gets: judged like a container's
+        reason = (
+            f"this host has {host_gpus} NVIDIA GPU{'s' if host_gpus != 1 else ''}"
+            if host_gpus
+            else ("this host has no NVIDIA GPU")
+        )
+        run = ProbeRun(
+            mode="host", gpus=gpus, gpus_reason=reason, deadline_s=options.deadline(_devices(gpus, host_gpus))
+        )
         result = launch.run_on_host(options.probe_args(), run.deadline_s)
     return facts_of(run, result)
 

@@ -12,6 +12,7 @@ from mldoctor.data.gpus import min_driver_for_cuda
 from mldoctor.facts import Facts
 from mldoctor.facts.probe import ProbeDocument, ProbeFacts, ProbeRun
 from mldoctor.fixes import nvidia as nvidia_fixes
+from mldoctor.fixes.host import restart_service
 from mldoctor.model import Finding
 from mldoctor.policy import Policy
 from mldoctor.rules import nvidia as _nvidia  # noqa: F401  (registers nvidia.driver and nvidia.toolkit: `after`)
@@ -248,7 +249,8 @@ def probe_torch(facts: Facts, policy: Policy) -> Finding:
 
 
 def _gpus_given(run: ProbeRun) -> bool:
-    return run.mode == "host" or run.gpus != "none"
+    """GPUs given to the probe: requested for its container, or present on the host it ran on."""
+    return run.gpus != "none"
 
 
 @check("probe.cuda", "CUDA in the probe container", facts=("probe",), requires=("probe.torch",))
@@ -258,7 +260,8 @@ def probe_cuda(facts: Facts, policy: Policy) -> Finding:
         return doc
     run, torch, cuda = facts.probe.run, doc.torch, doc.cuda
     if not _gpus_given(run):
-        return Finding.skip(f"skipped: no GPU given to the container ({run.gpus_reason})")
+        where = "the container" if run.mode == "container" else "the probe"
+        return Finding.skip(f"skipped: no GPU given to {where} ({run.gpus_reason})")
     if cuda is not None and cuda.available:
         names = sorted({d.name for d in doc.devices})
         return Finding.ok(
@@ -287,11 +290,7 @@ def probe_cuda(facts: Facts, policy: Policy) -> Finding:
             details=details,
         )
     if cause == "fabric_manager":
-        return Finding.fail(
-            "CUDA error 802 (system not yet initialized): an NVSwitch system whose Fabric Manager is not running",
-            fix=nvidia_fixes.fabric_manager_install(_driver_version(facts), facts.host),
-            details=details,
-        )
+        return _error_802(facts, details)
     if cause == "forward_compat":
         return Finding.fail(
             "CUDA error 804: the image's forward-compatibility libraries (cuda-compat) do not work on this GPU",
@@ -305,6 +304,15 @@ def probe_cuda(facts: Facts, policy: Policy) -> Finding:
             fix=nvidia_fixes.dev_char_links(True, facts.host, facts.docker),
             details=details,
         )
+    bad_visible = _bad_visible_devices(doc.env.get("CUDA_VISIBLE_DEVICES"), facts)
+    if cause == "no_device" and bad_visible:
+        return Finding.fail(
+            f"CUDA sees no GPU in {_where(run)}: CUDA_VISIBLE_DEVICES={bad_visible!r} hides them (an entry CUDA cannot "
+            "parse, or an index that does not exist, hides itself and every entry after it)",
+            fix="unset CUDA_VISIBLE_DEVICES   # in the image (ENV), the compose file or the job script; or list valid "
+            "indices (0,1) or GPU UUIDs: nvidia-smi -L shows them",
+            details=details,
+        )
     if cause == "no_device":
         return Finding.fail(
             f"CUDA sees no GPU in {_where(run)} although GPUs were requested ({run.gpus_reason})",
@@ -315,6 +323,42 @@ def probe_cuda(facts: Facts, policy: Policy) -> Finding:
     return Finding.fail(
         f"CUDA does not work in {_where(run)}",
         fix="docker run --rm --gpus all IMAGE nvidia-smi   # then the error below, from torch, names the broken link",
+        details=details,
+    )
+
+
+def _bad_visible_devices(value: str | None, facts: Facts) -> str | None:
+    """CUDA_VISIBLE_DEVICES that hides the GPUs: `all` (an NVIDIA_VISIBLE_DEVICES value, not a CUDA one), a word,
+    or an index past the GPUs the host has; None when it is unset or plausible."""
+    if value is None:
+        return None
+    host_gpus = len(facts.nvidia.nvml.gpus) if facts.nvidia is not None and facts.nvidia.nvml.ok else None
+    for entry in value.split(","):
+        entry = entry.strip()
+        if entry.startswith(("GPU-", "MIG-")):
+            continue
+        if not entry.isdigit() or (host_gpus is not None and int(entry) >= host_gpus):
+            return value
+    return None
+
+
+def _error_802(facts: Facts, details: tuple[str, ...]) -> Finding:
+    """Error 802 names fabric manager; when it runs, at the driver's version, the NVLink fabric itself is not up."""
+    nv = facts.nvidia
+    fm = nv.fabric_manager if nv is not None else None
+    driver = _driver_version(facts)
+    if fm is not None and fm.running and (not fm.version or not driver or fm.version == driver):
+        return Finding.fail(
+            "CUDA error 802 (system not yet initialized) although fabric manager runs at the driver's version: the "
+            "NVLink fabric did not come up for this GPU (a GPU or NVSwitch failed its training)",
+            fix="nvidia-smi -q | grep -A 3 Fabric   # State and Status per GPU; then: "
+            + restart_service("nvidia-fabricmanager", facts.host)
+            + "; if a GPU stays 'In Progress' or fails, reboot, and if it recurs, have the board checked",
+            details=details,
+        )
+    return Finding.fail(
+        "CUDA error 802 (system not yet initialized): an NVSwitch system whose fabric manager is not running",
+        fix=nvidia_fixes.fabric_manager_install(driver, facts.host),
         details=details,
     )
 

@@ -28,7 +28,7 @@ def _make(kind: str, name: str, settings: dict[str, str]) -> Path:
 
 @pytest.fixture
 def limited_cgroups():
-    if os.geteuid() != 0 or not os.access(CGROUP, os.W_OK) and not os.access(CGROUP / "memory", os.W_OK):
+    if os.geteuid() != 0 or (not os.access(CGROUP, os.W_OK) and not os.access(CGROUP / "memory", os.W_OK)):
         absent("making a cgroup needs root and a writable /sys/fs/cgroup (run the tests as root, as CI does)")
     name = f"mldoctor-test-{uuid.uuid4().hex[:8]}"
     v2 = (CGROUP / "cgroup.controllers").exists()

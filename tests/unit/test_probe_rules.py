@@ -317,3 +317,53 @@ def test_driver_files_baked_into_the_image_name_the_cause_and_the_image_check():
     assert "ships NVIDIA driver files" in finding.summary
     assert finding.fix.startswith("mldoctor image check my/train:1")
     assert any("detected by: probe.container" in d for d in finding.details)
+
+
+@pytest.mark.parametrize(
+    ("value", "hides"), [("all", True), ("1", True), ("0,5", True), ("0", False), ("GPU-3f2a", False)]
+)
+def test_a_bad_cuda_visible_devices_is_named_not_nvidia_visible_devices(value, hides):
+    """field-report row 15: `No CUDA GPUs are available` with CUDA_VISIBLE_DEVICES=all (or a missing index)."""
+    from mldoctor.facts.nvidia import FabricManagerFacts, GpuFacts, KernelFacts, NvidiaFacts, NvmlFacts, ToolkitFacts
+
+    nvidia = NvidiaFacts(
+        kernel=KernelFacts(running_kernel="6.1"),
+        nvml=NvmlFacts(ok=True, driver_version="550.90.07", gpus=[GpuFacts(index=0, name="NVIDIA GeForce RTX 4090")]),
+        toolkit=ToolkitFacts(),
+        fabric_manager=FabricManagerFacts(),
+    )
+    doc = document(
+        cuda=ProbeCuda(available=False, error="RuntimeError: No CUDA GPUs are available"),
+        env={"CUDA_VISIBLE_DEVICES": value},
+    )
+    finding = result(probe_facts(doc=doc, nvidia=nvidia), "probe.cuda")
+    assert finding.status is Status.FAIL
+    assert ("CUDA_VISIBLE_DEVICES" in finding.summary) is hides
+    assert ("NVIDIA_VISIBLE_DEVICES" in finding.fix) is not hides
+
+
+def test_error_802_with_fabric_manager_running_does_not_blame_fabric_manager():
+    from mldoctor.facts.nvidia import FabricManagerFacts, KernelFacts, NvidiaFacts, NvmlFacts, ToolkitFacts
+
+    running = NvidiaFacts(
+        kernel=KernelFacts(running_kernel="6.1"),
+        nvml=NvmlFacts(ok=True, driver_version="550.90.07"),
+        toolkit=ToolkitFacts(),
+        fabric_manager=FabricManagerFacts(path="/usr/bin/nv-fabricmanager", version="550.90.07", running=True),
+    )
+    doc = document(cuda=ProbeCuda(available=False, error="Error 802: system not yet initialized"))
+    finding = result(probe_facts(doc=doc, nvidia=running), "probe.cuda")
+    assert "although fabric manager runs" in finding.summary and "grep -A 3 Fabric" in finding.fix
+    stopped = replace(running, fabric_manager=FabricManagerFacts(path="/usr/bin/nv-fabricmanager", version="550.90.07"))
+    assert "not running" in result(probe_facts(doc=doc, nvidia=stopped), "probe.cuda").summary
+
+
+def test_a_cpu_torch_on_a_gpu_less_host_is_judged_alike_in_a_container_and_on_the_host():
+    """gpu-bench --no-container with a CPU-only torch on a machine without GPUs: SKIP, as in a container."""
+    doc = document(torch=ProbeTorch(found=True, version="2.13.0+cpu", cuda=None), cuda=ProbeCuda(available=False))
+    for run in (
+        ProbeRun(mode="host", gpus="none", gpus_reason="this host has no NVIDIA GPU"),
+        ProbeRun(image="x", gpus="none", gpus_reason="this host has no NVIDIA GPU"),
+    ):
+        finding = result(probe_facts(run=run, doc=doc), "probe.cuda")
+        assert finding.status is Status.SKIP and "no NVIDIA GPU" in finding.summary
