@@ -32,6 +32,8 @@ VOCABULARY = frozenset(
         "dockerd",
         "engine",
         "exited",
+        "default-ipc-mode",
+        "default-shm-size",
         "cuda_visible_devices",
         "gpu-",
         "mig-",

@@ -153,6 +153,8 @@ KEPT_SETTINGS = (
     "storage-driver",
     "features",
     "cdi-spec-dirs",
+    "default-shm-size",
+    "default-ipc-mode",
 )
 
 

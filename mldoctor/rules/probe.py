@@ -430,11 +430,24 @@ def probe_shm(facts: Facts, policy: Policy) -> Finding | None:
             details=(f"error: {shm.error}",) if shm else (),
         )
     size = gib(shm.total_bytes)
-    given = f"--shm-size {run.shm_size}" if run.shm_size else "Docker's default, no --shm-size"
-    if shm.total_bytes < policy.min_shm_gib * (1 << 30):
+    low = shm.total_bytes < policy.min_shm_gib * (1 << 30)
+    harm = (
+        f'under {policy.min_shm_gib:g} GiB, DataLoader workers die with "bus error" and NCCL fails with '
+        '"unhandled system error"'
+    )
+    if run.shm_size:  # the user chose this size for the probe: judge the size they will use
+        summary = f"/dev/shm is {size} with --shm-size {run.shm_size}"
+        if low:
+            return Finding.warn(f"{summary}: {harm}", fix="docker run --shm-size=16g ...   # or --ipc=host")
+        return Finding.ok(summary)
+    # mldoctor's probe got what every container gets by default from this daemon: judge that, for the user's
+    daemon_json = facts.docker.daemon_json() if facts.docker is not None else "daemon.json"
+    summary = f"containers get {size} of /dev/shm by default from this daemon (mldoctor's probe got the same)"
+    if low:
         return Finding.warn(
-            f"/dev/shm in the container is {size} ({given}): PyTorch DataLoader workers die with "
-            '"bus error" under {:g} GiB'.format(policy.min_shm_gib),
-            fix="docker run --shm-size=16g ...   # or --ipc=host; check that setting: mldoctor check --shm-size 16g",
+            f"{summary}: {harm}",
+            fix="docker run --shm-size=16g ... (or --ipc=host) for each training container; for every container: "
+            f'"default-shm-size": "16G" in {daemon_json}, then restart the daemon',
+            details=("mldoctor check --shm-size 16g checks a container run with that size",),
         )
-    return Finding.ok(f"/dev/shm in the container is {size} ({given})")
+    return Finding.ok(summary)
