@@ -729,19 +729,21 @@ def filesystems(disks: Iterable[DiskUsage]) -> list[str]:
     """One line per filesystem, naming the paths it holds: /, the working directory and /tmp are often one device
     ("/, /home/alice and /tmp: 80.0 GiB free of 250 GiB (32%)"). A path that could not be read is a line of its own.
     """
-    by_device: dict[int, list[DiskUsage]] = {}
-    lines: list[str] = []
+    groups: dict[object, list[DiskUsage]] = {}  # in the order the paths were listed
     for disk in disks:
-        if disk.error or not disk.device:
-            lines.append(f"{disk.path}: {disk.error or 'unknown filesystem'}")
-        else:
-            by_device.setdefault(disk.device, []).append(disk)
-    for same in by_device.values():
+        groups.setdefault(disk.path if disk.error or not disk.device else disk.device, []).append(disk)
+    lines = []
+    for same in groups.values():
+        first = same[0]
+        if first.error or not first.device:
+            lines.append(f"{first.path}: {first.error or 'unknown filesystem'}")
+            continue
         paths = [d.path for d in same]
         named = paths[0] if len(paths) == 1 else f"{', '.join(paths[:-1])} and {paths[-1]}"
-        first = same[0]
-        space = f"{_gib(first.free_bytes)} free of {_gib(first.total_bytes)}" if first.total_bytes else "size unknown"
-        lines.append(f"{named}: {space}" + (f" ({first.free_pct:.0f}%)" if first.total_bytes else ""))
+        space = "size unknown"
+        if first.total_bytes:
+            space = f"{_gib(first.free_bytes)} free of {_gib(first.total_bytes)} ({first.free_pct:.0f}%)"
+        lines.append(f"{named}: {space}")
     return lines
 
 
