@@ -58,7 +58,8 @@ th, td { text-align: left; vertical-align: top; padding: 6px 8px; border-bottom:
 th { font-size: 12px; color: var(--muted); font-weight: 600; background: var(--soft); }
 td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 .wide { overflow-x: auto; max-width: 100%; }
-.gpus td, .gpus th { white-space: nowrap; overflow-wrap: normal; }
+.gpus td { white-space: nowrap; overflow-wrap: normal; } .gpus th { overflow-wrap: normal; }
+.gpus td:nth-child(2) { white-space: normal; min-width: 8em; }
 .gpus td:last-child { font-family: var(--mono); font-size: 12px; }
 .glance { display: grid; grid-template-columns: repeat(auto-fit, minmax(min(160px, 100%), 1fr)); gap: 10px;
   margin: 16px 0 0; }
