@@ -189,8 +189,13 @@ def nvml_words(error: str) -> str | None:
 
 
 def _plain(error: str) -> str:
-    """An error text for people: NVML's own terms in words, anything else as it was recorded."""
-    return nvml_words(error) or error
+    """An error text for people: NVML's own terms in words (also after the call that failed:
+    `nvmlDeviceGetCount: Insufficient Permissions`), anything else as it was recorded."""
+    words = nvml_words(error)
+    if words is None and ": " in error:
+        call, _, rest = error.rpartition(": ")
+        words = f"{call}: {nvml_words(rest)}" if nvml_words(rest) and not call.startswith("NVMLError") else None
+    return words or error
 
 
 DETAIL_ERROR = re.compile(r"(?P<field>[a-z][a-z0-9_]*): (?P<error>.+)")

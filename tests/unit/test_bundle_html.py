@@ -199,7 +199,13 @@ MEASURE = """
     .map((h) => h.textContent);
   out.rows = shown(); out.areas = areas();
   const box = document.getElementById("problems-only");
-  if (box) { box.checked = true; out.rows_filtered = shown(); out.areas_filtered = areas(); }
+  const notes = () => [...document.querySelectorAll(".only-filtered")].filter((p) => p.getClientRects().length)
+    .map((p) => p.textContent);
+  out.notes = notes();
+  if (box) {
+    box.checked = true;
+    out.rows_filtered = shown(); out.areas_filtered = areas(); out.notes_filtered = notes();
+  }
   const pre = document.createElement("pre");
   pre.id = "measured";
   pre.textContent = JSON.stringify(out);
@@ -238,6 +244,13 @@ def test_problems_only_hides_pass_and_skip_rows_in_chromium(page, tmp_path):
     assert {"PASS", "FAIL", "WARN"} <= set(found["rows"]) and len(found["rows"]) == len(gpu_report().results)
     assert sorted(found["rows_filtered"]) == ["FAIL", "WARN"]
     assert found["areas_filtered"] == ["Probe container", "Benchmarks"]  # areas with nothing to act on go too
+    assert found["notes"] == found["notes_filtered"] == []
+
+
+def test_problems_only_on_a_host_without_problems_says_so_in_chromium(cpu_page, tmp_path):
+    found = measured(cpu_page, tmp_path, 1280)
+    assert found["rows"] and found["rows_filtered"] == [] and found["areas_filtered"] == []
+    assert found["notes"] == [] and found["notes_filtered"] == ["No problem: every check passed or was skipped."]
 
 
 def test_problems_only_is_a_checkbox_and_css_alone(page):
@@ -384,6 +397,13 @@ def test_host_copies_are_counted_per_gpu_on_the_page(page):
 )
 def test_nvml_errors_in_plain_words(error, words):
     assert html.nvml_words(error) == words
+
+
+def test_an_nvml_error_after_the_call_that_failed_is_in_words_too():
+    assert html._plain("nvmlDeviceGetCount: Insufficient Permissions") == (
+        "nvmlDeviceGetCount: n/a (this user may not read it; root may)"
+    )
+    assert html._plain("docker: Not Supported here") == "docker: Not Supported here"
 
 
 def test_no_raw_nvml_error_reaches_the_page():
