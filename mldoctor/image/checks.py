@@ -17,7 +17,7 @@ from mldoctor.image.facts import ImageFacts, Layer
 from mldoctor.image.targets import Targets
 from mldoctor.model import CheckResult, Finding, Problem, Status
 from mldoctor.rules.probe import kernel_support
-from mldoctor.text import gib, plural, version_tuple
+from mldoctor.text import GIB, plural, version_tuple
 
 TORCH_WHEELS = "https://pytorch.org/get-started/locally/"
 REQUIRE = re.compile(r"cuda>=\s*(\d+(?:\.\d+)*)")
@@ -396,6 +396,11 @@ def waste(layer: Layer, env: dict[str, str]) -> list[str]:
     return found
 
 
+def size(nbytes: int) -> str:
+    """MiB under a GiB (layers), GiB above (images)."""
+    return f"{nbytes / GIB:.1f} GiB" if nbytes >= GIB else f"{nbytes / MIB:.0f} MiB"
+
+
 def _short(command: str, limit: int = 90) -> str:
     text = re.sub(r"\s+", " ", command.replace("/bin/sh -c #(nop) ", "").replace("/bin/sh -c ", "RUN ")).strip()
     return text if len(text) <= limit else text[: limit - 3] + "..."
@@ -405,11 +410,11 @@ def _short(command: str, limit: int = 90) -> str:
 def image_size(facts: ImageFacts, targets: Targets) -> Finding:
     layers = [layer for layer in facts.layers if layer.size > 0]
     largest = sorted(layers, key=lambda layer: -layer.size)[:3]
-    details = [f"{gib(layer.size)}  {_short(layer.created_by) or '(base layer)'}" for layer in largest]
+    details = [f"{size(layer.size)}  {_short(layer.created_by) or '(base layer)'}" for layer in largest]
     wasteful = [(layer, waste(layer, facts.env)) for layer in layers if layer.size >= WASTE_MIN]
     wasteful = [(layer, found) for layer, found in wasteful if found]
-    details += [f"{'; '.join(found)}: {gib(layer.size)} {_short(layer.created_by)}" for layer, found in wasteful[:5]]
-    summary = f"{gib(facts.size)} in {plural(len(layers), 'layer')}"
+    details += [f"{'; '.join(found)}: {size(layer.size)} {_short(layer.created_by)}" for layer, found in wasteful[:5]]
+    summary = f"{size(facts.size)} in {plural(len(layers), 'layer')}"
     if not wasteful:
         return Finding.ok(summary, details=tuple(details))
     kinds = sorted({item for _, found in wasteful for item in found})

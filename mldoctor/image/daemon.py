@@ -198,11 +198,15 @@ def _python(files: _Files, facts: ImageFacts) -> None:
     for entry in facts.env.get("PATH", "").split(":")[:16]:
         if entry.startswith("/") and ".." not in entry:
             candidates.append(f"{entry.rstrip('/')}/python3")
+    targets: set[str] = set()
     for path in dict.fromkeys(candidates):
         stat = files.stat(path)
         if stat is None:
             continue
         target = bounded(stat.get("linkTarget") or "", 300)
+        if target and target in targets:  # /bin/python3 through a /bin -> /usr/bin link: the same python
+            continue
+        targets.add(target)
         facts.python.append(f"{path} -> {target}" if target else path)
         version = python_version(target) or python_version(path)
         if version is None and not target:  # a real file named python3: its prefix's lib/python3.X says which
