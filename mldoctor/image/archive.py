@@ -217,14 +217,15 @@ def _manifest(store: _Store, ref: str | None) -> tuple[str, list[str], str | Non
             raise ValueError("Layers is not a list")
         return _clean(chosen["Config"]), [_clean(n) for n in layers], tags[0] if tags else None, "docker-save"
     index = _json(store, "index.json")
+    tag = None
     for _ in range(MAX_INDEX_DEPTH):
         manifests = index.get("manifests") if isinstance(index, dict) else None
         if not manifests:
             raise ValueError("index.json lists no manifest")
         chosen = _pick(manifests, ref)
+        tag = tag or (chosen.get("annotations") or {}).get("org.opencontainers.image.ref.name")
         document = _json(store, _blob(chosen.get("digest")))
-        if "layers" in document:
-            tag = (chosen.get("annotations") or {}).get("org.opencontainers.image.ref.name")
+        if isinstance(document, dict) and "layers" in document:
             return (
                 _blob(document["config"]["digest"]),
                 [_blob(layer.get("digest")) for layer in document["layers"]],

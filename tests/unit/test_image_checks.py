@@ -86,7 +86,9 @@ def test_a_cuda_requirement_above_the_driver_fails_naming_the_branch_needed():
 
 
 def test_cuda_version_alone_is_the_requirement_and_no_driver_skips():
-    assert judged(image(env={"CUDA_VERSION": "12.8.1"}))["image.cuda"].fix.startswith("upgrade the NVIDIA driver to 570")
+    assert judged(image(env={"CUDA_VERSION": "12.8.1"}))["image.cuda"].fix.startswith(
+        "upgrade the NVIDIA driver to 570"
+    )
     result = judged(image(env={"CUDA_VERSION": "12.8.1"}), NO_TARGETS)["image.cuda"]
     assert result.status is Status.SKIP and "--driver" in result.summary
     assert judged(image(env={}))["image.cuda"].status is Status.PASS
