@@ -23,15 +23,10 @@ MAX_VERSION_PY = 64 * 1024
 DRIVER_FILE_NAMES = ("libnvidia-ml.so.1", "libcuda.so.1", "nvidia-smi")
 """Files the NVIDIA container toolkit mounts from the host: an image that ships its own makes the mount fail
 ("mount error: file creation failed: ...: file exists")."""
-LIB_DIRS = (
-    "/usr/lib/x86_64-linux-gnu",
-    "/usr/lib/aarch64-linux-gnu",
-    "/usr/lib64",
-    "/usr/lib",
-    "/lib/x86_64-linux-gnu",
-    "/lib64",
-)
-BIN_DIRS = ("/usr/bin", "/usr/local/bin", "/bin", "/usr/sbin")
+LIB_DIRS = ("/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu", "/usr/lib64", "/usr/lib")
+"""Where the toolkit mounts the driver's libraries (not /lib/...: on merged-/usr images that is the same directory
+through a link, and on the others the toolkit does not mount there)."""
+BIN_DIRS = ("/usr/bin", "/usr/local/bin")
 DRIVER_FILES = tuple(f"{d}/{n}" for d in LIB_DIRS for n in DRIVER_FILE_NAMES[:2]) + tuple(
     f"{d}/nvidia-smi" for d in BIN_DIRS
 )
