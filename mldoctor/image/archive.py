@@ -79,12 +79,12 @@ def read_archive(path: str, ref: str | None = None) -> ImageFacts:
         try:
             config_name, layer_names, tag, source = _manifest(store, ref)
             config = _json(store, config_name)
-        except (OSError, tarfile.TarError, EOFError, ValueError, KeyError, TypeError) as exc:
+        except (OSError, tarfile.TarError, EOFError, ValueError, KeyError, TypeError, AttributeError) as exc:
             raise ArchiveError(f"{path} is not a docker save tarball or an OCI image layout: {exc}") from None
         facts = ImageFacts(ref=bounded(tag or ref or path, 300), source=source)
         facts.id = f"sha256:{config_name.rsplit('/', 1)[-1].removesuffix('.json')}"[:80]
-        from_config(facts, config.get("config") or {})
-        history = config.get("history") or []
+        from_config(facts, config.get("config") if isinstance(config, dict) else {})
+        history = config.get("history") if isinstance(config, dict) else []
         facts.layers = history_layers(history if isinstance(history, list) else [], oldest_first=True)
         facts.timings["config"] = round(time.monotonic() - started, 3)
         step = time.monotonic()

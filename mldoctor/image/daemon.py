@@ -123,6 +123,8 @@ def _read_files(connected: Connected, endpoint: Any, facts: ImageFacts) -> None:
     name = f"mldoctor-image-{uuid.uuid4().hex[:12]}"
     with _lock:
         _live[name] = endpoint
+    with contextlib.suppress(Exception):  # best effort: a leftover must not stop this run
+        remove_leftovers(client)
     try:
         client.create_container(
             facts.id,
@@ -148,6 +150,19 @@ def _read_files(connected: Connected, endpoint: Any, facts: ImageFacts) -> None:
             client.remove_container(name, force=True, v=True)
             with _lock:
                 _live.pop(name, None)
+
+
+def remove_leftovers(client: Any) -> list[str]:
+    """Containers of earlier runs on this host whose mldoctor was killed (SIGKILL) before its `finally`."""
+    removed = []
+    for container in client.containers(all=True, filters={"label": LABEL}):
+        labels = container.get("Labels") or {}
+        pid = labels.get(f"{LABEL}.pid", "")
+        if labels.get(f"{LABEL}.host") != socket.gethostname() or not pid.isdigit() or os.path.exists(f"/proc/{pid}"):
+            continue
+        client.remove_container(container["Id"], force=True)
+        removed.append(container["Id"][:12])
+    return removed
 
 
 class _Files:

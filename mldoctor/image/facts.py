@@ -89,25 +89,38 @@ class ImageFacts:
     """Seconds spent per step (inspect, files, ...): the preflight's cost, measured."""
 
 
+CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
 def bounded(text: Any, limit: int = MAX_TEXT) -> str:
-    """An untrusted value as a short, single-purpose string: at most `limit` characters, NULs removed."""
+    """An untrusted value as a short printable string: at most `limit` characters; tabs and newlines become spaces
+    and other control characters `?`, so a label cannot move a terminal's cursor or forge a report line."""
     value = str(text) if text is not None else ""
-    value = value.replace("\x00", "")
+    value = CONTROL.sub("?", value.replace("\t", " ").replace("\n", " ").replace("\r", " "))
     return value if len(value) <= limit else value[:limit] + "..."
+
+
+def _mapping(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _sequence(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
 
 
 def from_config(facts: ImageFacts, config: dict[str, Any]) -> None:
     """Fill the config part of `facts` from an image config's `config` object (docker inspect's `Config`, the
     OCI config blob's `config`): both spell the fields the same way."""
+    config = _mapping(config)
     env: dict[str, str] = {}
-    for item in (config.get("Env") or [])[:MAX_ITEMS]:
+    for item in _sequence(config.get("Env"))[:MAX_ITEMS]:
         key, _, value = bounded(item).partition("=")
         env[key] = value
     facts.env = env
     facts.user = bounded(config.get("User") or "", 200)
-    labels = config.get("Labels") or {}
+    labels = _mapping(config.get("Labels"))
     facts.labels = {bounded(k, 200): bounded(v) for k, v in list(labels.items())[:MAX_ITEMS]}
-    facts.exposed_ports = [bounded(p, 50) for p in list(config.get("ExposedPorts") or {})[:MAX_ITEMS]]
+    facts.exposed_ports = [bounded(p, 50) for p in list(_mapping(config.get("ExposedPorts")))[:MAX_ITEMS]]
     health = config.get("Healthcheck")
     test = health.get("Test") if isinstance(health, dict) else None
     facts.healthcheck = [bounded(t) for t in test[:20]] if isinstance(test, list) and test else None
@@ -116,6 +129,7 @@ def from_config(facts: ImageFacts, config: dict[str, Any]) -> None:
 def history_layers(history: list[dict[str, Any]], oldest_first: bool) -> list[Layer]:
     """History entries (the daemon's `/history`: newest first, with sizes and tags; an OCI config's `history`:
     oldest first, with `empty_layer`) as Layers, oldest first."""
+    history = _sequence(history)
     entries = history[:MAX_ITEMS] if oldest_first else list(reversed(history[:MAX_ITEMS]))
     layers = []
     for entry in entries:
@@ -123,7 +137,7 @@ def history_layers(history: list[dict[str, Any]], oldest_first: bool) -> list[La
             continue
         created_by = entry.get("CreatedBy", entry.get("created_by", ""))
         size = entry.get("Size", 0)
-        tags = [bounded(t, 200) for t in (entry.get("Tags") or [])[:10] if t != "<missing>"]
+        tags = [bounded(t, 200) for t in _sequence(entry.get("Tags"))[:10] if t != "<missing>"]
         layers.append(
             Layer(
                 created_by=bounded(created_by),

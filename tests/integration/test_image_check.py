@@ -182,3 +182,22 @@ def test_an_image_that_does_not_exist_is_one_line_and_exit_2():
     require_images()  # a daemon and the test images: the daemon must answer "no such image"
     process = cli(f"mldoctor-no-such-image:{uuid.uuid4().hex[:8]}")
     assert process.returncode == 2 and process.stderr.count("\n") == 1 and "not on this machine" in process.stderr
+
+
+def test_a_container_left_by_a_killed_run_is_removed_by_the_next(images):
+    """SIGKILL skips the `finally`: the next run on this host removes what a dead mldoctor left."""
+    import socket
+
+    import docker
+
+    client = docker.from_env(timeout=30)
+    name = f"mldoctor-image-leftover-{uuid.uuid4().hex[:8]}"
+    labels = {LABEL: "1", f"{LABEL}.pid": "999999999", f"{LABEL}.host": socket.gethostname()}
+    try:
+        client.api.create_container(images["visible"], entrypoint=["/x"], name=name, labels=labels)
+        read_image(images["visible"])
+        assert client.api.containers(all=True, filters={"name": name}) == []
+    finally:
+        with contextlib.suppress(docker.errors.NotFound):
+            client.api.remove_container(name, force=True)
+        client.close()

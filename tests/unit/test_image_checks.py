@@ -244,3 +244,43 @@ def test_untrusted_text_is_bounded_in_the_report():
     from_config(facts, {"Env": ["CUDA_VISIBLE_DEVICES=" + "9" * 1_000_000], "User": "x" * 10_000})
     result = judged(facts)["image.visible_devices"]
     assert len(result.summary) < 400 and len(facts.user) <= 203
+
+
+def test_facts_recorded_from_the_torch_cpu_test_image_reload_and_judge():
+    """tests/data/image/probe-test-cpu.json: `read_image("mldoctor-probe-test:cpu")` saved with serde."""
+    import json
+
+    from mldoctor.serde import from_data
+
+    data = json.loads((PACKAGE.parent / "tests" / "data" / "image" / "probe-test-cpu.json").read_text())
+    facts = from_data(ImageFacts, data)
+    results = judged(facts, H100_550)
+    assert results["image.torch"].status is Status.FAIL and "CUDA build: none" in results["image.torch"].summary
+    assert results["image.python"].summary == "Python 3.11" and results["image.user"].status is Status.PASS
+    assert results["image.base"].summary.startswith("FROM mldoctor-base:bookworm")
+
+
+def test_hostile_config_shapes_and_control_characters():
+    from mldoctor.image.facts import from_config, history_layers
+
+    facts = ImageFacts(ref="x")
+    from_config(facts, {"Env": "PATH=/bin", "Labels": ["a"], "ExposedPorts": ["80"], "User": "\x1b[2Jroot\nx"})
+    assert facts.env == {} and facts.labels == {} and facts.exposed_ports == []
+    assert facts.user == "?[2Jroot x"
+    assert history_layers({"not": "a list"}, oldest_first=True) == []  # type: ignore[arg-type]
+    assert [layer.tags for layer in history_layers([{"Tags": "ubuntu:latest", "Size": -5}], False)] == [[]]
+
+
+def test_targets_come_from_flags_then_the_policy():
+    from mldoctor.image.targets import check_driver, resolve
+    from mldoctor.policy import Policy
+
+    policy = Policy(min_driver_version="535.104", require_gpu_models=("A100", "L4"))
+    assert resolve("550.90", [], policy, use_host=False).source == "flags"
+    from_policy = resolve(None, [], policy, use_host=False)
+    assert from_policy.source == "policy" and from_policy.driver_cuda == "12.2"
+    assert [(g.name, g.compute_capability) for g in from_policy.gpus] == [("A100", "8.0"), ("L4", "8.9")]
+    assert resolve(None, [], Policy(), use_host=False) == Targets()
+    for bad in ("banana", "5", "550.90.07.1", "550; rm -rf /"):
+        with pytest.raises(ValueError):
+            check_driver(bad)

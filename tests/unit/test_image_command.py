@@ -105,3 +105,14 @@ def test_without_the_area_the_grouped_renderers_drop_image_rows(monkeypatch, bro
     assert "image.visible_devices" not in output.render("table", built)
     report.ensure_area()
     assert "image.visible_devices" in output.render("table", built)
+
+
+def test_in_a_group_run_like_the_cli_the_exit_code_comes_back(broken):
+    """cli.py's main runs with standalone_mode=False: the command's ctx.exit code must reach it."""
+    import click
+
+    group = click.Group("image")
+    group.add_command(check)
+    args = ["check", "--no-host", broken, "--driver", "550.90", "-o", "/dev/null"]
+    assert group.main(args=args, standalone_mode=False) == 1
+    assert group.main(args=["check", "--no-host", "--driver", "x"], standalone_mode=False) == 2
