@@ -414,7 +414,7 @@ def image_size(facts: ImageFacts, targets: Targets) -> Finding:
     wasteful = [(layer, waste(layer, facts.env)) for layer in layers if layer.size >= WASTE_MIN]
     wasteful = [(layer, found) for layer, found in wasteful if found]
     details += [f"{'; '.join(found)}: {size(layer.size)} {_short(layer.created_by)}" for layer, found in wasteful[:5]]
-    summary = f"{size(facts.size)} in {plural(len(layers), 'layer')}"
+    summary = f"{facts.ref}: {size(facts.size)} in {plural(len(layers), 'layer')}"
     if not wasteful:
         return Finding.ok(summary, details=tuple(details))
     kinds = sorted({item for _, found in wasteful for item in found})

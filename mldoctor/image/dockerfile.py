@@ -95,7 +95,8 @@ def _substitute(text: str, args: dict[str, str]) -> str:
 @dataclass(frozen=True)
 class Lint:
     rule: str
-    """The hadolint id (DL3002) or mldoctor's own (MLD001)."""
+    """The hadolint id (DL3002) or mldoctor's own: MLD001 a CUDA base, MLD002 a torch wheel, for a CUDA the target
+    driver does not run."""
     line: int
     status: str
     summary: str
@@ -140,7 +141,7 @@ def lint(text: str, targets: Targets) -> list[Lint]:
         elif ins.keyword == "USER":
             last_user = ins
         elif ins.keyword == "RUN":
-            found += _run(ins, _shell(ins.args))
+            found += _run(ins, _shell(_substitute(ins.args, args)), targets)
     if last_user is None or last_user.args.split(":")[0].strip() in ("root", "0"):
         line = last_user.line if last_user else (instructions[-1].line if instructions else 1)
         found.append(
@@ -198,8 +199,33 @@ def _from(ins: Instruction, text: str, stages: set[str], targets: Targets) -> li
     return out
 
 
-def _run(ins: Instruction, command: str) -> list[Lint]:
-    out = []
+TORCH_INDEX = re.compile(r"download\.pytorch\.org/whl/(?:nightly/)?cu(\d+)(\d)\b")
+
+
+def _torch_wheel(ins: Instruction, command: str, targets: Targets) -> list[Lint]:
+    """MLD002: torch installed from PyTorch's index for a CUDA the target driver does not run."""
+    match = TORCH_INDEX.search(command)
+    if not match or not re.search(r"\btorch\b", command) or not targets.driver_cuda:
+        return []
+    cuda = f"{int(match.group(1))}.{match.group(2)}"
+    if version_tuple(cuda) <= version_tuple(targets.driver_cuda):
+        return []
+    branch = min_driver_for_cuda(cuda)
+    return [
+        Lint(
+            "MLD002",
+            ins.line,
+            "FAIL",
+            f"torch from the cu{match.group(1)}{match.group(2)} index needs driver {branch or 'a newer driver'}"
+            f"{'+' if branch else ''}; the target driver {targets.driver} runs CUDA {targets.driver_cuda} at most",
+            f"pip install --no-cache-dir torch --index-url https://download.pytorch.org/whl/"
+            f"cu{targets.driver_cuda.replace('.', '')}   # or upgrade the driver to {branch or 'a newer branch'}",
+        )
+    ]
+
+
+def _run(ins: Instruction, command: str, targets: Targets) -> list[Lint]:
+    out = _torch_wheel(ins, command, targets)
     apt = APT_INSTALL.search(command)
     if apt:
         if not re.search(r"rm\s+-[a-zA-Z]*\s+/var/lib/apt/lists", command):
@@ -255,7 +281,9 @@ def findings(text: str, targets: Targets, path: str = "Dockerfile") -> list[Chec
     """The lint as report rows: one `image.dockerfile.<RULE>` per rule that fired (each line listed), or one PASS."""
     lints = lint(text, targets)
     if not lints:
-        return [_row(Finding.ok(f"{path}: no findings (DL3002 DL3006 DL3007 DL3008 DL3009 DL3013 DL3042 MLD001)"))]
+        return [
+            _row(Finding.ok(f"{path}: no findings (DL3002 DL3006 DL3007 DL3008 DL3009 DL3013 DL3042 MLD001 MLD002)"))
+        ]
     rows = []
     for rule in dict.fromkeys(lint_.rule for lint_ in lints):
         group = [lint_ for lint_ in lints if lint_.rule == rule]

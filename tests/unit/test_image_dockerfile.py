@@ -88,3 +88,15 @@ def test_escape_directive():
 def test_bounds(text):
     with pytest.raises(DockerfileError):
         parse(text)
+
+
+def test_a_torch_wheel_for_a_cuda_the_driver_does_not_run_is_mld002():
+    text = (
+        "ARG CU=cu128\nFROM python:3.12-slim\n"
+        "RUN pip install --no-cache-dir torch==2.7.1 --index-url https://download.pytorch.org/whl/${CU}\nUSER app\n"
+    )
+    assert rules(text, from_values("550.90", [], "flags")) == {"MLD002": 3}
+    assert rules(text, from_values("570.86", [], "flags")) == {}
+    with pure():
+        (row,) = findings(text, from_values("550.90", [], "flags"))
+    assert "570" in row.summary and "whl/cu124" in row.fix
