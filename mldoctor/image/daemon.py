@@ -73,7 +73,7 @@ def _remove_live() -> None:
 
 def read_image(ref: str, timeout: float = 10.0) -> ImageFacts:
     """The facts of image `ref` on the daemon in use; raises ImageError when it cannot be read at all."""
-    from docker.errors import ImageNotFound, NotFound
+    from docker.errors import APIError, ImageNotFound, NotFound
 
     endpoint = resolve_endpoint()
     if endpoint.error:
@@ -94,6 +94,11 @@ def read_image(ref: str, timeout: float = 10.0) -> ImageFacts:
             raise ImageError(
                 f"image {ref!r} is not on this machine (docker images lists those that are)", "image"
             ) from None
+        except APIError as exc:  # 400: not an image reference at all ("invalid reference format")
+            kind = "image" if exc.status_code == 400 else "daemon"
+            raise ImageError(f"cannot inspect {ref!r}: {describe(exc, 200)}", kind) from None
+        except Exception as exc:  # a daemon that answered /version and then stopped answering
+            raise ImageError(f"the daemon did not answer for {ref!r} ({classify_error(exc)})", "daemon") from None
         facts.timings["inspect"] = round(time.monotonic() - started, 3)
         _from_inspect(facts, inspected)
         step = time.monotonic()

@@ -18,7 +18,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from provided import BASE_IMAGE, BUSYBOX_IMAGE, TORCH_IMAGE, require_images
+from provided import BASE_IMAGE, BUSYBOX_IMAGE, TORCH_IMAGE, require_docker, require_images
 
 from mldoctor.image.checks import judge
 from mldoctor.image.daemon import LABEL, read_image
@@ -178,10 +178,12 @@ def test_reading_files_costs_well_under_a_second_beyond_inspect():
     assert facts.torch is not None and facts.torch.cuda is None
 
 
-def test_an_image_that_does_not_exist_is_one_line_and_exit_2():
-    require_images()  # a daemon and the test images: the daemon must answer "no such image"
-    process = cli(f"mldoctor-no-such-image:{uuid.uuid4().hex[:8]}")
-    assert process.returncode == 2 and process.stderr.count("\n") == 1 and "not on this machine" in process.stderr
+@pytest.mark.parametrize(("ref", "words"), [(f"mldoctor-no-such-image:{uuid.uuid4().hex[:8]}", "not on this machine"),
+                                             ("Bad:::Name", "invalid reference format")])  # fmt: skip
+def test_an_image_that_does_not_exist_is_one_line_and_exit_2(ref, words):
+    require_docker()
+    process = cli(ref)
+    assert process.returncode == 2 and process.stderr.count("\n") == 1 and words in process.stderr
 
 
 def test_a_container_left_by_a_killed_run_is_removed_by_the_next(images):
