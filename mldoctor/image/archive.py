@@ -53,6 +53,27 @@ DRIVER_SET = frozenset(DRIVER_FILES)
 MAX_ENTRIES = 10_000
 
 
+MAX_HEADER = 1 << 20
+"""A pax or GNU long-name header larger than this is refused before it is read (tarfile reads it whole)."""
+EXTENDED = (
+    tarfile.XHDTYPE,
+    tarfile.XGLTYPE,
+    tarfile.SOLARIS_XHDTYPE,
+    tarfile.GNUTYPE_LONGNAME,
+    tarfile.GNUTYPE_LONGLINK,
+)
+
+
+class _BoundedInfo(tarfile.TarInfo):
+    """tarfile reads an extended header's whole claimed size into memory: a hostile one claiming gigabytes is
+    refused here first."""
+
+    def _proc_member(self, tarfile_: tarfile.TarFile) -> tarfile.TarInfo:
+        if self.type in EXTENDED and self.size > MAX_HEADER:
+            raise tarfile.HeaderError(f"an extended tar header of {self.size} bytes (more than {MAX_HEADER})")
+        return super()._proc_member(tarfile_)  # type: ignore[misc]
+
+
 class ArchiveError(Exception):
     """The file is not a readable image archive (exit code 2, with this one line)."""
 
@@ -121,7 +142,7 @@ class _TarStore(_Store):
     """A docker save tarball (or an OCI layout packed as a tar), optionally gzipped."""
 
     def __init__(self, path: str) -> None:
-        self.tar = tarfile.open(path, "r:*")  # noqa: SIM115 (closed by close())
+        self.tar = tarfile.open(path, "r:*", tarinfo=_BoundedInfo)  # noqa: SIM115 (closed by close())
         self.members: dict[str, tarfile.TarInfo] = {}
         for count, member in enumerate(self.tar):
             if count > 100_000:
@@ -261,7 +282,7 @@ def _normal(name: str) -> str | None:
 
 def _members(handle: IO[bytes]) -> Iterator[tuple[tarfile.TarFile, tarfile.TarInfo]]:
     """A layer's members in order, streamed (gzip or plain); nothing is kept per member."""
-    with tarfile.open(fileobj=handle, mode="r|*") as tar:
+    with tarfile.open(fileobj=handle, mode="r|*", tarinfo=_BoundedInfo) as tar:
         for member in tar:
             yield tar, member
             tar.members = []  # stream mode would otherwise keep every TarInfo of a 200k-file layer

@@ -145,3 +145,13 @@ def test_several_images_in_one_tarball_are_picked_by_tag(tmp_path):
     assert read_archive(str(path), "a:1").ref == "a:1"
     with pytest.raises(ArchiveError):
         read_archive(str(tmp_path / "missing.tar"))
+
+
+def test_an_oversized_extended_header_is_refused_before_it_is_read(tmp_path):
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        info = tarfile.TarInfo("usr/bin/python3")
+        info.pax_headers = {"comment": "x" * (archive.MAX_HEADER + 10)}
+        tar.addfile(info, io.BytesIO(b""))
+    facts = read_archive(str(docker_save(tmp_path / "i.tar", config(), [buffer.getvalue()])))
+    assert any("extended tar header" in error for error in facts.errors) and facts.python == []
