@@ -34,13 +34,25 @@ CASES = {
     "driverlib": (BASE_IMAGE, f"COPY libnvidia-ml.so.1 {LIB}"),
     "visible": (BASE_IMAGE, "ENV CUDA_VISIBLE_DEVICES=all"),
     "small": (BUSYBOX_IMAGE, f"COPY libnvidia-ml.so.1 {LIB}\nENV CUDA_VISIBLE_DEVICES=all\nEXPOSE 8000"),
+    "cu124": (
+        BASE_IMAGE,
+        "COPY version.py /usr/local/lib/python3.11/dist-packages/torch/version.py\n"
+        "COPY libnvidia-ml.so.1 /usr/local/cuda-12.4/compat/libcuda.so.1\n"
+        "ENV LD_LIBRARY_PATH=/usr/local/cuda-12.4/compat:/usr/local/nvidia/lib64 CUDA_VERSION=12.4.1",
+    ),
 }
+VERSION_PY = b"__version__ = '2.5.1+cu124'\ncuda: Optional[str] = '12.4'\n"
 
 
 def _build(client, base: str, lines: str, tag: str) -> None:
     context = io.BytesIO()
     with tarfile.open(fileobj=context, mode="w") as tar:
-        for name, data in {"Dockerfile": f"FROM {base}\n{lines}\n".encode(), "libnvidia-ml.so.1": b"\x7fELF"}.items():
+        files = {
+            "Dockerfile": f"FROM {base}\n{lines}\n".encode(),
+            "libnvidia-ml.so.1": b"\x7fELF",
+            "version.py": VERSION_PY,
+        }
+        for name, data in files.items():
             info = tarfile.TarInfo(name)
             info.size = len(data)
             tar.addfile(info, io.BytesIO(data))
@@ -203,3 +215,16 @@ def test_a_container_left_by_a_killed_run_is_removed_by_the_next(images):
         with contextlib.suppress(docker.errors.NotFound):
             client.api.remove_container(name, force=True)
         client.close()
+
+
+def test_a_cu124_torch_with_cuda_compat_against_blackwell_and_geforce(images):
+    """torch's CUDA build and the compat directory read from the image's files, judged for two fleets."""
+    process = cli(images["cu124"], "--driver", "550.90", "--gpu", "RTX 5090", "--gpu", "RTX 4090", "--format", "json")
+    found = results(process)
+    assert process.returncode == 1
+    assert found["image.torch"]["status"] == "PASS" and "CUDA build: 12.4" in found["image.torch"]["summary"]
+    assert found["image.arch"]["status"] == "FAIL" and "sm_120" in found["image.arch"]["summary"]
+    assert found["image.compat"]["status"] == "FAIL" and "804" in found["image.compat"]["summary"]
+    assert found["image.cuda"]["status"] == "PASS"
+    healthy = results(cli(images["cu124"], "--driver", "550.90", "--gpu", "H100", "--format", "json"))
+    assert {healthy[k]["status"] for k in ("image.arch", "image.compat", "image.torch")} == {"PASS"}
