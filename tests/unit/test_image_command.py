@@ -116,3 +116,19 @@ def test_in_a_group_run_like_the_cli_the_exit_code_comes_back(broken):
     args = ["check", "--no-host", broken, "--driver", "550.90", "-o", "/dev/null"]
     assert group.main(args=args, standalone_mode=False) == 1
     assert group.main(args=["check", "--no-host", "--driver", "x"], standalone_mode=False) == 2
+
+
+def test_targets_from_the_policy_file(tmp_path, monkeypatch):
+    """A CI builder with no GPU and no flags: the fleet's driver floor and GPU models come from mldoctor.toml."""
+    policy = tmp_path / "mldoctor.toml"
+    policy.write_text('min_driver_version = "550.54"\nrequire_gpu_models = ["RTX 5090"]\n')
+    archive = docker_save(tmp_path / "i.tar", config(user="app"), torch_image_layers())
+    result = run(str(archive), "--config", str(policy), "--format", "json")
+    data = json.loads(result.stdout)
+    assert data["facts"]["targets"]["source"] == "policy" and data["facts"]["targets"]["driver_cuda"] == "12.4"
+    arch = next(r for r in data["results"] if r["id"] == "image.arch")
+    assert arch["status"] == "FAIL" and "sm_120" in arch["summary"]
+    bad = tmp_path / "bad.toml"
+    bad.write_text("min_driver_versoin = 1\n")
+    failed = run(str(archive), "--config", str(bad))
+    assert failed.exit_code == 2 and failed.stderr.count("\n") == 1 and "min_driver_versoin" in failed.stderr
