@@ -13,6 +13,7 @@ from mldoctor import __version__, options
 from mldoctor.bundle.command import command as report_command
 from mldoctor.explain import command as explain_command
 from mldoctor.fleet.command import fleet as fleet_command
+from mldoctor.image.command import check as image_check_command
 from mldoctor.why import command as why_command
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
@@ -272,7 +273,7 @@ def config_show(ctx: click.Context, fmt: str, **_: Any) -> None:
 
 @cli.group("image")
 def image() -> None:
-    """The default probe image (`mldoctor check` runs the probe in it)."""
+    """Images: build the default probe image, or check any image statically (no container started)."""
 
 
 @image.command("build")
@@ -304,6 +305,9 @@ def image_build(base_image: str | None, tag: str | None, pull: bool, wheelhouse:
     if ok:
         click.echo(f"built {tag} from {base}; `mldoctor check` now runs its probe in it")
     return EXIT_OK if ok else EXIT_FAILED
+
+
+image.add_command(image_check_command)
 
 
 def _show_build(events: Any) -> bool:

@@ -26,8 +26,17 @@ AREAS = {
     "host": "Host",
     "probe": "Probe container",
     "bench": "Benchmarks",
+    "image": "Image",
 }
 """Check areas in chain order (a check id starts with its area), with the title every output shows."""
+
+
+def areas_of(results: Iterable[CheckResult]) -> list[tuple[str, str]]:
+    """(area, title) of the areas these results fall in, in chain order; an area this version does not list (a
+    newer report's) comes last under its own name: renderers group by area and must never drop a row."""
+    present = dict.fromkeys(result.area for result in results)
+    known = [(area, title) for area, title in AREAS.items() if area in present]
+    return known + [(area, area.title()) for area in present if area not in AREAS]
 
 
 class Status(str, Enum):

@@ -16,7 +16,7 @@ from mldoctor.facts.common import DiskUsage
 from mldoctor.facts.host import LimitsFacts
 from mldoctor.facts.nvidia import GpuFacts, NvidiaFacts, NvmlFacts
 from mldoctor.facts.probe import ProbeTorch
-from mldoctor.model import AREAS, BenchRow, CheckResult, Report, Status
+from mldoctor.model import BenchRow, CheckResult, Report, Status, areas_of
 from mldoctor.output.table import summary_line
 from mldoctor.text import plural
 
@@ -329,7 +329,7 @@ PROBLEMS = (Status.FAIL, Status.ERROR, Status.WARN)
 
 def _checks(results: list[CheckResult]) -> str:
     parts = []
-    for area, title in AREAS.items():
+    for area, title in areas_of(results):
         rows = [r for r in results if r.area == area]
         if not rows:
             continue

@@ -11,10 +11,10 @@ from mldoctor import __version__
 from mldoctor.facts import Facts
 from mldoctor.image.facts import ImageFacts
 from mldoctor.image.targets import Targets
-from mldoctor.model import AREAS, SCHEMA_VERSION, CheckResult, Report
+from mldoctor.model import SCHEMA_VERSION, CheckResult, Report
 from mldoctor.policy import Policy
 
-AREA, AREA_TITLE = "image", "Image"
+AREA = "image"
 
 
 @dataclass
@@ -26,12 +26,6 @@ class ImageReportFacts(Facts):
     dockerfile: str | None = None
 
 
-def ensure_area() -> None:
-    """The table, JUnit and Markdown renderers show only rows of an area in `model.AREAS`. Until `image` is listed
-    there (see docs/image.md), it is added at run time, at the end, so image rows are not silently dropped."""
-    AREAS.setdefault(AREA, AREA_TITLE)
-
-
 def build(
     results: list[CheckResult],
     image: ImageFacts | None,
@@ -39,7 +33,6 @@ def build(
     policy: Policy,
     dockerfile: str | None = None,
 ) -> Report:
-    ensure_area()
     return Report(
         schema_version=SCHEMA_VERSION,
         tool_version=__version__,

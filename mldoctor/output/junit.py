@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from xml.etree import ElementTree as ET
 
-from mldoctor.model import AREAS, CheckResult, Report, Status
+from mldoctor.model import CheckResult, Report, Status, areas_of
 from mldoctor.output import DEFAULT, RenderOptions
 
 
@@ -40,7 +40,7 @@ def render(report: Report, options: RenderOptions = DEFAULT) -> str:
     strict = options.strict
     root = ET.Element("testsuites", name="mldoctor")
     totals = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
-    for area, title in AREAS.items():
+    for area, title in areas_of(report.results):
         results = [r for r in report.results if r.area == area]
         if not results:
             continue

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mldoctor.model import AREAS, Report, Status
+from mldoctor.model import Report, Status, areas_of
 from mldoctor.output import DEFAULT, RenderOptions
 from mldoctor.output.table import summary_line
 
@@ -25,7 +25,7 @@ def render(report: Report, options: RenderOptions = DEFAULT) -> str:
         "",
         f"{summary_line(report)} · {report.created}",
     ]
-    for area, title in AREAS.items():
+    for area, title in areas_of(report.results):
         results = [r for r in report.results if r.area == area]
         if not results:
             continue

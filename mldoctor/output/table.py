@@ -10,7 +10,7 @@ from __future__ import annotations
 import textwrap
 from typing import TYPE_CHECKING
 
-from mldoctor.model import AREAS, CheckResult, Report, Status
+from mldoctor.model import CheckResult, Report, Status, areas_of
 from mldoctor.output import DEFAULT, RenderOptions
 
 if TYPE_CHECKING:
@@ -100,7 +100,7 @@ def lines(report: Report, verbose: bool = False, width: int = 100, ascii_only: b
     glyphs = ASCII_GLYPHS if ascii_only else GLYPHS
     id_width = max((len(r.id) for r in report.results), default=10)
     out: list[list[Piece]] = [[(_heading(report), "bold")]]
-    for area, title in AREAS.items():
+    for area, title in areas_of(report.results):
         results = [r for r in report.results if r.area == area]
         if results:
             out += [[], [(title, "bold underline")]]
