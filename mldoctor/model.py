@@ -18,6 +18,22 @@ if TYPE_CHECKING:
 
 SCHEMA_VERSION = 1
 
+DOCS_URL = "https://github.com/mldoctor/mldoctor/blob/main/docs/checks.md"
+"""The published page with one section per check (the project's Documentation URL in pyproject.toml): a wheel
+carries no docs/ directory, so results link here, never to a path inside the repository."""
+
+
+def heading_anchor(heading: str) -> str:
+    """The id GitHub gives a Markdown heading (github-slugger): its text lower-cased, every character other than a
+    letter, a digit, a space, `-` or `_` dropped (the backticks and dots of "### `docker.disk`"), spaces made `-`."""
+    text = heading.lstrip("#").strip().lower()
+    return "".join("-" if c == " " else c for c in text if c.isalnum() or c in " -_")
+
+
+def docs_url(check_id: str) -> str:
+    """Where a check is explained: its section of the published docs/checks.md (headed "### `<check id>`")."""
+    return f"{DOCS_URL}#{heading_anchor(f'`{check_id}`')}"
+
 
 AREAS = {
     "report": "Saved report",
