@@ -141,6 +141,10 @@ class CheckResult:
     fix: str | None = None
     docs: str = ""
     blocked_by: str | None = None
+    duration_s: float | None = None
+    """How long gathering the facts this check reads took: the longest of the fact sections it reads (they are
+    gathered in parallel), from `Facts.timings`; None when unknown (a report from an older mldoctor, a section that
+    never started, a check that reads no facts)."""
 
 
 @dataclass(frozen=True)
@@ -178,6 +182,8 @@ class Report:
     """The thresholds the results were judged by, so a re-diagnosis judges by the same ones."""
     benchmarks: list[BenchRow] = field(default_factory=list)
     """Every benchmark measurement graded against its expected figure (the bench.* results fold these up)."""
+    elapsed_s: float | None = None
+    """The run's wall time, gathering and judging; None for a re-diagnosis of saved facts (nothing was gathered)."""
 
     def counts(self) -> Counter[Status]:
         return Counter(result.status for result in self.results)
