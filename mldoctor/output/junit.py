@@ -27,8 +27,9 @@ NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff\ufffe\uf
 discourages (DEL and the C1 controls)."""
 
 
-def xml_text(text: str) -> str:
-    """`text` as characters an XML 1.0 document may hold: terminal escapes dropped, other controls shown as \\xNN."""
+def printable(text: str) -> str:
+    """`text` as characters any output may hold (XML 1.0 here; Prometheus labels and Markdown use it too):
+    terminal escapes dropped, other controls and lone surrogates shown as `\\xNN` / `\\uNNNN`."""
     return NOT_XML.sub(_visible, TERMINAL_ESCAPE.sub("", text))
 
 
@@ -71,9 +72,9 @@ def _clean(root: ET.Element) -> None:
     """Every text and attribute of the tree made safe for XML 1.0 (ElementTree escapes markup, not controls)."""
     for element in root.iter():
         if element.text:
-            element.text = xml_text(element.text)
+            element.text = printable(element.text)
         for key, value in element.attrib.items():
-            element.set(key, xml_text(value))
+            element.set(key, printable(value))
 
 
 def render(report: Report, options: RenderOptions = DEFAULT) -> str:

@@ -124,7 +124,7 @@ def test_control_characters_in_report_text_still_make_xml(strict, tmp_path):
     assert any(c.name == "host.hostile" for s in xml for c in s)
 
 
-def test_xml_text_keeps_what_xml_allows():
+def test_printable_keeps_what_xml_allows():
     text = "tab\tnewline\ncr\r é ☃ 😀 \ue000 \ufffd"
-    assert junit.xml_text(text) == text
-    assert junit.xml_text("\x7f\x85\x9f\ufffe\uffff") == "\\x7f\\x85\\x9f\\ufffe\\uffff"
+    assert junit.printable(text) == text
+    assert junit.printable("\x7f\x85\x9f\ufffe\uffff") == "\\x7f\\x85\\x9f\\ufffe\\uffff"
