@@ -190,6 +190,11 @@ class ProbeDocument:
     shm: ProbeShm | None = None
     cgroup: ProbeCgroup | None = None
     nvidia_smi: str | None = None
+    packages: dict[str, str] | None = None
+    """The image's Python distributions, name -> version as `pip freeze` lists them (the first of a name on sys.path,
+    the one imported); None from a probe that did not list them (an older mldoctor's, or listing failed)."""
+    packages_omitted: int = 0
+    """Distributions left out of `packages`: past the probe's bound (a few thousand), or with unreadable metadata."""
     torch: ProbeTorch | None = None
     cuda: ProbeCuda | None = None
     devices: list[ProbeDevice] = field(default_factory=list)
