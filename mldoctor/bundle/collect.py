@@ -275,7 +275,7 @@ def image_packages(facts: Facts, timeout: float) -> str:
     lines = [_one_line(f"# Python distributions in {where}: python {python.version} at {python.executable}")]
     if document.packages_omitted:
         lines.append(f"# {document.packages_omitted} more not listed (past the probe's bound, or unreadable metadata)")
-    pins = sorted(document.packages.items(), key=lambda item: item[0].lower())
+    pins = sorted(document.packages, key=lambda item: item[0].lower())
     lines += [_one_line(f"{name}=={version}") for name, version in pins]
     return "\n".join(lines) + "\n"
 

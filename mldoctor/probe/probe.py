@@ -186,13 +186,13 @@ def _cgroup():
 
 
 def _packages(limit=MAX_PACKAGES, budget=MAX_PACKAGE_BYTES):
-    """The Python distributions this interpreter sees, name -> version, as `pip freeze` lists them (the first of a
-    name on sys.path, which is the one imported), and how many were left out: unreadable, or past the bounds (at
+    """The Python distributions this interpreter sees, as [name, version] pairs in sys.path order (the first of a
+    name, which is the one imported), and how many were left out: unreadable, or past the bounds (at
     most `limit` listed, 4 x `limit` read, `budget` bytes of JSON; the rest are only counted). Names and versions
     are cut to MAX_NAME and MAX_VERSION characters."""
     from importlib import metadata  # Python >= 3.8
 
-    found, keys, omitted, read, size = {}, set(), 0, 0, 0
+    found, keys, omitted, read, size = [], set(), 0, 0, 0
     for dist in metadata.distributions():
         if len(found) >= limit or read >= 4 * limit or size >= budget:
             omitted += 1
@@ -209,12 +209,13 @@ def _packages(limit=MAX_PACKAGES, budget=MAX_PACKAGE_BYTES):
         key = name.lower().replace("_", "-").replace(".", "-")
         if key in keys:  # shadowed by the same distribution earlier on sys.path
             continue
-        entry = len(json.dumps(name)) + len(json.dumps(version)) + 4
+        entry = len(json.dumps([name, version])) + 2
         if size + entry > budget:
             size, omitted = budget, omitted + 1
             continue
         keys.add(key)
-        found[name], size = version, size + entry
+        found.append([name, version])
+        size += entry
     return found, omitted
 
 

@@ -110,7 +110,14 @@ def probe_facts(gpus: int = 8, slow: int | None = 5) -> ProbeFacts:
         cuda=ProbeCuda(available=True, device_count=gpus, arch_list=["sm_80", "sm_86", "sm_90"], driver=12040),
         devices=devices,
         bench=BenchResults(duration_s=10.0, elapsed_s=95.0, gpus=benches),
-        packages={"torch": "2.4.1+cu124", "numpy": "1.26.4", "nvidia-nccl-cu12": "2.20.5", "Jinja2": "3.1.4"},
+        packages=[
+            ("torch", "2.4.1+cu124"),
+            ("numpy", "1.26.4"),
+            ("nvidia-nccl-cu12", "2.20.5"),
+            ("Jinja2", "3.1.4"),
+            ("google-auth", "2.35.0"),
+            ("api-key-tool", "1.0"),
+        ],
     )
     run = ProbeRun(
         image="mldoctor-probe:0.1.0",
@@ -688,7 +695,8 @@ def test_the_images_packages_are_their_own_member_beside_mldoctors(tmp_path):
     assert collected.note == "collected"
     assert collected.text == (
         "# Python distributions in the image mldoctor-probe:0.1.0: python 3.10.12 at /usr/bin/python3\n"
-        "Jinja2==3.1.4\nnumpy==1.26.4\nnvidia-nccl-cu12==2.20.5\ntorch==2.4.1+cu124\n"
+        "api-key-tool==1.0\ngoogle-auth==2.35.0\nJinja2==3.1.4\nnumpy==1.26.4\nnvidia-nccl-cu12==2.20.5\n"
+        "torch==2.4.1+cu124\n"
     )
     report = build_report(select(), gathered, Policy())
     path = tmp_path / "bundle.zip"
@@ -697,12 +705,15 @@ def test_the_images_packages_are_their_own_member_beside_mldoctors(tmp_path):
     assert files["raw/image-packages.txt"].decode() == collected.text
     assert manifest["raw"]["raw/image-packages.txt"] == "collected"
     assert files["raw/pip-freeze.txt"].decode().startswith("torch==2.4.1")  # raw_files()'s stand-in, unchanged
+    packages = json.loads(files["report.json"])["facts"]["probe"]["document"]["packages"]
+    assert ["google-auth", "2.35.0"] in packages and ["api-key-tool", "1.0"] in packages  # a name, not a secret's
+    assert manifest["redaction"]["replaced"]["secret-value"] == 1  # daemon.json's registry-password, nothing more
 
 
 def test_image_packages_from_the_host_and_past_the_bound():
     gathered = gpu_facts()
     probe = gathered.probe
-    document = replace(probe.document, packages={"torch": "2.13.0+cpu"}, packages_omitted=12)
+    document = replace(probe.document, packages=[("torch", "2.13.0+cpu")], packages_omitted=12)
     gathered.probe = replace(probe, run=replace(probe.run, mode="host", image=None), document=document)
     assert image_packages(gathered).text == (
         "# Python distributions in the host (--no-container): python 3.10.12 at /usr/bin/python3\n"
@@ -713,7 +724,7 @@ def test_image_packages_from_the_host_and_past_the_bound():
 
 def test_image_package_names_are_one_printable_line_each():
     gathered = gpu_facts()
-    hostile = {"evil\nroot==0": "1.0\r\x1b[31mred", "nul\x00": "2"}
+    hostile = [("evil\nroot==0", "1.0\r\x1b[31mred"), ("nul\x00", "2")]
     gathered.probe.document = replace(gathered.probe.document, packages=hostile)
     lines = image_packages(gathered).text.splitlines()
     assert lines[1:] == ["evil\\nroot==0==1.0\\rred", "nul\\x00==2"]
