@@ -195,6 +195,20 @@ def test_json_has_summary_and_stable_ids(report):
     assert [r["id"] for r in data["results"]] == [r.id for r in report.results]
 
 
+def test_json_keeps_hostile_text_exactly_and_stays_ascii(report):
+    """JSON can hold any text: it is escaped, not altered, and the document is ASCII (a lone surrogate from an odd
+    environment byte would otherwise fail to encode when the file is written)."""
+    hostile = "\x1b[31mred\x1b[0m \x00 \ud800 </script> \u2028"
+    report.results[0].summary = hostile
+    report.facts.timings = {"docker": 0.25}
+    report.elapsed_s = 1.5
+    text = json_output.render(report)
+    assert text.isascii()
+    data = json.loads(text)
+    assert data["results"][0]["summary"] == hostile and data["elapsed_s"] == 1.5
+    assert data["facts"]["timings"] == {"docker": 0.25} and "duration_s" in data["results"][0]
+
+
 @pytest.mark.parametrize("width", [60, 80, 100])
 def test_a_fix_command_is_never_wrapped(width):
     """A command cut over two lines cannot be pasted; prose may wrap, commands overflow instead."""
