@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from dataclasses import replace
 
+import markdown_it  # rich's own dependency: always installed with mldoctor
 import pytest
 from factories import daemon, docker, down, facts
 from test_bundle import gpu_facts
@@ -104,7 +105,6 @@ def test_report_text_is_escaped_in_cells_and_spans():
 
 
 def test_rendered_by_a_commonmark_parser_nothing_escapes_its_place():
-    markdown_it = pytest.importorskip("markdown_it")
     page = (
         markdown_it.MarkdownIt("commonmark")
         .enable(["table", "strikethrough"])
