@@ -13,15 +13,10 @@ import sys
 import click
 
 from mldoctor import catalogue
+from mldoctor.text import one_line
 
 LIMIT = 1 << 20
 """The most of a pasted error that is read (a whole log pasted by mistake is cut, not refused)."""
-
-
-def printable(text: str, limit: int = 200) -> str:
-    """One line of printable characters, at most `limit` long."""
-    line = "".join(c if c.isprintable() else " " for c in " ".join(text.split()))
-    return line if len(line) <= limit else line[: limit - 3] + "..."
 
 
 def explanations(text: str) -> list[dict[str, object]]:
@@ -32,7 +27,7 @@ def explanations(text: str) -> list[dict[str, object]]:
         found.append(
             {
                 "id": entry.id,
-                "matched": printable(matched.group(0) if matched else ""),
+                "matched": one_line(matched.group(0) if matched else ""),
                 "cause": entry.cause,
                 "check": entry.check,
                 "fix": entry.fix,

@@ -15,7 +15,7 @@ from typing import Any
 import click
 
 from mldoctor import catalogue
-from mldoctor.explain import printable
+from mldoctor.text import one_line
 
 LOG_LINES = 20
 LOG_BYTES = 64 << 10
@@ -62,7 +62,7 @@ def gather(name: str, timeout: float = 10.0) -> ContainerFacts:
         connected = open_client(resolve_endpoint(), timeout)
     except Exception as exc:  # the daemon: mldoctor check names the cause and the fix
         raise click.ClickException(
-            f"cannot ask the Docker daemon ({classify_error(exc)}: {printable(describe(exc))}); "
+            f"cannot ask the Docker daemon ({classify_error(exc)}: {one_line(describe(exc))}); "
             "mldoctor check --only docker says why"
         ) from None
     try:
@@ -93,7 +93,7 @@ def facts_of(data: dict[str, Any], logs: bytes) -> ContainerFacts:
         shm_size=int(host.get("ShmSize") or 0),
         ipc_mode=str(host.get("IpcMode") or ""),
         gpus_requested=bool(host.get("DeviceRequests")),
-        logs=[printable(line, 500) for line in logs.decode("utf-8", "replace").splitlines()[-LOG_LINES:]],
+        logs=[one_line(line, 500) for line in logs.decode("utf-8", "replace").splitlines()[-LOG_LINES:]],
     )
 
 
@@ -144,14 +144,14 @@ def diagnose(c: ContainerFacts) -> Diagnosis:
 def _never_started(c: ContainerFacts) -> Diagnosis:
     if "executable file not found" in c.error or "no such file or directory" in c.error:
         return Diagnosis(
-            f"it never started: its command does not exist in {c.image} ({printable(c.error)})",
+            f"it never started: its command does not exist in {c.image} ({one_line(c.error)})",
             None,
             f"docker run --rm --entrypoint sh {c.image} -c 'ls -l /usr/local/bin /usr/bin | head'   # what is there",
         )
     return Diagnosis(
-        f"it never started: {printable(c.error)}",
+        f"it never started: {one_line(c.error)}",
         "docker.daemon",
-        f"mldoctor explain '{printable(c.error, 120)}'   # or: mldoctor check",
+        f"mldoctor explain '{one_line(c.error, 120)}'   # or: mldoctor check",
     )
 
 
@@ -182,8 +182,8 @@ def _killed(c: ContainerFacts, code: int, restarts: str) -> Diagnosis:
 def render(c: ContainerFacts, d: Diagnosis) -> str:
     lines = [
         f"{c.name}: {d.summary}",
-        f"  image:   {printable(c.image)}",
-        f"  command: {printable(' '.join(c.command))}",
+        f"  image:   {one_line(c.image)}",
+        f"  command: {one_line(' '.join(c.command))}",
         f"  state:   {c.status}, exit code {c.exit_code}, OOM-killed {'yes' if c.oom_killed else 'no'}, "
         f"restarts {c.restart_count}",
     ]

@@ -190,6 +190,12 @@ class ProbeDocument:
     shm: ProbeShm | None = None
     cgroup: ProbeCgroup | None = None
     nvidia_smi: str | None = None
+    packages: list[tuple[str, str]] | None = None
+    """The image's Python distributions, (name, version) in sys.path order (the first of a name, the one imported);
+    None from a probe that did not list them (an older mldoctor's, or listing failed). Pairs, not a mapping: a
+    package's name is no key for redaction to read as a secret's name (`google-auth`)."""
+    packages_omitted: int = 0
+    """Distributions left out of `packages`: past the probe's bound (a few thousand), or with unreadable metadata."""
     torch: ProbeTorch | None = None
     cuda: ProbeCuda | None = None
     devices: list[ProbeDevice] = field(default_factory=list)

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from mldoctor.model import AREAS, Finding
+from mldoctor.model import AREAS, Finding, docs_url
 
 RuleResult = Finding | Iterable[Finding] | None
 Rule = Callable[..., RuleResult]
@@ -37,7 +37,8 @@ class Check:
 
     @property
     def docs(self) -> str:
-        return f"docs/checks.md#{self.id.replace('.', '')}"
+        """Its section of the published docs/checks.md (a wheel carries no docs/ to point into)."""
+        return docs_url(self.id)
 
 
 REGISTRY: dict[str, Check] = {}
