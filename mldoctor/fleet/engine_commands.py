@@ -7,6 +7,7 @@ Only wiring, and only click at the top; the engines are imported when a command 
 
 from __future__ import annotations
 
+import re
 import shlex
 import sys
 from typing import Any
@@ -24,6 +25,13 @@ def _words(ctx: click.Context, param: click.Parameter, value: str | None) -> tup
         return tuple(shlex.split(value or ""))
     except ValueError as exc:
         raise click.BadParameter(f"{value!r}: {exc}") from None
+
+
+def _k8s_name(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    """A DNS-1123 label: what Kubernetes accepts as a name, a namespace and a label value."""
+    if not re.fullmatch(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?", value):
+        raise click.BadParameter(f"{value!r}: lower-case letters, digits and -, at most 63, e.g. mldoctor-sweep")
+    return value
 
 
 def default_mldoctor() -> str:
@@ -148,12 +156,64 @@ def run(
 @click.command("task", hidden=True)
 @click.option("--node", default=None, help="This node's name [default: $SLURMD_NODENAME, $NODE_NAME, host name].")
 @click.option("--timeout", type=click.FloatRange(1), default=None, help="Give up on the check after N seconds.")
+@click.option("--every", type=click.FloatRange(1), default=None, help="Check again every N seconds (a DaemonSet).")
 @click.argument("check_args", nargs=-1, type=click.UNPROCESSED)
-def task(node: str | None, timeout: float | None, check_args: tuple[str, ...]) -> None:
+def task(node: str | None, timeout: float | None, every: float | None, check_args: tuple[str, ...]) -> None:
     """On a node: run `mldoctor check --format json CHECK_ARGS` and print its report as @mldoctor-fleet lines."""
+    import time
+
     from mldoctor.fleet.task import main
 
-    sys.exit(main(check_args, node, timeout))
+    while True:
+        code = main(check_args, node, timeout)
+        if every is None:
+            sys.exit(code)
+        time.sleep(every)
+
+
+@click.command("k8s-manifest")
+@click.option("--job", "shape", flag_value="job", help="A sweep: an Indexed Job, one pod per node (anti-affinity).")
+@click.option("--daemonset", "shape", flag_value="daemonset", help="Continuous: a DaemonSet re-checking every node.")
+@click.option("--image", required=True, metavar="IMAGE", help="An image with mldoctor (and torch for the probe).")
+@click.option("--name", default="mldoctor", show_default=True, callback=_k8s_name, help="Name and run label.")
+@click.option("--namespace", default="default", show_default=True, callback=_k8s_name)
+@click.option("--nodes", type=click.IntRange(1, 100_000), default=1, show_default=True, help="Job: how many nodes.")
+@click.option("--gpus", type=click.IntRange(0, 1024), default=8, show_default=True, help="GPUs per pod (0: none).")
+@click.option("--deadline", type=click.IntRange(1), default=900, show_default=True, help="Job: seconds in all.")
+@click.option("--interval", type=click.IntRange(60), default=3600, show_default=True, help="DaemonSet: seconds.")
+@click.option("--runtime-class", default=None, metavar="NAME", help="e.g. nvidia (GPU-operator clusters).")
+@click.option(
+    "--node-selector",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Only nodes with this label (repeatable), e.g. nvidia.com/gpu.present=true.",
+)
+@click.option(
+    "--check-args",
+    default=None,
+    callback=_words,
+    metavar="ARGS",
+    help="Options for `mldoctor check` in each pod [default: --skip docker --no-container].",
+)
+def k8s_manifest(shape: str | None, node_selector: tuple[str, ...], check_args: tuple[str, ...], **fields: Any) -> None:
+    """Print Kubernetes YAML that runs `mldoctor check` on GPU nodes; each pod's log carries its node's report.
+
+    \b
+    mldoctor fleet k8s-manifest --job --nodes 16 --image registry.example.com/mldoctor:0.1 | kubectl apply -f -
+    kubectl logs -l mldoctor.io/run=mldoctor --tail=-1 --max-log-requests=16 | mldoctor fleet -
+    """
+    from mldoctor.fleet.kubernetes import DEFAULT_CHECK_ARGS, ManifestOptions, daemonset, job, render
+
+    if shape is None:
+        raise click.UsageError("say which manifest: --job (a sweep) or --daemonset (continuous)")
+    selector = {}
+    for item in node_selector:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{item!r}: give KEY=VALUE", param_hint="'--node-selector'")
+        selector[key] = value
+    options = ManifestOptions(check_args=check_args or DEFAULT_CHECK_ARGS, node_selector=selector, **fields)
+    click.echo(render(job(options) if shape == "job" else daemonset(options)), nl=False)
 
 
 @click.command("drain-reason")
@@ -212,4 +272,4 @@ def slurm_prolog(
     click.echo(f"wrote {output}", err=True)
 
 
-SUBCOMMANDS: dict[str, click.Command] = {c.name or "": c for c in (run, slurm_prolog, drain_reason, task)}
+SUBCOMMANDS: dict[str, click.Command] = {c.name or "": c for c in (run, slurm_prolog, drain_reason, k8s_manifest, task)}
