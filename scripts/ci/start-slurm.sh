@@ -99,8 +99,8 @@ start() {
   for node in "${NODES[@]}"; do
     alive "$B/run/slurmd-$node.pid" || /usr/sbin/slurmd -f "$SLURM_CONF" -N "$node"
   done
-  local i
-  for i in $(seq 1 60); do
+  local _
+  for _ in $(seq 1 60); do
     if [ "$(sinfo -h -o '%D %t' 2>/dev/null | awk '$2 ~ /^(idle|mix|alloc|drain|drng)$/ {n += $1} END {print n + 0}')" \
       -ge "${#NODES[@]}" ]; then
       sinfo >&2
@@ -124,9 +124,9 @@ stop() {
       pids+=("$pid")
     fi
   done
-  local i
-  for i in $(seq 1 40); do
-    local left=()
+  local _ left=()
+  for _ in $(seq 1 40); do
+    left=()
     for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null && left+=("$pid"); done
     [ ${#left[@]} -eq 0 ] && return 0
     sleep 0.25
