@@ -96,7 +96,8 @@ def job(options: ManifestOptions) -> dict[str, Any]:
 
 def daemonset(options: ManifestOptions) -> dict[str, Any]:
     """Continuous: a pod on every (selected) node, re-checking every `interval` seconds."""
-    spec = _pod_spec(options, ["--every", str(options.interval)], "Always")
+    # a check that hangs is given up after one interval, so the next round still comes
+    spec = _pod_spec(options, ["--every", str(options.interval), "--timeout", str(options.interval)], "Always")
     return {
         "apiVersion": "apps/v1",
         "kind": "DaemonSet",

@@ -18,6 +18,7 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import IO
 
 from mldoctor.fleet import frames, hostlist
 from mldoctor.fleet.document import MAX_DOCUMENT, Document
@@ -67,7 +68,9 @@ class Expected:
         return iter([*self.collection.nodes(), *self.extra])
 
 
-def _pump(stream, sink: queue.Queue, tag: str) -> None:  # type: ignore[no-untyped-def]
+def _pump(stream: IO[str], sink: queue.Queue[tuple[str, str | None]], tag: str) -> None:
+    """Move the lines of `stream` into `sink` (None at the end): a reader thread per pipe, so a deadline can be
+    kept while neither pipe has a full line to give."""
     try:
         while line := stream.readline(MAX_DOCUMENT + 1):
             sink.put((tag, line))
@@ -75,7 +78,7 @@ def _pump(stream, sink: queue.Queue, tag: str) -> None:  # type: ignore[no-untyp
         sink.put((tag, None))
 
 
-def _stop(process: subprocess.Popen) -> None:  # type: ignore[type-arg]
+def _stop(process: subprocess.Popen[str]) -> None:
     """SIGTERM the engine's process group (srun forwards it to the tasks), then SIGKILL after a grace period."""
     for sig, wait in ((signal.SIGTERM, GRACE), (signal.SIGKILL, GRACE)):
         if process.poll() is not None:
@@ -114,10 +117,10 @@ def collect(command: Sequence[str], deadline: float, collection: Collection) -> 
         )
     except OSError as exc:
         raise LaunchError(f"cannot run {command[0]}: {exc.strerror or exc}") from None
-    lines: queue.Queue = queue.Queue()
+    lines: queue.Queue[tuple[str, str | None]] = queue.Queue()
     pumps = [
-        threading.Thread(target=_pump, args=(process.stdout, lines, "out"), daemon=True),
-        threading.Thread(target=_pump, args=(process.stderr, lines, "err"), daemon=True),
+        threading.Thread(target=_pump, args=(stream, lines, tag), daemon=True)
+        for stream, tag in ((process.stdout, "out"), (process.stderr, "err"))
     ]
     for pump in pumps:
         pump.start()

@@ -71,8 +71,8 @@ def test_the_daemonset_rechecks_every_node(client):
     daemonset = load(client, text, "V1DaemonSet")
     assert daemonset.spec.selector.match_labels == daemonset.spec.template.metadata.labels
     [container] = daemonset.spec.template.spec.containers
-    assert container.args[:5] == ["fleet", "task", "--every", "600", "--"]
-    assert container.args[5:] == ["--skip", "docker", "--no-container", "--duration", "5"]
+    assert container.args[:7] == ["fleet", "task", "--every", "600", "--timeout", "600", "--"]
+    assert container.args[7:] == ["--skip", "docker", "--no-container", "--duration", "5"]
     assert container.resources is None
 
 
