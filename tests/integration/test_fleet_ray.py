@@ -59,7 +59,7 @@ def stop(processes: list[psutil.Process]) -> None:
     for process in processes:
         with contextlib.suppress(psutil.NoSuchProcess):
             process.terminate()
-    _, alive = psutil.wait_procs(processes, timeout=10)
+    _, alive = psutil.wait_procs(processes, timeout=5)
     for process in alive:
         process.kill()
     psutil.wait_procs(alive, timeout=5)
