@@ -205,6 +205,24 @@ class FabricManagerFacts:
 
 
 @dataclass
+class XidEvent:
+    """One `NVRM: Xid (PCI:BUS): CODE, ...` line of the kernel log since boot."""
+
+    pci_bus_id: str
+    code: int
+    text: str = ""
+
+
+@dataclass
+class KernelLog:
+    """The driver's Xid reports since boot (dmesg, else the journal's kernel log; either may need privileges)."""
+
+    xids: list[XidEvent] = field(default_factory=list)
+    error: str | None = None
+    """Why the kernel log could not be read (dmesg restricted to root, no journal)."""
+
+
+@dataclass
 class NvidiaFacts:
     kernel: KernelFacts
     nvml: NvmlFacts
@@ -213,6 +231,8 @@ class NvidiaFacts:
     pci: list[PciDevice] = field(default_factory=list)
     pci_error: str | None = None
     """Why the PCI bus could not be listed (no sysfs in this container, ...): then hardware is unknown."""
+    kernel_log: KernelLog | None = None
+    """Read only where an NVIDIA GPU or driver is present."""
 
     @property
     def pci_gpus(self) -> list[PciDevice]:
@@ -232,11 +252,40 @@ def gather(timeout: float, sysroot: str = "/") -> NvidiaFacts:
         fabric_future = pool.submit(_fabric_manager, root, timeout)
         pci, pci_error = _pci(root)
         kernel = _kernel(root)
-        nvml = _nvml_with_deadline(root, timeout) if pci or pci_error or kernel.version_text else _not_asked()
+        present = bool(pci or pci_error or kernel.version_text)
+        log_future = pool.submit(_kernel_log, timeout) if present and root.sysroot == "/" else None
+        nvml = _nvml_with_deadline(root, timeout) if present else _not_asked()
         toolkit, fabric_manager = toolkit_future.result(), fabric_future.result()
+        kernel_log = log_future.result() if log_future else None
     return NvidiaFacts(
-        kernel=kernel, nvml=nvml, toolkit=toolkit, fabric_manager=fabric_manager, pci=pci, pci_error=pci_error
+        kernel=kernel,
+        nvml=nvml,
+        toolkit=toolkit,
+        fabric_manager=fabric_manager,
+        pci=pci,
+        pci_error=pci_error,
+        kernel_log=kernel_log,
     )
+
+
+XID_LINE = re.compile(r"NVRM: Xid \(PCI:([0-9A-Fa-f:.]{7,20})\): (\d{1,4})\b,?([^\n]{0,300})")
+MAX_XIDS = 200
+
+
+def _kernel_log(timeout: float) -> KernelLog:
+    """Xid lines since boot, from dmesg or else the journal's kernel log; the last MAX_XIDS of them."""
+    errors = []
+    for argv in (["dmesg"], ["journalctl", "-k", "-b", "--no-pager", "-q", "-g", "NVRM: Xid"]):
+        output = run_command(argv, timeout)
+        if not output.ok:
+            errors.append(output.error or f"{argv[0]}: {output.stderr.strip()[:200] or output.returncode}")
+            continue
+        events = [
+            XidEvent(pci_bus_id=m.group(1).lower(), code=int(m.group(2)), text=m.group(3).strip(" ,"))
+            for m in XID_LINE.finditer(output.stdout)
+        ]
+        return KernelLog(xids=events[-MAX_XIDS:])
+    return KernelLog(error="; ".join(errors))
 
 
 def _not_asked() -> NvmlFacts:

@@ -25,6 +25,7 @@ from mldoctor.facts.nvidia import (
     GpuFacts,
     GpuProcess,
     KernelFacts,
+    KernelLog,
     NvidiaFacts,
     NvmlFacts,
     PciDevice,
@@ -147,6 +148,7 @@ def nvidia_facts(gpus: int = 2, switches: int = 0, **changes) -> NvidiaFacts:
         fabric_manager=FabricManagerFacts(path="/usr/bin/nv-fabricmanager", version=DRIVER, running=True)
         if switches
         else FabricManagerFacts(),
+        kernel_log=KernelLog(),  # read, and no Xid since boot
         pci=[pci_gpu(i) for i in range(gpus)]
         + [
             PciDevice(address=f"0000:0{5 + i}:00.0", device_id="0x22a3", class_code="0x068000", kind="nvswitch")
@@ -740,6 +742,7 @@ class TestFirstBrokenLink:
             "nvidia.devices",
             "nvidia.health",
             "nvidia.fabricmanager",
+            "nvidia.xid",
             "nvidia.toolkit",
         ]
 
@@ -765,7 +768,7 @@ class TestFirstBrokenLink:
         nv = nvidia_facts(gpus=8, switches=4)
         chain = self.chain(nv, need(8), docker=docker(daemon=daemon(runtimes=["nvidia", "runc"])))
         assert {s for s, _ in chain.values()} == {Status.PASS}
-        assert len(chain) == 5 + 8
+        assert len(chain) == 6 + 8  # six checks, nvidia.health once per GPU
 
 
 def test_cli_rejects_a_negative_gpu_count(capsys):
@@ -850,3 +853,37 @@ class TestLostGpu:
         )
         crashed = [r for r in results if r.status is Status.ERROR]
         assert crashed == [], crashed
+
+
+class TestXid:
+    """nvidia.xid: the driver's Xid reports since boot, per GPU, with their meaning."""
+
+    @staticmethod
+    def with_log(*lines, error=None):
+        from mldoctor.facts.nvidia import XID_LINE, KernelLog, XidEvent
+
+        events = [
+            XidEvent(m.group(1).lower(), int(m.group(2)), m.group(3).strip(" ,"))
+            for line in lines
+            for m in [XID_LINE.search(line)]
+            if m
+        ]
+        return facts(nvidia=replace(nvidia_facts(gpus=8), kernel_log=KernelLog(xids=events, error=error)))
+
+    def test_none_since_boot_passes(self):
+        assert result(self.with_log(), "nvidia.xid").summary == "no Xid errors since boot"
+
+    def test_a_double_bit_ecc_error_names_the_gpu_and_fails(self):
+        line = "[  812.4] NVRM: Xid (PCI:0000:1b:00): 48, pid=4242, name=python3, An uncorrectable double bit error"
+        r = result(self.with_log(line, line), "nvidia.xid")
+        assert r.status is Status.FAIL and r.summary.startswith("GPU 3 (0000:1b:00): Xid 48 ×2 (double-bit ECC")
+        assert "nvidia-smi -r" in r.fix
+
+    def test_an_application_xid_only_warns(self):
+        line = "NVRM: Xid (PCI:0000:18:00): 13, pid=99, name=python3, Graphics Exception: ESR 0x405840=0x80000"
+        r = result(self.with_log(line), "nvidia.xid")
+        assert r.status is Status.WARN and r.summary.startswith("GPU 0 (0000:18:00): Xid 13")
+
+    def test_an_unreadable_kernel_log_skips_with_the_command_that_reads_it(self):
+        r = result(self.with_log(error="dmesg: read kernel buffer failed: Operation not permitted"), "nvidia.xid")
+        assert r.status is Status.SKIP and "sudo mldoctor check --only nvidia.xid" in r.summary

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import re
 
+from mldoctor.data.xids import XIDS
 from mldoctor.facts import Facts
 from mldoctor.facts.host import HostFacts
-from mldoctor.facts.nvidia import GpuFacts
+from mldoctor.facts.nvidia import GpuFacts, XidEvent
 from mldoctor.fixes import nvidia as fixes
 from mldoctor.fixes.host import enable_service, restart_service, service_log, uses_systemd
 from mldoctor.model import Finding, Problem, Status
@@ -215,3 +216,45 @@ def nvidia_fabricmanager(facts: Facts, policy: Policy) -> Finding:
             + restart_service("nvidia-fabricmanager", facts.host),
         )
     return Finding.ok(f"fabric manager {fm.version or ''} running for {what}".replace("  ", " "))
+
+
+@check("nvidia.xid", "NVIDIA Xid errors since boot", facts=("nvidia",), requires=("nvidia.gpu", "nvidia.driver"))
+def nvidia_xid(facts: Facts, policy: Policy) -> Finding:
+    """The driver's own error reports (kernel log `NVRM: Xid`), per GPU, with their meaning: a GPU that had a
+    double-bit ECC error or fell off the bus since boot is named even when it answers again."""
+    log = facts.nvidia.kernel_log
+    if log is None:
+        return Finding.skip("the kernel log was not read")
+    if log.error:
+        return Finding.skip(
+            f"the kernel log is not readable by this user ({log.error}): sudo mldoctor check --only nvidia.xid"
+        )
+    if not log.xids:
+        return Finding.ok("no Xid errors since boot")
+    gpus = {(g.pci_bus_id or "").lower()[-12:]: g.index for g in facts.nvidia.nvml.gpus}
+    problems = []
+    for bus, codes in _xids_by_bus(log.xids).items():
+        index = next((i for address, i in gpus.items() if address.startswith(bus[-10:])), None)
+        where = f"GPU {index} ({bus})" if index is not None else f"the GPU at {bus}"
+        for code, count in codes.items():
+            known = XIDS.get(code)
+            meaning = known.meaning if known else "see NVIDIA's Xid catalog"
+            status = Status.FAIL if known and known.hardware else Status.WARN
+            action = known.action if known else "look it up in NVIDIA's Xid catalog"
+            problems.append(
+                Problem(
+                    status,
+                    f"{where}: Xid {code}{f' ×{count}' if count > 1 else ''} ({meaning})",
+                    f"{action}   # the lines: sudo dmesg | grep -i 'NVRM: Xid'",
+                )
+            )
+    details = tuple(f"Xid {x.code} at {x.pci_bus_id}: {x.text}" for x in log.xids[-20:])
+    return Finding.combine(problems, "no Xid errors since boot", details)
+
+
+def _xids_by_bus(events: list[XidEvent]) -> dict[str, dict[int, int]]:
+    grouped: dict[str, dict[int, int]] = {}
+    for event in events:
+        codes = grouped.setdefault(event.pci_bus_id, {})
+        codes[event.code] = codes.get(event.code, 0) + 1
+    return grouped
