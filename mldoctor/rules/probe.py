@@ -253,7 +253,13 @@ def _gpus_given(run: ProbeRun) -> bool:
     return run.gpus != "none"
 
 
-@check("probe.cuda", "CUDA in the probe container", facts=("probe",), requires=("probe.torch",))
+@check(
+    "probe.cuda",
+    "CUDA in the probe container",
+    facts=("probe",),
+    requires=("probe.torch",),
+    after=("nvidia.driver", "nvidia.devices", "nvidia.fabricmanager"),
+)
 def probe_cuda(facts: Facts, policy: Policy) -> Finding:
     doc = _document(facts.probe)
     if isinstance(doc, Finding):
