@@ -32,6 +32,8 @@ VOCABULARY = frozenset(
         "dockerd",
         "engine",
         "exited",
+        "identity",
+        "translated",
         "default-ipc-mode",
         "default-shm-size",
         "cuda_visible_devices",

@@ -223,6 +223,34 @@ class KernelLog:
 
 
 @dataclass
+class PcieBridge:
+    """A PCIe bridge or switch port above one or more GPUs, and its ACS control register."""
+
+    address: str
+    gpus: list[str] = field(default_factory=list)
+    """The GPUs (PCI addresses) below it."""
+    acs_control: int | None = None
+    """ACS Control (extended capability 0x000D, offset 6); 0 without the capability; None when this user cannot
+    read the extended configuration space (root only)."""
+
+    @property
+    def redirects(self) -> bool:
+        """Request or completion redirect on: peer-to-peer traffic goes up to the root complex (and may hang)."""
+        return bool(self.acs_control is not None and self.acs_control & 0b1100)
+
+
+@dataclass
+class TopologyFacts:
+    """What decides whether GPUs can talk peer to peer: the IOMMU's mode and ACS on the bridges above them."""
+
+    iommu: str = "unknown"
+    """off, passthrough (identity), translated (DMA: peer traffic is remapped), or unknown."""
+    cmdline: list[str] = field(default_factory=list)
+    """The kernel command line's IOMMU and ACS words (intel_iommu=, amd_iommu=, iommu=, pci=noacs)."""
+    bridges: list[PcieBridge] = field(default_factory=list)
+
+
+@dataclass
 class NvidiaFacts:
     kernel: KernelFacts
     nvml: NvmlFacts
@@ -233,6 +261,7 @@ class NvidiaFacts:
     """Why the PCI bus could not be listed (no sysfs in this container, ...): then hardware is unknown."""
     kernel_log: KernelLog | None = None
     """Read only where an NVIDIA GPU or driver is present."""
+    topology: TopologyFacts | None = None
 
     @property
     def pci_gpus(self) -> list[PciDevice]:
@@ -258,6 +287,7 @@ def gather(timeout: float, sysroot: str = "/") -> NvidiaFacts:
         toolkit, fabric_manager = toolkit_future.result(), fabric_future.result()
         kernel_log = log_future.result() if log_future else None
     return NvidiaFacts(
+        topology=_topology(root, [d.address for d in pci if d.kind == "gpu"]),
         kernel=kernel,
         nvml=nvml,
         toolkit=toolkit,
@@ -266,6 +296,61 @@ def gather(timeout: float, sysroot: str = "/") -> NvidiaFacts:
         pci_error=pci_error,
         kernel_log=kernel_log,
     )
+
+
+IOMMU_WORDS = re.compile(r"^(intel_iommu|amd_iommu|iommu|iommu\.passthrough|pci)=\S+$")
+BDF = re.compile(r"^[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]$")
+
+
+def _topology(root: Root, gpus: list[str]) -> TopologyFacts:
+    """The IOMMU mode (kernel command line, the GPUs' IOMMU group type) and every bridge above the GPUs with its ACS
+    control register, read from sysfs (the extended configuration space needs root)."""
+    cmdline = [w for w in (root.read("proc/cmdline") or "").split() if IOMMU_WORDS.match(w)]
+    facts = TopologyFacts(cmdline=cmdline, iommu=_iommu_mode(root, gpus, cmdline))
+    bridges: dict[str, PcieBridge] = {}
+    for gpu in gpus:
+        real = os.path.realpath(root.path("sys/bus/pci/devices", gpu))
+        for part in real.split(os.sep)[:-1]:
+            if BDF.match(part):
+                bridge = bridges.setdefault(part, PcieBridge(address=part, acs_control=_acs_control(root, part)))
+                bridge.gpus.append(gpu)
+    facts.bridges = list(bridges.values())
+    return facts
+
+
+def _iommu_mode(root: Root, gpus: list[str], cmdline: list[str]) -> str:
+    types = {(root.read("sys/bus/pci/devices", gpu, "iommu_group/type") or "").strip() for gpu in gpus} - {""}
+    if types:
+        return "passthrough" if types == {"identity"} else "translated"
+    if any(w in ("iommu=pt", "iommu.passthrough=1") for w in cmdline):
+        return "passthrough"
+    if any(w in ("intel_iommu=off", "amd_iommu=off", "iommu=off") for w in cmdline):
+        return "off"
+    try:
+        return "translated" if os.listdir(root.path("sys/class/iommu")) else "off"
+    except OSError:
+        return "unknown"
+
+
+def _acs_control(root: Root, address: str) -> int | None:
+    """Walk the extended capabilities from offset 0x100 to ACS (id 0x000D); its control register is at +6."""
+    try:
+        with open(root.path("sys/bus/pci/devices", address, "config"), "rb") as handle:
+            config = handle.read(4096)
+    except OSError:
+        return None
+    if len(config) <= 64:  # a user other than root reads only the standard header
+        return None
+    offset, seen = 0x100, set()
+    while 0x100 <= offset <= len(config) - 8 and offset not in seen:
+        seen.add(offset)
+        header = int.from_bytes(config[offset : offset + 4], "little")
+        if header in (0, 0xFFFFFFFF):
+            break
+        if header & 0xFFFF == 0x000D:
+            return int.from_bytes(config[offset + 6 : offset + 8], "little")
+        offset = (header >> 20) & 0xFFC
+    return 0
 
 
 XID_LINE = re.compile(r"NVRM: Xid \(PCI:([0-9A-Fa-f:.]{7,20})\): (\d{1,4})\b,?([^\n]{0,300})")

@@ -161,3 +161,21 @@ def fabric_manager_install(driver: str | None, host: HostFacts | None) -> str:
         else f"install NVIDIA fabric manager {driver or 'of the driver version'} ({DRIVER_DOCS})"
     )
     return f"{step} && {enable_service('nvidia-fabricmanager', host)}   # its version must be the driver's"
+
+
+def disable_acs(bridges: list[str], host: HostFacts | None) -> str:
+    """Clear ACS control on the bridges above the GPUs (until the next boot; the firmware's ACS setting, or
+    `pci=noacs` on the kernel command line, makes it last)."""
+    clear = " && ".join(f"sudo setpci -s {address} ECAP_ACS+6.w=0000" for address in bridges)
+    return f"{clear}   # until reboot; for good: ACS off in the firmware, or {kernel_argument('pci=noacs', host)}"
+
+
+def kernel_argument(argument: str, host: HostFacts | None) -> str:
+    """Add a word to the kernel command line, the way the distro's boot loader tooling does, then reboot."""
+    if distro_family(host) == "rhel":
+        return f"sudo grubby --update-kernel=ALL --args={argument} && sudo reboot"
+    if distro_family(host) == "debian":
+        return (
+            f"sudo sed -i 's/^GRUB_CMDLINE_LINUX=\"/&{argument} /' /etc/default/grub && sudo update-grub && sudo reboot"
+        )
+    return f"add {argument} to the kernel command line in your boot loader's configuration, then reboot"

@@ -29,8 +29,10 @@ from mldoctor.facts.nvidia import (
     NvidiaFacts,
     NvmlFacts,
     PciDevice,
+    PcieBridge,
     ToolBinary,
     ToolkitFacts,
+    TopologyFacts,
 )
 from mldoctor.model import SCHEMA_VERSION, Status
 from mldoctor.policy import Policy
@@ -149,6 +151,10 @@ def nvidia_facts(gpus: int = 2, switches: int = 0, **changes) -> NvidiaFacts:
         if switches
         else FabricManagerFacts(),
         kernel_log=KernelLog(),  # read, and no Xid since boot
+        topology=TopologyFacts(  # one PCIe switch above all the GPUs, ACS off, the IOMMU in passthrough
+            iommu="passthrough",
+            bridges=[PcieBridge("0000:17:00.0", [f"0000:{0x18 + i:02x}:00.0" for i in range(gpus)], 0)],
+        ),
         pci=[pci_gpu(i) for i in range(gpus)]
         + [
             PciDevice(address=f"0000:0{5 + i}:00.0", device_id="0x22a3", class_code="0x068000", kind="nvswitch")
@@ -743,6 +749,7 @@ class TestFirstBrokenLink:
             "nvidia.health",
             "nvidia.fabricmanager",
             "nvidia.xid",
+            "nvidia.p2p",
             "nvidia.toolkit",
         ]
 
@@ -768,7 +775,7 @@ class TestFirstBrokenLink:
         nv = nvidia_facts(gpus=8, switches=4)
         chain = self.chain(nv, need(8), docker=docker(daemon=daemon(runtimes=["nvidia", "runc"])))
         assert {s for s, _ in chain.values()} == {Status.PASS}
-        assert len(chain) == 6 + 8  # six checks, nvidia.health once per GPU
+        assert len(chain) == 7 + 8  # seven checks, nvidia.health once per GPU
 
 
 def test_cli_rejects_a_negative_gpu_count(capsys):
