@@ -80,7 +80,41 @@ def setting_option(name: str, flag: str | None = None) -> Callable[[Any], Any]:
         metavar=setting.metavar or ("N" if setting.type in (int, float) else None),
         callback=_validated(setting),
         help=setting.help + _shown(setting.default),
+        shell_complete=_completion(setting),
     )
+
+
+Completer = Callable[[click.Context, click.Parameter, str], list[Any]]
+
+
+def _completion(setting: Setting) -> Completer | None:
+    """What shell completion offers for a setting's flag: check ids for --only/--skip, else its suggested values."""
+    if setting.name in ("only", "skip"):
+        return complete_check_ids
+    if setting.suggest:
+        values = setting.suggest
+        return lambda ctx, param, incomplete: [v for v in values if v.startswith(incomplete)]
+    return None
+
+
+def complete_check_ids(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[Any]:
+    """Areas and check ids for --only/--skip, the last item of a comma list completed (`docker.disk,nv<TAB>`).
+    The rule modules are pure (no docker, pynvml or torch), so loading them all keeps completion fast."""
+    from click.shell_completion import CompletionItem
+
+    from mldoctor.model import AREAS
+    from mldoctor.rules import load
+
+    done, _, word = incomplete.rpartition(",")
+    prefix = done + "," if done else ""
+    given = set(done.split(",")) if done else set()
+    titles = {area: f"every {title} check" for area, title in AREAS.items()}
+    titles.update((check_id, check.title) for check_id, check in load().items())
+    return [
+        CompletionItem(prefix + name, help=title)
+        for name, title in titles.items()
+        if name.startswith(word) and name not in given
+    ]
 
 
 def _decorate(options: list[Callable[[Any], Any]]) -> Callable[[Any], Any]:
