@@ -93,7 +93,7 @@ def check(
     if facts_file:
         report = _rediagnose(facts_file, checks, resolved, only=bool(resolved.value("only")))
     else:
-        report = _run(checks, resolved, ctx.params, ci or fmt != "table" or output_path is not None)
+        report = _run(checks, resolved, ctx.params)
     strict = resolved.value("strict")
     _emit(report, fmt, output_path, verbose, plain=ci)
     _export(
@@ -106,7 +106,7 @@ def check(
     return EXIT_OK if exit_zero else report.exit_code(strict)
 
 
-def _run(checks: list[Any], resolved: options.Settings, params: dict[str, Any], quiet: bool) -> Any:
+def _run(checks: list[Any], resolved: options.Settings, params: dict[str, Any]) -> Any:
     from mldoctor import runner
     from mldoctor.facts import GatherOptions
 
@@ -117,12 +117,23 @@ def _run(checks: list[Any], resolved: options.Settings, params: dict[str, Any], 
         policy=resolved.policy,
         probe=resolved.probe(params["no_container"]) if any(c.area == "probe" for c in checks) else None,
     )
-    with options.progress(params["ci"], quiet=quiet and not params["ci"]) as progress:
-        areas = sorted({c.area for c in checks})
-        progress.step(f"checking {', '.join(areas)}…")
+    with options.progress(params["ci"]) as progress:
+        areas = ", ".join(sorted({c.area for c in checks}))
+        progress.step(f"checking {areas}: {gathering(runner.needed_sections(checks))}")
         report = runner.run(checks, gather)
-        progress.step(f"done: {len(report.results)} checks")
+        progress.step(f"done in {progress.elapsed():.1f} s: {len(report.results)} checks")
     return report
+
+
+SECTION_NAMES = {"host": "this host", "docker": "the Docker daemon", "nvidia": "the NVIDIA stack"}
+
+
+def gathering(sections: set[str]) -> str:
+    """The first step's words: which facts are being read (the probe says for itself when it starts)."""
+    names = [name for section, name in SECTION_NAMES.items() if section in sections]
+    if not names:
+        return "starting the probe"
+    return "gathering the facts of " + (", ".join(names[:-1]) + " and " + names[-1] if len(names) > 1 else names[0])
 
 
 def _rediagnose(path: str, checks: list[Any], resolved: options.Settings, only: bool) -> Any:
@@ -211,8 +222,8 @@ def gpu_bench(ctx: click.Context, fmt: str, output_path: str | None, **_: Any) -
     policy, probe = resolved.policy, resolved.probe(ctx.params["no_container"])
     checks = runner.select(["probe", "bench", *(["docker.daemon"] if probe.container else [])])
     options.cleanup_on_sigterm(checks)
-    with options.progress(ci=False, quiet=fmt != "table" or output_path is not None) as progress:
-        progress.step("running the probe and its benchmarks…")
+    with options.progress(ci=False) as progress:
+        progress.step(gathering(runner.needed_sections(checks)))
         report = runner.run(checks, GatherOptions(timeout=10.0, policy=policy, probe=probe))
     if fmt == "json" or output_path:
         text = output.render("json" if fmt == "json" else "bench", report)

@@ -72,6 +72,9 @@ class LaunchRequest:
     """Each call to the daemon."""
     api_version: str | None = None
     """The daemon's API version when already known (the daemon is then not asked for it again)."""
+    progress: Callable[[str], None] | None = None
+    """Told the stage the run has reached (`wait`: the container started, the probe is running), for a progress
+    display; None: nobody is told."""
 
 
 @dataclass
@@ -275,6 +278,8 @@ def run_in_container(request: LaunchRequest) -> LaunchResult:
         result.stage = "start"
         client.start(name)
         result.stage = "wait"
+        if request.progress is not None:
+            request.progress(result.stage)
         remaining = request.deadline_s - (time.monotonic() - started)
         try:
             result.exit_code = client.wait(name, timeout=max(1.0, remaining))["StatusCode"]

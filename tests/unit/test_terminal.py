@@ -5,6 +5,7 @@ the bytes: an error line that a spinner's clean-up erased is gone from the scree
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import pty
 import re
@@ -83,6 +84,7 @@ class Terminal:
     stdout: str | None
     """stdout when it was a pipe, not the terminal."""
     columns: int
+    pid: int
 
     @property
     def rows(self) -> list[str]:
@@ -136,7 +138,7 @@ def run_in_terminal(
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    return Terminal(code, raw, stdout, columns)
+    return Terminal(code, raw, stdout, columns, proc.pid)
 
 
 FAKE_BUILD = """
@@ -220,3 +222,127 @@ def test_a_base_image_that_cannot_be_had_is_an_error_on_the_screen():
     assert term.code == 1
     assert any(row.startswith("mldoctor: build failed: ") for row in term.rows), term.rows
     assert not any(SPINNER.search(row) for row in term.rows), term.rows
+
+
+SLOW_GATHER = """
+import logging, os, sys, time
+from mldoctor import runner
+
+real_gather = runner.gather
+
+def gather(sections, options):  # the probe's own words, as facts/probe.py logs them, at a pace a test can afford
+    say = logging.getLogger("mldoctor.progress").info
+    say("starting the probe container in fake:1 (GPUs: none)")
+    time.sleep(0.3)
+    say("waiting for the probe in fake:1: it imports torch", extra={"usual_s": 0.5})
+    time.sleep(float(os.environ["SLOW_S"]))
+    return real_gather(sections, options)
+
+runner.gather = gather
+from mldoctor.cli import main
+main(sys.argv[1:])
+"""
+
+
+def spinner_lines(raw: bytes) -> list[str]:
+    """Every distinct text the spinner showed, in order."""
+    text = CSI.sub("", raw.decode("utf-8", errors="replace"))
+    seen: list[str] = []
+    for frame in re.findall(r"[⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏] ([^\r\n]*)", text):
+        if frame not in seen:
+            seen.append(frame)
+    return seen
+
+
+def slow_check(*argv: str, slow_s: float = 1.5, **kwargs: object) -> Terminal:
+    return run_in_terminal(["-c", SLOW_GATHER, "check", "--only", "host", *argv], env={"SLOW_S": str(slow_s)}, **kwargs)
+
+
+def test_the_spinner_says_what_is_happening_for_how_long_and_when_it_is_late():
+    term = slow_check(columns=120)
+    frames = spinner_lines(term.raw)
+    assert frames[0] == "checking host: gathering the facts of this host"
+    assert "starting the probe container in fake:1 (GPUs: none)" in frames
+    late = r"waiting for the probe in fake:1: it imports torch · \d\.\d s · taking longer than usual"
+    assert [f for f in frames if re.fullmatch(late, f)]
+    assert not [f for f in frames if f.startswith("starting the probe") and "longer than usual" in f]
+    assert term.rows[0].startswith("mldoctor 0.1.0 · ")  # the spinner left nothing behind, above or below
+    assert not any(SPINNER.search(row) for row in term.rows)
+    assert term.raw.rindex(b"\x1b[?25h") > term.raw.rindex(b"\x1b[?25l")
+
+
+def test_json_on_stdout_stays_parseable_while_the_terminal_shows_progress():
+    term = slow_check("--format", "json", stdout_pipe=True)
+    assert json.loads(term.stdout)["results"]
+    assert "waiting for the probe in fake:1: it imports torch" in spinner_lines(term.raw)
+    assert term.rows == []  # the spinner is gone, the JSON went to the pipe
+
+
+def test_ci_prints_timed_lines_on_stderr_and_keeps_stdout_for_the_report():
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "SLOW_S": "1.2"}
+    proc = subprocess.run(
+        [sys.executable, "-c", SLOW_GATHER, "check", "--only", "host", "--ci", "--format", "json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert json.loads(proc.stdout)["results"]
+    lines = proc.stderr.splitlines()
+    stamp = r"mldoctor: \d\d:\d\d:\d\d \+ *\d+\.\ds "
+    expected = [
+        "checking host: gathering the facts of this host",
+        r"starting the probe container in fake:1 \(GPUs: none\)",
+        "waiting for the probe in fake:1: it imports torch",
+        r"taking longer than usual \(0\.\d s so far\): waiting for the probe in fake:1: it imports torch",
+        r"done in \d+\.\d s: \d+ checks",
+    ]
+    assert len(lines) == len(expected), proc.stderr
+    for line, pattern in zip(lines, expected, strict=True):
+        assert re.fullmatch(stamp + pattern, line), line
+
+
+def test_a_pipe_gets_no_progress():
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "SLOW_S": "0.8"}
+    env.pop("CI", None)
+    proc = subprocess.run(
+        [sys.executable, "-c", SLOW_GATHER, "check", "--only", "host"], env=env, capture_output=True, text=True
+    )
+    assert proc.stderr == ""
+    assert proc.stdout.startswith("mldoctor 0.1.0 · ")
+
+
+def test_ctrl_c_ends_the_spinner_cleanly():
+    started = time.monotonic()
+    term = slow_check(slow_s=30, interrupt_when=lambda raw: b"waiting for the probe" in raw)
+    assert term.code == 130 and time.monotonic() - started < 15  # at once, not when the slow work would end
+    assert term.rows == ["mldoctor: interrupted"]
+    assert term.raw.rindex(b"\x1b[?25h") > term.raw.rindex(b"\x1b[?25l")  # the cursor is back
+
+
+def test_ctrl_c_in_ci_prints_nothing_after_the_interruption():
+    started = time.monotonic()
+    term = slow_check("--ci", slow_s=30, interrupt_when=lambda raw: b"longer than usual" in raw, columns=200)
+    assert term.code == 130 and time.monotonic() - started < 15  # at once, even as the late notice is printed
+    time.sleep(1)  # a late timer of the progress would print by now
+    assert term.rows[-1] == "mldoctor: interrupted"
+    assert term.rows[-2].endswith(
+        "taking longer than usual (0.5 s so far): waiting for the probe in fake:1: it imports torch"
+    )
+
+
+@pytest.mark.docker
+def test_ctrl_c_while_a_probe_hangs_leaves_no_container():
+    from provided import HANG_IMAGE, require_docker, require_images
+
+    require_docker()
+    require_images(HANG_IMAGE)
+    term = run_in_terminal(
+        ["-m", "mldoctor", "check", "--only", "probe", "--image", HANG_IMAGE, "--duration", "0"],
+        interrupt_when=lambda raw: b"waiting for the probe" in raw,
+        timeout=90,
+    )
+    assert term.code == 130 and term.rows == ["mldoctor: interrupted"]
+    mine = f"label=mldoctor.probe.pid={term.pid}"  # other runs may share this daemon
+    left = subprocess.run(["docker", "ps", "-aq", "--filter", mine], capture_output=True, text=True, check=True)
+    assert left.stdout.strip() == ""
