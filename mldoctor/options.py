@@ -6,6 +6,7 @@ the command line. `settings()` resolves that once per command, so each command r
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
@@ -333,8 +334,8 @@ class Progress:
             if self.mode == "lines":
                 self._line(text)
                 self._due = self._since + usual_s
-            elif self._live is not None:
-                self._live.refresh()
+        # the spinner shows it at its next redraw (8 a second); refreshing here would take rich's lock inside this
+        # one, while rich's refresh thread takes them the other way round
 
     def elapsed(self) -> float:
         """Seconds since the work began."""
@@ -392,10 +393,8 @@ class _ProgressHandler(logging.Handler):
         self.progress = progress
 
     def emit(self, record: logging.LogRecord) -> None:
-        try:
+        with contextlib.suppress(Exception):  # progress must never break, nor clutter, the work it describes
             self.progress.step(record.getMessage(), getattr(record, "usual_s", None) or USUAL_S)
-        except Exception:  # progress must never break the work it describes
-            self.handleError(record)
 
 
 def progress(ci: bool, quiet: bool = False) -> Progress:

@@ -232,6 +232,7 @@ real_gather = runner.gather
 
 def gather(sections, options):  # the probe's own words, as facts/probe.py logs them, at a pace a test can afford
     say = logging.getLogger("mldoctor.progress").info
+    time.sleep(0.3)  # the daemon's facts first
     say("starting the probe container in fake:1 (GPUs: none)")
     time.sleep(0.3)
     say("waiting for the probe in fake:1: it imports torch", extra={"usual_s": 0.5})
@@ -249,7 +250,7 @@ def spinner_lines(raw: bytes) -> list[str]:
     text = CSI.sub("", raw.decode("utf-8", errors="replace"))
     seen: list[str] = []
     for frame in re.findall(r"[⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏] ([^\r\n]*)", text):
-        if frame not in seen:
+        if frame.strip() and frame not in seen:
             seen.append(frame)
     return seen
 
