@@ -271,7 +271,10 @@ def _timings(report: Report) -> list[tuple[str, str]]:
     """How long each gathered section took, where its facts recorded it."""
     facts, rows = report.facts, []
     if facts.docker is not None:
-        rows.append(("docker", f"{_seconds(facts.docker.connection.elapsed_s)} to reach the daemon"))
+        connection = facts.docker.connection
+        took = _seconds(connection.elapsed_s)
+        rows.append(("docker", f"{took} to reach the daemon" if connection.ok else f"gave up after {took}: "
+                     f"{connection.error_kind or 'no answer'}"))  # fmt: skip
     if facts.nvidia is not None and (facts.nvidia.nvml.ok or facts.nvidia.nvml.elapsed_s):
         rows.append(("NVIDIA", f"{_seconds(facts.nvidia.nvml.elapsed_s)} in NVML"))
     if facts.probe is not None:

@@ -216,3 +216,21 @@ class TestTable:
         assert "disk_fail_gib             5\n" in text and "matmul                    pass >= 0.9, warn >= 0.75" in text
         assert text.index("\nFacts\n") < text.index("\nTimings\n") < text.index("\nPolicy\n")
         assert text.index("\nPolicy\n") < text.index(summary_line(report))
+
+    def test_verbose_names_the_driver_nvml_and_toolkit_of_a_gpu_host(self):
+        from test_nvidia_rules import DRIVER, nvidia_facts
+
+        report = build_report(select(["nvidia"]), facts(nvidia=nvidia_facts(gpus=2)), Policy())
+        text = self.render(report, verbose=True)
+        assert re.search(r"^   GPUs +2 NVIDIA GPU\(s\) on the PCI bus$", text, re.MULTILINE)
+        driver = rf"^   driver +{DRIVER} \(CUDA 12\.4, NVML 12\.{DRIVER}\); kernel module {DRIVER};"
+        assert re.search(driver, text, re.MULTILINE)
+        assert re.search(r"^   NVML GPUs +2: NVIDIA H100 80GB HBM3$", text, re.MULTILINE)
+        assert re.search(r"^   container toolkit +nvidia-ctk 1\.16\.2, ", text, re.MULTILINE)
+        assert re.search(r"^   NVIDIA +\d+ ms in NVML$", text, re.MULTILINE)
+
+    def test_verbose_says_why_the_daemon_was_not_reached(self):
+        report = build_report(select(["docker"]), facts(docker=down("missing_socket", "no such file")), Policy())
+        text = self.render(report, verbose=True)
+        assert re.search(r"^   daemon +not reached \(missing_socket\): no such file$", text, re.MULTILINE)
+        assert re.search(r"^   docker +gave up after \d+ ms: missing_socket$", text, re.MULTILINE)
