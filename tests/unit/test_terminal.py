@@ -171,6 +171,29 @@ def test_a_failed_build_on_a_terminal_leaves_its_log_and_its_error_on_the_screen
     assert b"\x1b[?25h" in term.raw  # the cursor the spinner hid is shown again
 
 
+FAKE_PULL = """
+import sys, time
+from mldoctor.probe import launch
+
+def pull_image(image, timeout=60.0):
+    for done in range(0, 100, 20):
+        time.sleep(0.1)  # the bar redraws
+        yield launch.BuildEvent(text="Downloading", layer="abc123", current=done << 20, total=100 << 20)
+    yield launch.BuildEvent(text="unexpected EOF while pulling " + image, error=True)
+
+launch.pull_image = pull_image
+from mldoctor.cli import main
+main(sys.argv[1:])
+"""
+
+
+def test_a_failed_pull_on_a_terminal_leaves_its_error_on_the_screen():
+    term = run_in_terminal(["-c", FAKE_PULL, "image", "build", "--pull", "--base-image", "nope:1"])
+    assert term.code == 1
+    assert "pulling" in CSI.sub("", term.raw.decode())  # the bar was shown, then cleared
+    assert term.rows == ["mldoctor: pull failed: unexpected EOF while pulling nope:1"]
+
+
 def test_a_build_piped_prints_the_log_on_stdout_and_the_error_on_stderr(capsys, monkeypatch):
     chunks = [
         {"stream": "Step 1/2 : ARG BASE_IMAGE=b:1"},  # the legacy builder sends a step and its newline apart
