@@ -397,10 +397,9 @@ class _ProgressHandler(logging.Handler):
             self.progress.step(record.getMessage(), getattr(record, "usual_s", None) or USUAL_S)
 
 
-def progress(ci: bool, quiet: bool = False) -> Progress:
+def progress(ci: bool) -> Progress:
     """Timed lines on stderr with `--ci`; else a spinner when stderr is a terminal (whatever stdout is: a report
-    piped or written to a file keeps its progress on the terminal); else nothing. `quiet` turns the spinner off."""
+    piped or written to a file keeps its progress on the terminal); else nothing."""
     if ci:
         return Progress("lines")
-    terminal = sys.stderr.isatty() and os.environ.get("TERM") != "dumb"
-    return Progress("spinner" if terminal and not quiet else "off")
+    return Progress("spinner" if sys.stderr.isatty() and os.environ.get("TERM") != "dumb" else "off")
