@@ -11,7 +11,10 @@ import click
 
 from mldoctor import __version__, options
 from mldoctor.bundle.command import command as report_command
+from mldoctor.explain import command as explain_command
 from mldoctor.fleet.command import fleet as fleet_command
+from mldoctor.image.command import check as image_check_command
+from mldoctor.why import command as why_command
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 
@@ -243,6 +246,8 @@ def gpu_bench(ctx: click.Context, fmt: str, output_path: str | None, **_: Any) -
 
 cli.add_command(report_command)
 cli.add_command(fleet_command)
+cli.add_command(explain_command)
+cli.add_command(why_command)
 
 
 @cli.group("config")
@@ -279,7 +284,7 @@ def config_show(ctx: click.Context, fmt: str, **_: Any) -> None:
 
 @cli.group("image")
 def image() -> None:
-    """The default probe image (`mldoctor check` runs the probe in it)."""
+    """Images: build the default probe image, or check any image statically (no container started)."""
 
 
 @image.command("build")
@@ -319,6 +324,9 @@ def image_build(
     if ok:
         click.echo(f"built {tag} from {base}; `mldoctor check` now runs its probe in it")
     return EXIT_OK if ok else EXIT_FAILED
+
+
+image.add_command(image_check_command)
 
 
 def _show_build(events: Any) -> bool:

@@ -18,6 +18,22 @@ if TYPE_CHECKING:
 
 SCHEMA_VERSION = 1
 
+DOCS_URL = "https://github.com/mldoctor/mldoctor/blob/main/docs/checks.md"
+"""The published page with one section per check (the project's Documentation URL in pyproject.toml): a wheel
+carries no docs/ directory, so results link here, never to a path inside the repository."""
+
+
+def heading_anchor(heading: str) -> str:
+    """The id GitHub gives a Markdown heading (github-slugger): its text lower-cased, every character other than a
+    letter, a digit, a space, `-` or `_` dropped (the backticks and dots of "### `docker.disk`"), spaces made `-`."""
+    text = heading.lstrip("#").strip().lower()
+    return "".join("-" if c == " " else c for c in text if c.isalnum() or c in " -_")
+
+
+def docs_url(check_id: str) -> str:
+    """Where a check is explained: its section of the published docs/checks.md (headed "### `<check id>`")."""
+    return f"{DOCS_URL}#{heading_anchor(f'`{check_id}`')}"
+
 
 AREAS = {
     "report": "Saved report",
@@ -26,8 +42,17 @@ AREAS = {
     "host": "Host",
     "probe": "Probe container",
     "bench": "Benchmarks",
+    "image": "Image",
 }
 """Check areas in chain order (a check id starts with its area), with the title every output shows."""
+
+
+def areas_of(results: Iterable[CheckResult]) -> list[tuple[str, str]]:
+    """(area, title) of the areas these results fall in, in chain order; an area this version does not list (a
+    newer report's) comes last under its own name: renderers group by area and must never drop a row."""
+    present = dict.fromkeys(result.area for result in results)
+    known = [(area, title) for area, title in AREAS.items() if area in present]
+    return known + [(area, area.title()) for area in present if area not in AREAS]
 
 
 class Status(str, Enum):
@@ -125,6 +150,10 @@ class CheckResult:
     fix: str | None = None
     docs: str = ""
     blocked_by: str | None = None
+    duration_s: float | None = None
+    """How long gathering the facts this check reads took: the longest of the fact sections it reads (they are
+    gathered in parallel), from `Facts.timings`; None when unknown (a report from an older mldoctor, a section that
+    never started, a check that reads no facts)."""
 
 
 @dataclass(frozen=True)
@@ -162,6 +191,8 @@ class Report:
     """The thresholds the results were judged by, so a re-diagnosis judges by the same ones."""
     benchmarks: list[BenchRow] = field(default_factory=list)
     """Every benchmark measurement graded against its expected figure (the bench.* results fold these up)."""
+    elapsed_s: float | None = None
+    """The run's wall time, gathering and judging; None for a re-diagnosis of saved facts (nothing was gathered)."""
 
     def counts(self) -> Counter[Status]:
         return Counter(result.status for result in self.results)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fnmatch
 import socket
+import time
 from collections.abc import Iterable
 from datetime import datetime, timezone
 from typing import Any
@@ -101,6 +102,22 @@ def _blocked(check: Check, results: dict[str, CheckResult]) -> Finding | None:
     return None
 
 
+def _explained(check: Check, finding: Finding, results: dict[str, CheckResult]) -> Finding:
+    """A FAIL that an earlier failure explains (the check's `after`, when it was evaluated in this run) becomes a
+    SKIP pointing at it: one broken link, one FAIL. A check that passes despite it stays as it is."""
+    if finding.status is not Status.FAIL:
+        return finding
+    for earlier in check.after:
+        result = results.get(earlier)
+        if result is None:
+            continue
+        root_id = result.blocked_by if result.status is Status.SKIP and result.blocked_by else earlier
+        root = results.get(root_id, result)
+        if root.status in (Status.FAIL, Status.ERROR):
+            return Finding.skip(f"skipped: {root_id} {_verb(root.status.value.lower())}", blocked_by=root_id)
+    return finding
+
+
 def _verb(state: str) -> str:
     return {"fail": "failed", "error": "could not run"}.get(state, state)
 
@@ -133,6 +150,15 @@ def _run_rule(check: Check, facts: Facts, policy: Policy) -> RuleResult:
     return check.rule(facts, policy)
 
 
+def _duration(check: Check, facts: Facts) -> float | None:
+    """How long the facts this check reads took to gather: the longest of its sections (gathered in parallel), from
+    the timings recorded with the facts, so a re-diagnosed report shows the user's run's figures."""
+    sections = {path.partition(".")[0] for path in check.facts}
+    if not sections or not sections <= set(facts.timings):
+        return None
+    return max(facts.timings[section] for section in sections)
+
+
 def _result(check: Check, finding: Finding) -> CheckResult:
     check_id = f"{check.id}.{finding.subject}" if finding.subject else check.id
     return CheckResult(
@@ -155,8 +181,11 @@ def evaluate(checks: list[Check], facts: Facts, policy: Policy) -> list[CheckRes
     reported: list[CheckResult] = []
     for check in _with_prerequisites(checks):
         blocked = _blocked(check, by_id)
-        findings = [blocked] if blocked else _evaluate_one(check, facts, policy)
+        judged = [] if blocked else _evaluate_one(check, facts, policy)
+        findings = [blocked] if blocked else [_explained(check, f, by_id) for f in judged]
         results = [_result(check, f) for f in findings]
+        for result in results:
+            result.duration_s = _duration(check, facts)
         if results:
             by_id[check.id] = _worst(results)
         if check.id in wanted:
@@ -196,5 +225,8 @@ def _benchmarks(facts: Facts, policy: Policy) -> list[BenchRow]:
 
 
 def run(checks: list[Check], options: GatherOptions) -> Report:
+    started = time.monotonic()
     facts = gather(needed_sections(checks), options)
-    return build_report(checks, facts, options.policy)
+    report = build_report(checks, facts, options.policy)
+    report.elapsed_s = round(time.monotonic() - started, 3)
+    return report

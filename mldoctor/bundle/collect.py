@@ -31,6 +31,7 @@ from mldoctor.bundle.redact import relevant_environment
 from mldoctor.facts import Facts
 from mldoctor.facts.common import CommandOutput
 from mldoctor.serde import to_data
+from mldoctor.text import printable
 
 MAX_CHARS = 2 << 20
 """Per file: keeps a bundle from a machine with a huge log well under 5 MB (the tail is kept, where the
@@ -258,6 +259,31 @@ def probe_stderr(facts: Facts, timeout: float) -> str:
     return facts.probe.run.stderr_tail + "\n"
 
 
+def image_packages(facts: Facts, timeout: float) -> str:
+    """The Python distributions of the environment that trains (the probed image, or the host under
+    --no-container), as the probe listed them there, `name==version` as `pip freeze` prints them. The names come
+    from the image: each is made one printable line."""
+    if facts.probe is None:
+        raise Unavailable("the probe did not run (--no-probe)")
+    document, run = facts.probe.document, facts.probe.run
+    if document is None:
+        raise Unavailable(f"the probe printed no document (stopped at {run.stage}: {run.error})")
+    if document.packages is None:
+        raise Unavailable("the probe did not list the packages (an older probe, or listing failed: see its errors)")
+    where = "the host (--no-container)" if run.mode == "host" else f"the image {run.image}"
+    python = document.python
+    lines = [_one_line(f"# Python distributions in {where}: python {python.version} at {python.executable}")]
+    if document.packages_omitted:
+        lines.append(f"# {document.packages_omitted} more not listed (past the probe's bound, or unreadable metadata)")
+    pins = sorted(document.packages, key=lambda item: item[0].lower())
+    lines += [_one_line(f"{name}=={version}") for name, version in pins]
+    return "\n".join(lines) + "\n"
+
+
+def _one_line(text: str) -> str:
+    return printable(text).replace("\r", "\\r").replace("\n", "\\n")
+
+
 def packages(facts: Facts, timeout: float) -> str:
     """mldoctor's own Python packages, as `pip freeze` would list them, read from their metadata: 0.07 s where
     `python -m pip freeze` takes 0.38 s, and no pip needed."""
@@ -305,6 +331,7 @@ SOURCES = (
     Source("raw/uname.txt", uname),
     Source("raw/probe-stdout.json", probe_stdout),
     Source("raw/probe-stderr.txt", probe_stderr),
+    Source("raw/image-packages.txt", image_packages),
     Source("raw/pip-freeze.txt", packages),
     Source("raw/environment.txt", environment),
 )

@@ -131,7 +131,7 @@ def command(
         )
         progress.step(f"checking Docker, the NVIDIA stack, the host{waiting}…")
         report = runner.run(checks, GatherOptions(timeout=timeout, policy=policy, probe=probe_options))
-        progress.step("collecting docker info, nvidia-smi -q, kernel messages, pip freeze…")
+        progress.step("collecting docker info, nvidia-smi -q, kernel messages, the package lists…")
         collected = collect.collect(report.facts, timeout)
         progress.step("redacting and writing the bundle…")
         redactor = Redactor.off() if no_redact else for_facts(report.facts, os.environ, redact_hosts, redact_gpu_ids)

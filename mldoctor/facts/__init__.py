@@ -50,6 +50,9 @@ class Facts:
     """Sections (`host`) or single facts (`host.memory`) that could not be gathered, and why."""
     origin: Origin | None = None
     """None for facts gathered by this run; the saved report's provenance when re-diagnosing one."""
+    timings: dict[str, float] = field(default_factory=dict)
+    """Seconds each section's gatherer took (from its start, once the sections it waits for are done, to its end or
+    until it was given up on), so outputs can say how long each check's facts took, in a saved report too."""
 
     @staticmethod
     def type_namespace() -> dict[str, Any]:
@@ -117,6 +120,8 @@ def section_deadline(name: str, options: GatherOptions) -> float:
 def gather(sections: set[str], options: GatherOptions) -> Facts:
     facts = Facts()
     results: dict[str, Any] = {}
+    began: dict[str, float] = {}
+    ended: dict[str, float] = {}
     field_errors: dict[str, dict[str, str]] = {name: {} for name in GATHERERS}
     done = {name: threading.Event() for name in GATHERERS}
     waits_for = {name: [s for s in AFTER.get(name, ()) if s in sections] for name in GATHERERS}
@@ -127,11 +132,13 @@ def gather(sections: set[str], options: GatherOptions) -> Facts:
             done[section].wait(section_deadline(section, options))
             if section in results and not isinstance(results[section], Exception):
                 setattr(earlier, section, results[section])
+        began[name] = time.monotonic()
         try:
             results[name] = GATHERERS[name](options, earlier, field_errors[name])
         except Exception as exc:  # a gatherer bug must not take the run down: the checks report ERROR
             results[name] = exc
         finally:
+            ended[name] = time.monotonic()
             done[name].set()
 
     threads = {
@@ -147,6 +154,8 @@ def gather(sections: set[str], options: GatherOptions) -> Facts:
         waited = max((section_deadline(s, options) for s in waits_for[name]), default=0.0)
         thread.join(max(0.0, started + waited + deadline - time.monotonic()))
         outcome = results.get(name)
+        if name in began:  # a section given up on while it waited for others took no time of its own
+            facts.timings[name] = round(ended.get(name, time.monotonic()) - began[name], 3)
         if thread.is_alive() or name not in results:
             facts.errors[name] = f"gathering {name} facts did not finish within {deadline:g} s"
         elif isinstance(outcome, Exception):

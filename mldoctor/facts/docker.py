@@ -76,6 +76,21 @@ class DaemonInfo:
 
 
 @dataclass
+class BridgeFacts:
+    """The default `bridge` network, which every `docker run` without --network joins."""
+
+    found: bool = False
+    """The daemon has a network named bridge (a daemon started with --bridge=none has none)."""
+    interface: str = ""
+    """Its Linux bridge (docker0)."""
+    subnet: str = ""
+    interface_present: bool | None = None
+    """The interface exists in the daemon's network namespace; None where this process cannot look there (another
+    namespace: rootless, Desktop, a remote daemon)."""
+    error: str | None = None
+
+
+@dataclass
 class DaemonConfig:
     """The daemon's own configuration: its daemon.json and command line (only for a daemon on this host)."""
 
@@ -121,6 +136,7 @@ class DockerFacts:
     Docker, under the home of the user who ran mldoctor); None for Desktop and Podman."""
     process: DaemonProcess | None = None
     """The process behind the socket in use (SO_PEERCRED), for a daemon on this host."""
+    bridge: BridgeFacts | None = None
 
     def daemon_json(self) -> str:
         """The configuration file to name in a fix (an older report may lack it: then the generic name)."""
@@ -137,6 +153,8 @@ KEPT_SETTINGS = (
     "storage-driver",
     "features",
     "cdi-spec-dirs",
+    "default-shm-size",
+    "default-ipc-mode",
 )
 
 
@@ -166,6 +184,8 @@ def gather(timeout: float) -> DockerFacts:
         facts.process = process if process is not None and process.pid else _dockerd_by_name(process)
         facts.config_path = daemon_json_path(facts.flavour, facts.process.command_line)
         facts.config = _daemon_config(facts.config_path, facts.process.command_line)
+        if facts.bridge is not None:
+            _bridge_interface(facts.bridge, facts.process)
     else:
         facts.config_path = daemon_json_path(facts.flavour, [])
     return facts
@@ -186,12 +206,45 @@ def _connect(endpoint: Endpoint, timeout: float, facts: DockerFacts) -> tuple[Co
             if endpoint.socket_path is not None and daemon.docker_root_dir and "Desktop" not in daemon.operating_system:
                 facts.root_dir = disk_usage(daemon.docker_root_dir)
                 facts.reclaimable = _reclaimable(connected.client)
+            facts.bridge = _bridge(connected.client)
         finally:
             connected.close()
     except Exception as exc:  # every failure to talk to the daemon is a fact to diagnose
         kind = classify_error(exc)
         return Connection(error_kind=kind, error=describe(exc), elapsed_s=time.monotonic() - started), None
     return Connection(ok=True, elapsed_s=time.monotonic() - started), daemon
+
+
+def _bridge(client: Any) -> BridgeFacts:
+    """The default bridge network as the daemon describes it (whether its interface exists is decided once the
+    daemon's process, hence its network namespace, is known)."""
+    from docker.errors import NotFound
+
+    from mldoctor.engine.errors import describe
+
+    try:
+        network = client.inspect_network("bridge")
+    except NotFound:
+        return BridgeFacts(found=False)
+    except Exception as exc:  # a refinement: recorded, not fatal
+        return BridgeFacts(error=describe(exc))
+    configs = (network.get("IPAM") or {}).get("Config") or [{}]
+    options = network.get("Options") or {}
+    return BridgeFacts(
+        found=True, interface=options.get("com.docker.network.bridge.name", ""), subnet=configs[0].get("Subnet", "")
+    )
+
+
+def _bridge_interface(bridge: BridgeFacts, process: DaemonProcess | None) -> None:
+    """Whether the bridge interface exists where the daemon runs: only answerable from this network namespace."""
+    if not bridge.found or not bridge.interface or process is None or not process.pid:
+        return
+    try:
+        same = os.readlink(f"/proc/{process.pid}/ns/net") == os.readlink("/proc/self/ns/net")
+    except OSError:
+        return
+    if same:
+        bridge.interface_present = os.path.exists(f"/sys/class/net/{bridge.interface}")
 
 
 def _daemon_info(version: dict[str, Any], info: dict[str, Any]) -> DaemonInfo:

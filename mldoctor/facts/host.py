@@ -48,6 +48,16 @@ class MemoryFacts:
     available_bytes: int
     swap_total_bytes: int = 0
     cgroup_limit_bytes: int | None = None
+    """The tightest memory limit of this process's cgroup and those above it (a job, a slice, a container)."""
+    cgroup_usage_bytes: int | None = None
+
+    @property
+    def usable_bytes(self) -> int:
+        """What can still be allocated: the host's available memory, or what the cgroup limit leaves, if less."""
+        if self.cgroup_limit_bytes is None:
+            return self.available_bytes
+        left = self.cgroup_limit_bytes - (self.cgroup_usage_bytes or 0)
+        return max(0, min(self.available_bytes, left))
 
 
 @dataclass
@@ -176,18 +186,41 @@ def _user() -> UserFacts:
     return UserFacts(uid=uid, name=name, active_groups=active, member_of=sorted(set(member_of)))
 
 
+CGROUP = "/sys/fs/cgroup"
+
+
+def _cgroup_dirs(controller: str) -> list[str]:
+    """This process's cgroup directories for `controller`, from its own up to the root: a limit anywhere above
+    applies too (a Slurm job step inside the job, a container inside a systemd slice). cgroup v2's single hierarchy
+    when it is mounted alone, else v1's per-controller one (`/proc/self/cgroup` names the path in each)."""
+    lines = [line.split(":", 2) for line in (read_text("/proc/self/cgroup") or "").splitlines() if line.count(":") >= 2]
+    if os.path.exists(f"{CGROUP}/cgroup.controllers"):
+        paths = [(CGROUP, path) for _, controllers, path in lines if controllers == ""]
+    else:
+        mounts = (
+            [f"{CGROUP}/{controller}", f"{CGROUP}/cpu,cpuacct"] if controller == "cpu" else [f"{CGROUP}/{controller}"]
+        )
+        paths = [(m, path) for _, controllers, path in lines if controller in controllers.split(",") for m in mounts]
+    dirs = []
+    for mount, path in paths:
+        if not os.path.isdir(mount):
+            continue
+        parts = [p for p in path.split("/") if p and p != ".."]
+        dirs += [os.path.join(mount, *parts[:depth]) for depth in range(len(parts), -1, -1)]
+    return dirs
+
+
 def _cgroup_cpu_quota() -> float | None:
-    cpu_max = read_text("/sys/fs/cgroup/cpu.max")
-    if cpu_max:
-        parts = cpu_max.split()
+    """The tightest CPU quota (CPUs' worth of time) on this process's cgroup or any above it."""
+    quotas = []
+    for directory in _cgroup_dirs("cpu"):
+        parts = (read_text(f"{directory}/cpu.max") or "").split()
         if len(parts) == 2 and parts[0] != "max":
-            return int(parts[0]) / int(parts[1])
-        return None
-    quota = read_text("/sys/fs/cgroup/cpu/cpu.cfs_quota_us")
-    period = read_text("/sys/fs/cgroup/cpu/cpu.cfs_period_us")
-    if quota and period and int(quota) > 0:
-        return int(quota) / int(period)
-    return None
+            quotas.append(int(parts[0]) / int(parts[1]))
+        quota, period = read_text(f"{directory}/cpu.cfs_quota_us"), read_text(f"{directory}/cpu.cfs_period_us")
+        if quota and period and int(quota) > 0:
+            quotas.append(int(quota) / int(period))
+    return min(quotas, default=None)
 
 
 def _cpu() -> CpuFacts:
@@ -205,10 +238,23 @@ def _cpu() -> CpuFacts:
 
 
 def _cgroup_memory_limit() -> int | None:
-    for path in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
-        text = (read_text(path) or "").strip()
-        if text.isdigit() and int(text) < 1 << 60:
-            return int(text)
+    """The tightest memory limit on this process's cgroup or any above it (v2 memory.max, v1 limit_in_bytes)."""
+    limits = []
+    for directory in _cgroup_dirs("memory"):
+        for name in ("memory.max", "memory.limit_in_bytes"):
+            text = (read_text(f"{directory}/{name}") or "").strip()
+            if text.isdigit() and int(text) < 1 << 60:
+                limits.append(int(text))
+    return min(limits, default=None)
+
+
+def _cgroup_memory_usage() -> int | None:
+    """What this process's own cgroup already uses (its limit minus this is what is left to allocate)."""
+    for directory in _cgroup_dirs("memory")[:1]:
+        for name in ("memory.current", "memory.usage_in_bytes"):
+            text = (read_text(f"{directory}/{name}") or "").strip()
+            if text.isdigit():
+                return int(text)
     return None
 
 
@@ -225,6 +271,7 @@ def _memory() -> MemoryFacts:
         available_bytes=values.get("MemAvailable", values.get("MemFree", 0)),
         swap_total_bytes=values.get("SwapTotal", 0),
         cgroup_limit_bytes=_cgroup_memory_limit(),
+        cgroup_usage_bytes=_cgroup_memory_usage(),
     )
 
 

@@ -190,6 +190,12 @@ class ProbeDocument:
     shm: ProbeShm | None = None
     cgroup: ProbeCgroup | None = None
     nvidia_smi: str | None = None
+    packages: list[tuple[str, str]] | None = None
+    """The image's Python distributions, (name, version) in sys.path order (the first of a name, the one imported);
+    None from a probe that did not list them (an older mldoctor's, or listing failed). Pairs, not a mapping: a
+    package's name is no key for redaction to read as a secret's name (`google-auth`)."""
+    packages_omitted: int = 0
+    """Distributions left out of `packages`: past the probe's bound (a few thousand), or with unreadable metadata."""
     torch: ProbeTorch | None = None
     cuda: ProbeCuda | None = None
     devices: list[ProbeDevice] = field(default_factory=list)
@@ -303,7 +309,7 @@ def _devices(gpus: str, host_gpus: int) -> int:
     """How many devices the benchmarks will run on (the CPU counts as one)."""
     if gpus == "all":
         return max(1, host_gpus)
-    return 1 if gpus in ("none", "host") else len(gpus.split(","))
+    return 1 if gpus == "none" else len(gpus.split(","))
 
 
 def probe_deadline(options: ProbeOptions) -> float:
@@ -381,8 +387,16 @@ def gather(options: ProbeOptions, docker: DockerFacts | None, nvidia: NvidiaFact
         say(f"starting the probe container in {image} (GPUs: {gpus})")
         result = launch.run_in_container(request)
     else:
-        run = ProbeRun(mode="host", gpus="host", deadline_s=options.deadline(_devices("all", host_gpus)))
-        then, usual = plan("all")
+        gpus = "all" if host_gpus else "none"  # the host's GPUs are what a host probe gets: judged like a container's
+        reason = (
+            f"this host has {host_gpus} NVIDIA GPU{'s' if host_gpus != 1 else ''}"
+            if host_gpus
+            else ("this host has no NVIDIA GPU")
+        )
+        run = ProbeRun(
+            mode="host", gpus=gpus, gpus_reason=reason, deadline_s=options.deadline(_devices(gpus, host_gpus))
+        )
+        then, usual = plan(gpus)
         say(f"running the probe on this host: it imports torch{then}", extra=usual)
         result = launch.run_on_host(options.probe_args(), run.deadline_s)
     return facts_of(run, result)

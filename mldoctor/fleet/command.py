@@ -1,41 +1,55 @@
-"""`mldoctor fleet REPORT...`: aggregate per-node reports into one fleet verdict.
+"""`mldoctor fleet REPORT...`: aggregate per-node reports into one fleet verdict; and its subcommands
+(`mldoctor fleet run`, `slurm-prolog`, `k8s-manifest`, ...) that launch the per-node checks through an engine.
 
 Only wiring: arguments -> sources -> aggregate -> a renderer -> stdout or a file, and the exit code. This module
 imports only click at the top, so `mldoctor --help` stays light when the command is registered.
+
+`fleet` stays the aggregating command itself (its parameters are the aggregate's), so `mldoctor fleet REPORT...`
+works as before; a first argument that names a subcommand runs that subcommand instead. A report file whose
+name is a subcommand's is read as `./run`.
 """
 
 from __future__ import annotations
 
-import re
 import sys
 from typing import Any
 
 import click
 
-from mldoctor.fleet.output import FORMATS
+from mldoctor.fleet.engine_commands import SUBCOMMANDS
+from mldoctor.fleet.options import deliver, expected_nodes, verdict_options
 
 
-def _names(values: tuple[str, ...]) -> list[str]:
-    return [name.strip() for value in values for name in value.split(",") if name.strip()]
+class FleetCommand(click.Command):
+    """A command that reads reports, with subcommands dispatched on its first argument."""
+
+    def __init__(self, *args: Any, subcommands: dict[str, click.Command], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.subcommands = subcommands
+
+    def make_context(
+        self, info_name: str | None, args: list[str], parent: click.Context | None = None, **extra: Any
+    ) -> click.Context:
+        if args and args[0] in self.subcommands:
+            # The subcommand's parent context, for its help's path ("mldoctor fleet run"): a bare group, because
+            # this command's own REPORT... argument would be shown in that path otherwise.
+            own = click.Context(click.Group(self.name), info_name=info_name, parent=parent, **extra)
+            return self.subcommands[args[0]].make_context(args[0], args[1:], parent=own, **extra)
+        return super().make_context(info_name, args, parent, **extra)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        if ctx.command is not self:  # a subcommand's context, made above
+            return ctx.command.invoke(ctx)
+        return super().invoke(ctx)
+
+    def format_epilog(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = [(name, command.get_short_help_str(80)) for name, command in self.subcommands.items()]
+        with formatter.section("Commands (mldoctor fleet COMMAND -h)"):
+            formatter.write_dl([row for row in rows if not self.subcommands[row[0]].hidden])
+        super().format_epilog(ctx, formatter)
 
 
-def _nodes_file(path: str) -> list[str]:
-    """One node name per line (`scontrol show hostnames` output, `kubectl get nodes -o name`); # starts a comment."""
-    try:
-        with open(path, encoding="utf-8") as handle:
-            lines = handle.read().splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise click.BadParameter(f"cannot read {path}: {exc}", param_hint="'--nodes-file'") from None
-    return [n.removeprefix("node/") for line in lines if (n := line.split("#", 1)[0].strip())]
-
-
-def _version(ctx: click.Context, param: click.Parameter, value: str) -> str:
-    if value and not re.fullmatch(r"\d+(\.\d+)*", value):
-        raise click.BadParameter(f'{value!r}: give a version such as "550.54" or "12.4"')
-    return value
-
-
-@click.command("fleet")
+@click.command("fleet", cls=FleetCommand, subcommands=SUBCOMMANDS)
 @click.argument(
     "reports",
     nargs=-1,
@@ -43,40 +57,7 @@ def _version(ctx: click.Context, param: click.Parameter, value: str) -> str:
     metavar="REPORT...",
     type=click.Path(exists=True, readable=True, allow_dash=True),
 )
-@click.option("--format", "output_format", type=click.Choice(FORMATS), default="table", show_default=True)
-@click.option("-o", "--output", type=click.Path(), metavar="FILE", help="Write here instead of stdout (atomically).")
-@click.option(
-    "--expect",
-    multiple=True,
-    metavar="NODE,...",
-    help="Nodes that should have reported (repeatable); those without a report are listed as hung or unreachable.",
-)
-@click.option(
-    "--nodes-file",
-    type=click.Path(exists=True, dir_okay=False, readable=True),
-    help="Expected nodes, one per line, e.g. from `scontrol show hostnames $SLURM_JOB_NODELIST`.",
-)
-@click.option(
-    "--straggler-ratio",
-    type=click.FloatRange(0.0, 1.0, min_open=True),
-    default=0.9,
-    show_default=True,
-    help="A GPU below this share of its model's fleet median is a straggler.",
-)
-@click.option(
-    "--min-driver-version",
-    default="",
-    metavar="VERSION",
-    callback=_version,
-    help="Nodes on an older NVIDIA driver FAIL.",
-)
-@click.option(
-    "--min-cuda-version",
-    default="",
-    metavar="VERSION",
-    callback=_version,
-    help="Nodes whose driver supports an older CUDA FAIL.",
-)
+@verdict_options
 @click.pass_context
 def fleet(
     ctx: click.Context,
@@ -90,27 +71,20 @@ def fleet(
     """Aggregate per-node reports: nodes x checks, stragglers, version drift, nodes to drain.
 
     REPORT is a `mldoctor check --format json` file, a folder of them (searched recursively, bundles included),
-    a `mldoctor report` zip, a JSON-lines file, or - for reports on stdin (one per line, or concatenated).
+    a `mldoctor report` zip, a JSON-lines file, or - for reports on stdin (one per line, concatenated, or the
+    lines a `mldoctor fleet run` task prints).
 
     Exit codes: 0 no node failed, 1 some node failed, 2 usage error, 3 some node could not be checked (its run
     hit an ERROR, its report is unreadable or missing) and none failed.
     """
-    from mldoctor.fleet.aggregate import FleetPolicy, aggregate, exit_code
-    from mldoctor.fleet.output import renderer
+    from mldoctor.fleet.aggregate import FleetPolicy, aggregate
     from mldoctor.fleet.sources import documents
     from mldoctor.options import check_output_path
-    from mldoctor.output import write_output
 
     check_output_path(output)
-    expected = _names(expect) + (_nodes_file(nodes_file) if nodes_file else [])
+    expected = expected_nodes(expect, nodes_file)
     stdin = sys.stdin if "-" in reports else None
     result = aggregate(documents(reports, stdin), FleetPolicy(**policy), expected)
     if not result.rows and not result.unreadable and not result.missing:
         raise click.UsageError(f"no mldoctor report found in {', '.join(reports)}")
-    text = renderer(output_format)(result)
-    if output is None:
-        click.echo(text, nl=False)
-    else:
-        write_output(output, text)
-        click.echo(f"wrote {output}: {result.summary_line()}", err=True)
-    ctx.exit(exit_code(result))
+    deliver(ctx, result, output_format, output)

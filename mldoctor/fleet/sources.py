@@ -11,24 +11,16 @@ import json
 import os
 import zipfile
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
-from typing import IO, Any
+from typing import IO
 
 from mldoctor.bundle.archive import BUNDLE_FORMAT, MANIFEST, REPORT
+from mldoctor.fleet import frames
+from mldoctor.fleet.document import MAX_DOCUMENT, Document
 
-MAX_DOCUMENT = 64 << 20
-"""The largest report read (a real one is tens of KiB): garbage or a wrong file must not exhaust memory."""
+__all__ = ["MAX_DOCUMENT", "Document", "documents", "stream"]
+
 LINES_SUFFIXES = (".jsonl", ".ndjson")
 STDIN = "-"
-
-
-@dataclass(frozen=True, slots=True)
-class Document:
-    origin: str
-    data: Any = None
-    error: str | None = None
-    name_hint: str | None = None
-    """The file's stem for a single-report `.json` file (the sweep names each after its node)."""
 
 
 def _is_report_file(name: str) -> bool:
@@ -107,10 +99,12 @@ def _parse(origin: str, text: str) -> Document:
 def stream(handle: IO[str], name: str) -> Iterator[Document]:
     """Documents from a stream of JSON lines, or of pretty-printed documents one after another (`mldoctor check
     --format json` output concatenated: a document starts with `{` alone on a line and ends with `}` alone at the
-    start of one). A bad line or document is reported and reading goes on after it."""
+    start of one), or of `@mldoctor-fleet` lines as an engine's task prints them (see `frames`: `kubectl logs` or a
+    saved srun log). A bad line or document is reported and reading goes on after it."""
     buffer: list[str] = []
     size = start = 0
     number = 0
+    assembler = frames.Assembler(name)
     while line := handle.readline(MAX_DOCUMENT + 1):
         number += 1
         if len(line) > MAX_DOCUMENT:
@@ -128,12 +122,15 @@ def stream(handle: IO[str], name: str) -> Iterator[Document]:
             elif size > MAX_DOCUMENT:
                 yield Document(f"{name}:{start}", error=f"a document larger than {MAX_DOCUMENT >> 20} MiB")
                 buffer, size = [], 0
+        elif frames.is_frame(line):
+            yield from assembler.feed(line)
         elif line.rstrip() == "{":
             buffer, size, start = [line], len(line), number
         elif line.strip():
             yield _parse(f"{name}:{number}", line)
     if buffer:
         yield Document(f"{name}:{start}", error="the input ended inside a document")
+    yield from assembler.unfinished()
 
 
 def documents(inputs: Iterable[str], stdin: IO[str] | None = None) -> Iterator[Document]:

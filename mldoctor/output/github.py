@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from mldoctor.model import CheckResult, Report, Status
 from mldoctor.output import DEFAULT, RenderOptions
+from mldoctor.text import printable
 
 MAX_PER_KIND = 10  # "limited to 10 warning annotations and 10 error annotations per step"
 
@@ -17,7 +18,7 @@ def escape_property(text: str) -> str:
 
 
 def _annotation(kind: str, result: CheckResult) -> str:
-    message = result.summary + (f"\nfix: {result.fix}" if result.fix else "")
+    message = printable(result.summary + (f"\nfix: {result.fix}" if result.fix else ""))  # no escape reaches a log
     return f"::{kind} title={escape_property(f'mldoctor {result.id}')}::{escape_data(message)}"
 
 

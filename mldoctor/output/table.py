@@ -10,7 +10,7 @@ from __future__ import annotations
 import textwrap
 from typing import TYPE_CHECKING
 
-from mldoctor.model import AREAS, CheckResult, Report, Status
+from mldoctor.model import CheckResult, Report, Status, areas_of
 from mldoctor.output import DEFAULT, RenderOptions
 
 if TYPE_CHECKING:
@@ -140,7 +140,7 @@ def lines(report: Report, verbose: bool = False, width: int = 100, ascii_only: b
     id_width = max((len(r.id) for r in report.results), default=10)
     by_id = {r.id: r for r in report.results}
     out: list[list[Piece]] = [[(_heading(report), "bold")]]
-    for area, title in AREAS.items():
+    for area, title in areas_of(report.results):
         results = [r for r in report.results if r.area == area]
         if results:
             shown, folded = (results, []) if verbose else fold(results, by_id)
@@ -267,25 +267,36 @@ def _probe_facts(report: Report) -> list[tuple[str, str]]:
     return rows
 
 
+SECTION_TITLES = {"host": "host", "docker": "Docker", "nvidia": "NVIDIA", "probe": "probe", "image": "image"}
+
+
 def _timings(report: Report) -> list[tuple[str, str]]:
-    """How long each gathered section took, where its facts recorded it."""
-    facts, rows = report.facts, []
+    """How long each gathered section took (recorded with the facts, so a re-diagnosed report shows the user's
+    run), with what is known inside a section: reaching the daemon, NVML, the probe's torch import and benchmarks."""
+    facts = report.facts
+    inside: dict[str, list[str]] = {}
     if facts.docker is not None:
         connection = facts.docker.connection
         took = _seconds(connection.elapsed_s)
-        rows.append(("docker", f"{took} to reach the daemon" if connection.ok else f"gave up after {took}: "
-                     f"{connection.error_kind or 'no answer'}"))  # fmt: skip
+        inside["docker"] = [f"{took} to reach the daemon" if connection.ok else f"gave up after {took}: "
+                            f"{connection.error_kind or 'no answer'}"]  # fmt: skip
     if facts.nvidia is not None and (facts.nvidia.nvml.ok or facts.nvidia.nvml.elapsed_s):
-        rows.append(("NVIDIA", f"{_seconds(facts.nvidia.nvml.elapsed_s)} in NVML"))
+        inside["nvidia"] = [f"{_seconds(facts.nvidia.nvml.elapsed_s)} in NVML"]
     if facts.probe is not None:
-        parts = [f"{_seconds(facts.probe.run.elapsed_s)} in all"]
+        parts = [f"{_seconds(facts.probe.run.elapsed_s)} running the probe"]
         document = facts.probe.document
         if document is not None:
             if document.torch is not None and document.torch.import_s is not None:
                 parts.append(f"torch imported in {_seconds(document.torch.import_s)}")
             if document.bench is not None:
                 parts.append(f"benchmarks {_seconds(document.bench.elapsed_s)}")
-        rows.append(("probe", ", ".join(parts)))
+        inside["probe"] = parts
+    rows = []
+    for section in [*facts.timings, *(s for s in inside if s not in facts.timings)]:
+        parts = [f"{_seconds(facts.timings[section])} in all"] if section in facts.timings else []
+        rows.append((SECTION_TITLES.get(section, section), ", ".join(parts + inside.get(section, []))))
+    if report.elapsed_s is not None:
+        rows.append(("the run", f"{_seconds(report.elapsed_s)}, gathering and judging"))
     return rows
 
 

@@ -18,6 +18,7 @@ from mldoctor.model import BenchRow, Finding, Status, worst
 from mldoctor.policy import Band, Policy
 from mldoctor.rules import probe as _probe  # noqa: F401  (registers probe.arch and probe.torch, required below)
 from mldoctor.rules.registry import check
+from mldoctor.text import plural
 
 GRADE = {"pass": Status.PASS, "warn": Status.WARN, "fail": Status.FAIL}
 
@@ -125,7 +126,8 @@ def _fold(rows: list[BenchRow], subject: str | None, what: str, fixes: dict[Stat
     else:
         measured = [r.measured for r in rows if r.measured is not None]
         spread = f"{_figure(min(measured))}-{_figure(max(measured))} {rows[0].unit}" if measured else "n/a"
-        summary = f"{what} on {len(rows)} GPUs: {spread}; worst: {_describe(focus)}"
+        gpus = plural(len({r.gpu for r in rows}), "GPU")  # h2d and d2h are two rows of one GPU
+        summary = f"{what} on {gpus}: {spread}; worst: {_describe(focus)}"
     fix = fixes.get(status, "").format(gpu=focus.gpu, metric=focus.metric, measured=_figure(focus.measured))
     return Finding(status, summary, details, fix or None, subject=subject)
 

@@ -351,6 +351,76 @@ def docker_logging(facts: Facts, policy: Policy) -> Finding:
     )
 
 
+def _bridge_none(docker: DockerFacts) -> bool:
+    command_line = docker.process.command_line if docker.process else []
+    return any(arg in ("--bridge=none", "-b=none") for arg in command_line) or "--bridge none" in " ".join(command_line)
+
+
+@check("docker.network", "Docker default network", facts=("docker", "host"), requires=("docker.daemon",))
+def docker_network(facts: Facts, policy: Policy) -> Finding:
+    """mldoctor's probe runs with no network, so a broken default bridge never shows in it: every plain
+    `docker run` (no --network) of the user's does. Judged from the daemon's own description of the network."""
+    docker = facts.docker
+    bridge = docker.bridge
+    restart = docker_service("restart", docker.flavour, facts.host)
+    if bridge is None:
+        return Finding.skip("no network facts in this report")
+    if bridge.error:
+        return Finding.error(f"could not inspect the bridge network: {bridge.error}")
+    forwarding = [w for w in docker.daemon.warnings if "IPv4 forwarding is disabled" in w]
+    if not bridge.found:
+        if _bridge_none(docker):
+            return Finding.warn(
+                "the daemon runs with --bridge=none: `docker run` without --network gets no network",
+                fix=f"remove --bridge=none from dockerd's command line, then: {restart}",
+            )
+        return Finding.fail(
+            "the daemon has no default bridge network: `docker run` without --network fails",
+            fix=f"{restart}   # dockerd recreates its default networks when it starts",
+        )
+    if bridge.interface_present is False:
+        return Finding.fail(
+            f"the default bridge {bridge.interface} is gone: every `docker run` without --network fails with "
+            f"'could not find bridge {bridge.interface}'",
+            fix=f"{restart}   # dockerd recreates {bridge.interface} when it starts",
+            details=(
+                "a second dockerd started with --bridge=none in the same network namespace deletes it; give extra "
+                "daemons their own (unshare -n)",
+            ),
+        )
+    if forwarding:
+        return Finding.warn(
+            "IPv4 forwarding is disabled: containers on the bridge cannot reach the network (pip, datasets, NCCL)",
+            fix="echo 'net.ipv4.ip_forward = 1' | sudo tee /etc/sysctl.d/99-docker-forward.conf && "
+            f"sudo sysctl --system && {restart}",
+        )
+    where = "" if bridge.interface_present else " (its interface is in the daemon's own namespace: not seen here)"
+    return Finding.ok(f"default bridge {bridge.interface or 'network'} {bridge.subnet}".rstrip() + where)
+
+
+EXPOSED_API = "without encryption"
+"""dockerd's own warning for a TCP socket without TLS: anyone who reaches the port is root on the host."""
+
+
+@check("docker.warnings", "Docker daemon warnings", facts=("docker", "host"), requires=("docker.daemon",))
+def docker_warnings(facts: Facts, policy: Policy) -> Finding:
+    """`docker info`'s own warnings: an API open to the network is a FAIL (root for anyone who can reach it); the
+    others are listed for the support desk."""
+    docker = facts.docker
+    warnings = list(docker.daemon.warnings)
+    exposed = [w for w in warnings if EXPOSED_API in w and "API is accessible" in w]
+    if exposed:
+        return Finding.fail(
+            "the daemon's API is open on the network without TLS: anyone who can reach it is root on this host",
+            fix=f'remove the tcp:// listener from dockerd (-H or "hosts" in {docker.daemon_json()}), or protect it '
+            "with --tlsverify and client certificates; then: " + docker_service("restart", docker.flavour, facts.host),
+            details=tuple(exposed),
+        )
+    if not warnings:
+        return Finding.ok("none")
+    return Finding.ok(f"{len(warnings)} informational", details=tuple(warnings))
+
+
 @check("docker.compose", "Docker Compose", facts=("docker", "host"))
 def docker_compose(facts: Facts, policy: Policy) -> Finding:
     cli = facts.docker.cli

@@ -51,11 +51,18 @@ def host_disk(facts: Facts, policy: Policy) -> Finding:
 @check("host.memory", "Host memory", facts=("host.memory",))
 def host_memory(facts: Facts, policy: Policy) -> Finding:
     memory = facts.host.memory
-    summary = f"{gib(memory.available_bytes)} available of {gib(memory.total_bytes)}"
+    limited = memory.cgroup_limit_bytes is not None and memory.cgroup_limit_bytes < memory.total_bytes
+    if limited:
+        summary = (
+            f"{gib(memory.usable_bytes)} usable under this cgroup's {gib(memory.cgroup_limit_bytes or 0)} limit "
+            f"(the host: {gib(memory.available_bytes)} available of {gib(memory.total_bytes)})"
+        )
+    else:
+        summary = f"{gib(memory.available_bytes)} available of {gib(memory.total_bytes)}"
     details = [f"swap: {gib(memory.swap_total_bytes)}"]
-    if memory.cgroup_limit_bytes is not None and memory.cgroup_limit_bytes < memory.total_bytes:
-        details.append(f"this process is limited to {gib(memory.cgroup_limit_bytes)} by its cgroup")
-    if memory.available_bytes < policy.min_available_memory_gib * GIB:
+    if limited:
+        details.append("the limit is this process's cgroup or one above it: a Slurm job, a systemd slice, a container")
+    if memory.usable_bytes < policy.min_available_memory_gib * GIB:
         return Finding.warn(
             f"{summary}: under {policy.min_available_memory_gib:g} GiB left for data loading and checkpoints",
             fix="stop what holds memory: `ps aux --sort=-rss | head` lists the largest processes",

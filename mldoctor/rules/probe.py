@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import re
 
+from mldoctor import catalogue
 from mldoctor.data.gpus import min_driver_for_cuda
 from mldoctor.facts import Facts
 from mldoctor.facts.probe import ProbeDocument, ProbeFacts, ProbeRun
 from mldoctor.fixes import nvidia as nvidia_fixes
+from mldoctor.fixes.host import restart_service
 from mldoctor.model import Finding
 from mldoctor.policy import Policy
+from mldoctor.rules import nvidia as _nvidia  # noqa: F401  (registers nvidia.driver and nvidia.toolkit: `after`)
 from mldoctor.rules.registry import check
 from mldoctor.text import gib
 
@@ -59,6 +62,27 @@ def _rerun(run: ProbeRun) -> str:
     return f"mldoctor gpu-bench --image {run.image}" if run.mode == "container" else "mldoctor gpu-bench --no-container"
 
 
+def _known_start_failure(facts: Facts, run: ProbeRun, known: catalogue.KnownError) -> Finding:
+    """The container could not start for a reason the catalogue knows (the hook's error families): its cause,
+    and the fix tailored to this host where mldoctor can; the check that detects it named for the details."""
+    tailored = {
+        "no-gpu-driver-in-docker": _toolkit_fix(facts),
+        "device-cgroup-denied": "sudo nvidia-ctk config --set nvidia-container-cli.no-cgroups --in-place"
+        "   # Docker in an LXC container or rootless; CDI serves both (nvidia-ctk cdi generate)",
+        "driver-files-in-image": f"mldoctor image check {run.image}   # lists the driver files baked into the image; "
+        "delete them in its Dockerfile (the toolkit mounts the host's)",
+    }
+    return Finding.fail(
+        f"the daemon could not start {run.image} with GPUs: {known.cause}",
+        fix=tailored.get(known.id, known.fix),
+        details=(
+            f"detected by: {known.check}; known from {', '.join(known.threads) or 'the field'}",
+            f"GPUs requested because {run.gpus_reason}",
+            *_stage_details(run),
+        ),
+    )
+
+
 def _toolkit_fix(facts: Facts) -> str:
     """Install the toolkit (unless it is there) and register it with the daemon in use, restarted its own way."""
     installed = facts.nvidia is not None and facts.nvidia.toolkit.installed
@@ -88,7 +112,12 @@ def _cuda_requirement(facts: Facts, run: ProbeRun, wanted: str) -> Finding:
     )
 
 
-@check("probe.container", "Probe container", facts=("probe",))
+@check(
+    "probe.container",
+    "Probe container",
+    facts=("probe",),
+    after=("nvidia.driver", "nvidia.toolkit"),
+)
 def probe_container(facts: Facts, policy: Policy) -> Finding:
     """Did the probe run at all? Docker being down is docker.daemon's finding, not this one's."""
     run = facts.probe.run
@@ -110,19 +139,12 @@ def probe_container(facts: Facts, policy: Policy) -> Finding:
             fix=f"docker pull {run.image}   # or check the name: docker images",
             details=_stage_details(run),
         )
-    if "could not select device driver" in error:
-        return Finding.fail(
-            "Docker cannot give GPUs to containers: the NVIDIA runtime hook was not found when dockerd started",
-            fix=_toolkit_fix(facts),
-            details=(
-                f"docs: {nvidia_fixes.TOOLKIT_DOCS}",
-                f"GPUs requested because {run.gpus_reason}",
-                *_stage_details(run),
-            ),
-        )
     wanted = CUDA_REQUIREMENT.search(error + run.stderr_tail)
     if wanted:
         return _cuda_requirement(facts, run, wanted.group(1))
+    known = catalogue.match(error) if run.stage in ("start", "create") else []
+    if known:
+        return _known_start_failure(facts, run, known[0])
     if run.stage == "start" and not _no_python(run):
         return Finding.fail(
             f"the daemon could not start a container from {run.image}",
@@ -227,7 +249,8 @@ def probe_torch(facts: Facts, policy: Policy) -> Finding:
 
 
 def _gpus_given(run: ProbeRun) -> bool:
-    return run.mode == "host" or run.gpus != "none"
+    """GPUs given to the probe: requested for its container, or present on the host it ran on."""
+    return run.gpus != "none"
 
 
 @check("probe.cuda", "CUDA in the probe container", facts=("probe",), requires=("probe.torch",))
@@ -237,7 +260,8 @@ def probe_cuda(facts: Facts, policy: Policy) -> Finding:
         return doc
     run, torch, cuda = facts.probe.run, doc.torch, doc.cuda
     if not _gpus_given(run):
-        return Finding.skip(f"skipped: no GPU given to the container ({run.gpus_reason})")
+        where = "the container" if run.mode == "container" else "the probe"
+        return Finding.skip(f"skipped: no GPU given to {where} ({run.gpus_reason})")
     if cuda is not None and cuda.available:
         names = sorted({d.name for d in doc.devices})
         return Finding.ok(
@@ -266,11 +290,7 @@ def probe_cuda(facts: Facts, policy: Policy) -> Finding:
             details=details,
         )
     if cause == "fabric_manager":
-        return Finding.fail(
-            "CUDA error 802 (system not yet initialized): an NVSwitch system whose Fabric Manager is not running",
-            fix=nvidia_fixes.fabric_manager_install(_driver_version(facts), facts.host),
-            details=details,
-        )
+        return _error_802(facts, details)
     if cause == "forward_compat":
         return Finding.fail(
             "CUDA error 804: the image's forward-compatibility libraries (cuda-compat) do not work on this GPU",
@@ -284,6 +304,15 @@ def probe_cuda(facts: Facts, policy: Policy) -> Finding:
             fix=nvidia_fixes.dev_char_links(True, facts.host, facts.docker),
             details=details,
         )
+    bad_visible = _bad_visible_devices(doc.env.get("CUDA_VISIBLE_DEVICES"), facts)
+    if cause == "no_device" and bad_visible:
+        return Finding.fail(
+            f"CUDA sees no GPU in {_where(run)}: CUDA_VISIBLE_DEVICES={bad_visible!r} hides them (an entry CUDA cannot "
+            "parse, or an index that does not exist, hides itself and every entry after it)",
+            fix="unset CUDA_VISIBLE_DEVICES   # in the image (ENV), the compose file or the job script; or list valid "
+            "indices (0,1) or GPU UUIDs: nvidia-smi -L shows them",
+            details=details,
+        )
     if cause == "no_device":
         return Finding.fail(
             f"CUDA sees no GPU in {_where(run)} although GPUs were requested ({run.gpus_reason})",
@@ -294,6 +323,42 @@ def probe_cuda(facts: Facts, policy: Policy) -> Finding:
     return Finding.fail(
         f"CUDA does not work in {_where(run)}",
         fix="docker run --rm --gpus all IMAGE nvidia-smi   # then the error below, from torch, names the broken link",
+        details=details,
+    )
+
+
+def _bad_visible_devices(value: str | None, facts: Facts) -> str | None:
+    """CUDA_VISIBLE_DEVICES that hides the GPUs: `all` (an NVIDIA_VISIBLE_DEVICES value, not a CUDA one), a word,
+    or an index past the GPUs the host has; None when it is unset or plausible."""
+    if value is None:
+        return None
+    host_gpus = len(facts.nvidia.nvml.gpus) if facts.nvidia is not None and facts.nvidia.nvml.ok else None
+    for entry in value.split(","):
+        entry = entry.strip()
+        if entry.startswith(("GPU-", "MIG-")):
+            continue
+        if not entry.isdigit() or (host_gpus is not None and int(entry) >= host_gpus):
+            return value
+    return None
+
+
+def _error_802(facts: Facts, details: tuple[str, ...]) -> Finding:
+    """Error 802 names fabric manager; when it runs, at the driver's version, the NVLink fabric itself is not up."""
+    nv = facts.nvidia
+    fm = nv.fabric_manager if nv is not None else None
+    driver = _driver_version(facts)
+    if fm is not None and fm.running and (not fm.version or not driver or fm.version == driver):
+        return Finding.fail(
+            "CUDA error 802 (system not yet initialized) although fabric manager runs at the driver's version: the "
+            "NVLink fabric did not come up for this GPU (a GPU or NVSwitch failed its training)",
+            fix="nvidia-smi -q | grep -A 3 Fabric   # State and Status per GPU; then: "
+            + restart_service("nvidia-fabricmanager", facts.host)
+            + "; if a GPU stays 'In Progress' or fails, reboot, and if it recurs, have the board checked",
+            details=details,
+        )
+    return Finding.fail(
+        "CUDA error 802 (system not yet initialized): an NVSwitch system whose fabric manager is not running",
+        fix=nvidia_fixes.fabric_manager_install(driver, facts.host),
         details=details,
     )
 
@@ -365,11 +430,24 @@ def probe_shm(facts: Facts, policy: Policy) -> Finding | None:
             details=(f"error: {shm.error}",) if shm else (),
         )
     size = gib(shm.total_bytes)
-    given = f"--shm-size {run.shm_size}" if run.shm_size else "Docker's default, no --shm-size"
-    if shm.total_bytes < policy.min_shm_gib * (1 << 30):
+    low = shm.total_bytes < policy.min_shm_gib * (1 << 30)
+    harm = (
+        f'under {policy.min_shm_gib:g} GiB, DataLoader workers die with "bus error" and NCCL fails with '
+        '"unhandled system error"'
+    )
+    if run.shm_size:  # the user chose this size for the probe: judge the size they will use
+        summary = f"/dev/shm is {size} with --shm-size {run.shm_size}"
+        if low:
+            return Finding.warn(f"{summary}: {harm}", fix="docker run --shm-size=16g ...   # or --ipc=host")
+        return Finding.ok(summary)
+    # mldoctor's probe got what every container gets by default from this daemon: judge that, for the user's
+    daemon_json = facts.docker.daemon_json() if facts.docker is not None else "daemon.json"
+    summary = f"containers get {size} of /dev/shm by default from this daemon (mldoctor's probe got the same)"
+    if low:
         return Finding.warn(
-            f"/dev/shm in the container is {size} ({given}): PyTorch DataLoader workers die with "
-            '"bus error" under {:g} GiB'.format(policy.min_shm_gib),
-            fix="docker run --shm-size=16g ...   # or --ipc=host; check that setting: mldoctor check --shm-size 16g",
+            f"{summary}: {harm}",
+            fix="docker run --shm-size=16g ... (or --ipc=host) for each training container; for every container: "
+            f'"default-shm-size": "16G" in {daemon_json}, then restart the daemon',
+            details=("mldoctor check --shm-size 16g checks a container run with that size",),
         )
-    return Finding.ok(f"/dev/shm in the container is {size} ({given})")
+    return Finding.ok(summary)

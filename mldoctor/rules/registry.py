@@ -3,9 +3,12 @@
     @check("docker.disk", "Docker disk space", facts=("docker",), requires=("docker.daemon",))
     def docker_disk(facts: Facts, policy: Policy) -> Finding: ...
 
-`facts` names the fact sections the rule reads (only those are gathered); `requires` names checks that must
-have passed first. A rule may return one Finding, several (each with a `subject`, giving ids like
-`bench.matmul.bf16`), or none (a check that does not apply to this run, such as host.port without --port).
+`facts` names the facts the rule reads (a section, `host`, or one fact, `host.memory`; only those sections are
+gathered); `requires` names checks that must have passed first; `after` names checks whose failure, when they ran in
+the same run, explains a FAIL of this one: it is then a SKIP pointing at them (a container that cannot start after
+the NVIDIA driver FAILed is the same broken link, not a second one), while their PASS or SKIP changes nothing.
+A rule may return one Finding, several (each with a `subject`, giving ids like `bench.matmul.bf16`), or none (a
+check that does not apply to this run, such as host.port without --port).
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from mldoctor.model import AREAS, Finding
+from mldoctor.model import AREAS, Finding, docs_url
 
 RuleResult = Finding | Iterable[Finding] | None
 Rule = Callable[..., RuleResult]
@@ -26,6 +29,7 @@ class Check:
     rule: Rule
     facts: tuple[str, ...] = ()
     requires: tuple[str, ...] = ()
+    after: tuple[str, ...] = ()
 
     @property
     def area(self) -> str:
@@ -33,7 +37,8 @@ class Check:
 
     @property
     def docs(self) -> str:
-        return f"docs/checks.md#{self.id.replace('.', '')}"
+        """Its section of the published docs/checks.md (a wheel carries no docs/ to point into)."""
+        return docs_url(self.id)
 
 
 REGISTRY: dict[str, Check] = {}
@@ -50,19 +55,24 @@ def registered() -> dict[str, Check]:
 
 
 def check(
-    check_id: str, title: str, *, facts: tuple[str, ...] = (), requires: tuple[str, ...] = ()
+    check_id: str,
+    title: str,
+    *,
+    facts: tuple[str, ...] = (),
+    requires: tuple[str, ...] = (),
+    after: tuple[str, ...] = (),
 ) -> Callable[[Rule], Rule]:
     """Register a rule. Prerequisites must be registered first, so registry order is evaluation order."""
 
     def register(rule: Rule) -> Rule:
         if check_id in REGISTRY:
             raise ValueError(f"check {check_id} registered twice")
-        missing = [r for r in requires if r not in REGISTRY]
+        missing = [r for r in (*requires, *after) if r not in REGISTRY]
         if missing:
             raise ValueError(f"check {check_id} requires unregistered {missing}")
         if check_id.split(".", 1)[0] not in AREAS:
             raise ValueError(f"check {check_id} is in no known area")
-        REGISTRY[check_id] = Check(check_id, title, rule, tuple(facts), tuple(requires))
+        REGISTRY[check_id] = Check(check_id, title, rule, tuple(facts), tuple(requires), tuple(after))
         return rule
 
     return register

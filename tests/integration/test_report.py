@@ -71,9 +71,12 @@ def test_a_redacted_bundle_with_the_probe(home, tmp_path, probe_test_image):
         "raw/docker-version.json",
         "raw/probe-stdout.json",
         "raw/pip-freeze.txt",
+        "raw/image-packages.txt",
         "raw/environment.txt",
     ):
         assert name in files, sorted(files)
+    assert "torch==2.13.0" in files["raw/image-packages.txt"]  # the image's own packages, not mldoctor's
+    assert "### Environment" in files["report.md"]
     for name, text in files.items():
         for secret in [*PLANTED, REGISTRY_AUTH]:
             assert secret not in text, f"a planted secret is in {name}"

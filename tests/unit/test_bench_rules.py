@@ -117,6 +117,15 @@ def test_outlier_flags_the_slow_gpu_among_eight():
     assert matmul.status is Status.FAIL and "on 8 GPUs: 580-790 TFLOP/s" in matmul.summary
 
 
+@pytest.mark.parametrize("count", [1, 8])
+def test_host_copies_count_gpus_not_directions(count):
+    """h2d and d2h are two rows per GPU: the summary counts each GPU once."""
+    found = result(bench_facts([gpu(index=i) for i in range(count)]), "bench.h2d")
+    wording = "on 1 GPU:" if count == 1 else f"on {count} GPUs:"
+    assert wording in found.summary and f"on {2 * count} GPUs" not in found.summary, found.summary
+    assert len(found.details) == 2 * count  # every direction of every GPU is still listed
+
+
 def test_outlier_does_not_apply_to_one_gpu():
     assert results(bench_facts([gpu()]), "bench.outlier") == []
 

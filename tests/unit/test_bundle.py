@@ -110,6 +110,14 @@ def probe_facts(gpus: int = 8, slow: int | None = 5) -> ProbeFacts:
         cuda=ProbeCuda(available=True, device_count=gpus, arch_list=["sm_80", "sm_86", "sm_90"], driver=12040),
         devices=devices,
         bench=BenchResults(duration_s=10.0, elapsed_s=95.0, gpus=benches),
+        packages=[
+            ("torch", "2.4.1+cu124"),
+            ("numpy", "1.26.4"),
+            ("nvidia-nccl-cu12", "2.20.5"),
+            ("Jinja2", "3.1.4"),
+            ("google-auth", "2.35.0"),
+            ("api-key-tool", "1.0"),
+        ],
     )
     run = ProbeRun(
         image="mldoctor-probe:0.1.0",
@@ -673,3 +681,80 @@ def test_a_bundle_is_private_whatever_the_umask(tmp_path):
     finally:
         os.umask(previous)
     assert stat.S_IMODE((tmp_path / "b.zip").stat().st_mode) == 0o600
+
+
+def image_packages(gathered):
+    (source,) = (s for s in collect.SOURCES if s.name == "raw/image-packages.txt")
+    return collect.collect(gathered, 5.0, (source,))[0]
+
+
+def test_the_images_packages_are_their_own_member_beside_mldoctors(tmp_path):
+    """raw/pip-freeze.txt is mldoctor's environment; the image that trains has its own list, from the probe."""
+    gathered = gpu_facts()
+    collected = image_packages(gathered)
+    assert collected.note == "collected"
+    assert collected.text == (
+        "# Python distributions in the image mldoctor-probe:0.1.0: python 3.10.12 at /usr/bin/python3\n"
+        "api-key-tool==1.0\ngoogle-auth==2.35.0\nJinja2==3.1.4\nnumpy==1.26.4\nnvidia-nccl-cu12==2.20.5\n"
+        "torch==2.4.1+cu124\n"
+    )
+    report = build_report(select(), gathered, Policy())
+    path = tmp_path / "bundle.zip"
+    manifest = write_bundle(str(path), report, [collected, *raw_files()], for_facts(report.facts, {}))
+    files = unpack(path)
+    assert files["raw/image-packages.txt"].decode() == collected.text
+    assert manifest["raw"]["raw/image-packages.txt"] == "collected"
+    assert files["raw/pip-freeze.txt"].decode().startswith("torch==2.4.1")  # raw_files()'s stand-in, unchanged
+    packages = json.loads(files["report.json"])["facts"]["probe"]["document"]["packages"]
+    assert ["google-auth", "2.35.0"] in packages and ["api-key-tool", "1.0"] in packages  # a name, not a secret's
+    assert manifest["redaction"]["replaced"]["secret-value"] == 1  # daemon.json's registry-password, nothing more
+
+
+def test_image_packages_from_the_host_and_past_the_bound():
+    gathered = gpu_facts()
+    probe = gathered.probe
+    document = replace(probe.document, packages=[("torch", "2.13.0+cpu")], packages_omitted=12)
+    gathered.probe = replace(probe, run=replace(probe.run, mode="host", image=None), document=document)
+    assert image_packages(gathered).text == (
+        "# Python distributions in the host (--no-container): python 3.10.12 at /usr/bin/python3\n"
+        "# 12 more not listed (past the probe's bound, or unreadable metadata)\n"
+        "torch==2.13.0+cpu\n"
+    )
+
+
+def test_image_package_names_are_one_printable_line_each():
+    gathered = gpu_facts()
+    hostile = [("evil\nroot==0", "1.0\r\x1b[31mred"), ("nul\x00", "2")]
+    gathered.probe.document = replace(gathered.probe.document, packages=hostile)
+    lines = image_packages(gathered).text.splitlines()
+    assert lines[1:] == ["evil\\nroot==0==1.0\\rred", "nul\\x00==2"]
+
+
+@pytest.mark.parametrize(
+    ("change", "note"),
+    [
+        (lambda f: replace(f, probe=None), "not collected: the probe did not run (--no-probe)"),
+        (
+            lambda f: replace(f, probe=replace(f.probe, document=None, run=replace(f.probe.run, stage="wait"))),
+            "not collected: the probe printed no document (stopped at wait: None)",
+        ),
+        (
+            lambda f: replace(f, probe=replace(f.probe, document=replace(f.probe.document, packages=None))),
+            "not collected: the probe did not list the packages (an older probe, or listing failed: see its errors)",
+        ),
+    ],
+)
+def test_image_packages_say_why_they_are_missing(change, note):
+    collected = image_packages(change(gpu_facts()))
+    assert (collected.text, collected.note) == (None, note)
+
+
+def test_report_md_carries_the_environment_block_redacted(bundle):
+    path, _, _ = bundle
+    text = unpack(path)["report.md"].decode()
+    block = text.split("### Environment\n\n```text\n", 1)[1]
+    assert (
+        "PyTorch:                    2.4.1+cu124\n" in block and "GPU models:                 8 x NVIDIA H100" in block
+    )
+    assert "cuDNN:                      9.1.0\n" in block and "NVIDIA driver:              550.90.07\n" in block
+    assert HOSTNAME not in text and "on `host1`" in text

@@ -7,6 +7,7 @@ the gatherer recorded on the CI machine: no NVIDIA device, Debian's libnvidia-ml
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import replace
 
@@ -514,7 +515,6 @@ class TestHealth:
             ),
             ({"pcie_width": 8}, Status.WARN, "PCIe link x8 of x16", "sudo lspci -vv -s 0000:18:00.0"),
             ({"mig_mode_pending": True}, Status.WARN, "MIG mode change is pending", "sudo nvidia-smi -r -i 0"),
-            ({"errors": {"temperature": "GPU is lost"}}, Status.FAIL, "GPU is lost", "sudo reboot"),
         ],
     )
     def test_problems(self, changes, status, summary, fix):
@@ -808,3 +808,45 @@ class TestPolicyFloors:
         assert r.status is Status.FAIL and "older than the required driver 999.1" in r.summary
         r = result(healthy, "nvidia.driver", Policy(min_cuda_version="99.0"))
         assert r.status is Status.FAIL and "older than the required 99.0" in r.summary
+
+
+class TestLostGpu:
+    """Xid 79: NVML refuses a lost GPU's handle, so every one of its fields is missing."""
+
+    @staticmethod
+    def hgx_with_gpu_3_lost(policy_models=()):
+        nv = nvidia_facts(gpus=8, switches=4)
+        gpus = list(nv.nvml.gpus)
+        gpus[3] = GpuFacts(index=3, errors={"handle": "GPU is lost"})
+        return with_nvml(nv, gpus=gpus)
+
+    def test_one_fail_naming_the_gpu_and_its_bus_id_and_the_rest_skip(self):
+        chain = {
+            r.id: r
+            for r in evaluate(
+                [REGISTRY[i] for i in REGISTRY if i.startswith("nvidia.")],
+                facts(nvidia=self.hgx_with_gpu_3_lost()),
+                need(8),
+            )
+        }
+        driver = chain["nvidia.driver"]
+        assert driver.status is Status.FAIL
+        assert driver.summary.startswith("GPU 3 (0000:1b:00.0) is lost: fallen off the bus (Xid 79)")
+        assert driver.fix.startswith("sudo reboot")
+        assert [r.id for r in chain.values() if r.status in (Status.FAIL, Status.ERROR)] == ["nvidia.driver"]
+        assert chain["nvidia.gpu"].status is Status.PASS and "an unnamed GPU" in chain["nvidia.gpu"].summary
+
+    def test_required_models_do_not_crash_on_a_nameless_gpu(self):
+        r = result(facts(nvidia=self.hgx_with_gpu_3_lost()), "nvidia.gpu", Policy(require_gpu_models=("H100",)))
+        assert r.status is Status.FAIL and "?" in r.summary
+
+    @pytest.mark.parametrize("field", [f.name for f in dataclasses.fields(GpuFacts) if f.name != "index"])
+    def test_any_field_missing_on_any_gpu_never_crashes_a_check(self, field):
+        nv = nvidia_facts(gpus=2, switches=0)
+        empty = {"processes": [], "errors": {}}.get(field)
+        gpus = [replace(nv.nvml.gpus[0], **{field: empty}), nv.nvml.gpus[1]]
+        results = evaluate(
+            [REGISTRY[i] for i in REGISTRY if i.startswith("nvidia.")], facts(nvidia=with_nvml(nv, gpus=gpus)), need(2)
+        )
+        crashed = [r for r in results if r.status is Status.ERROR]
+        assert crashed == [], crashed

@@ -10,7 +10,7 @@ from factories import down, facts
 from junitparser import Error, Failure, JUnitXml, Skipped
 from prometheus_client.parser import text_string_to_metric_families
 
-from mldoctor.model import CheckResult, Status
+from mldoctor.model import BenchRow, CheckResult, Status
 from mldoctor.output import RenderOptions, github, junit, markdown, prometheus
 from mldoctor.output import json as json_output
 from mldoctor.policy import Policy
@@ -123,12 +123,91 @@ class TestPrometheus:
         totals = {s.labels["status"]: s.value for s in families["mldoctor_checks"].samples}
         assert totals["fail"] == report.counts()[Status.FAIL]
 
+    @staticmethod
+    def families_in_one_piece(text):
+        """HELP and TYPE once per family, right before its samples, which are all together (the format's rule)."""
+        order = []
+        for line in text.splitlines():
+            name = line.split()[2] if line.startswith("# ") else line.split("{")[0].split()[0]
+            if not order or order[-1] != name:
+                order.append(name)
+        assert len(order) == len(set(order)), order
+        assert text.count("# TYPE ") == text.count("# HELP ") == len(order)
+        return order
+
+    def test_benchmark_figures_are_gauges_in_base_units(self):
+        from test_bundle import gpu_report
+
+        report = gpu_report()
+        text = prometheus.render(report)
+        order = self.families_in_one_piece(text)
+        bench = ["mldoctor_bench_measured", "mldoctor_bench_expected", "mldoctor_bench_peak", "mldoctor_bench_ratio"]
+        assert [name for name in order if name.startswith("mldoctor_bench")] == bench
+        families = {f.name: f for f in text_string_to_metric_families(text)}
+        assert {families[name].type for name in bench} == {"gauge"}
+
+        def series(name):
+            return {(s.labels["gpu"], s.labels["metric"]): s for s in families[name].samples}
+
+        measured, expected, ratio = (
+            series("mldoctor_bench_measured"),
+            series("mldoctor_bench_expected"),
+            series("mldoctor_bench_ratio"),
+        )
+        assert len(measured) == len(report.benchmarks) == 8 * 8  # 8 GPUs: 5 dtypes and 3 copy directions
+        slow = next(r for r in report.benchmarks if (r.gpu, r.metric) == ("5", "bf16"))
+        sample = measured["5", "bf16"]
+        assert sample.labels == {
+            "host": report.host,
+            "gpu": "5",
+            "model": "NVIDIA H100 80GB HBM3",
+            "metric": "bf16",
+            "unit": "flop_per_second",
+        }
+        assert sample.value == pytest.approx(slow.measured * 1e12, rel=1e-9)
+        assert expected["5", "bf16"].value == pytest.approx(slow.expected * 1e12, rel=1e-9)
+        assert ratio["5", "bf16"].value == pytest.approx(0.68) and "unit" not in ratio["5", "bf16"].labels
+        copy = next(r for r in report.benchmarks if (r.gpu, r.metric) == ("0", "h2d"))
+        assert measured["0", "h2d"].labels["unit"] == "bytes_per_second"
+        assert measured["0", "h2d"].value == pytest.approx(copy.measured * 1e9, rel=1e-9)
+
+    def test_benchmark_labels_are_escaped_and_unknown_figures_left_out(self, report):
+        device = 'GPU "x" \\ y\nz\x1b[31m\x00'
+        report.host = 'node"7\\'
+        report.benchmarks = [
+            BenchRow("cpu", "CPU", "fp32", "GFLOP/s", 812.5, None, None, Status.PASS),
+            BenchRow("0", device, "bf16", "TFLOP/s", float("nan"), 790.0, 989.4, Status.FAIL),
+        ]
+        text = prometheus.render(report)
+        self.families_in_one_piece(text)
+        families = {f.name: f for f in text_string_to_metric_families(text)}
+        (cpu,) = families["mldoctor_bench_measured"].samples  # NaN measured: no sample rather than a NaN
+        assert cpu.value == pytest.approx(812.5e9) and cpu.labels["unit"] == "flop_per_second"
+        assert cpu.labels["host"] == 'node"7\\'
+        (gpu,) = families["mldoctor_bench_expected"].samples  # the CPU has no expected figure
+        assert gpu.labels["model"] == 'GPU "x" \\ y\nz\\x00' and gpu.value == pytest.approx(790e12)
+        assert "mldoctor_bench_ratio" not in families
+
 
 def test_json_has_summary_and_stable_ids(report):
     data = json.loads(json_output.render(report))
     assert data["schema_version"] == 1
     assert data["summary"]["ERROR"] == 1
     assert [r["id"] for r in data["results"]] == [r.id for r in report.results]
+
+
+def test_json_keeps_hostile_text_exactly_and_stays_ascii(report):
+    """JSON can hold any text: it is escaped, not altered, and the document is ASCII (a lone surrogate from an odd
+    environment byte would otherwise fail to encode when the file is written)."""
+    hostile = "\x1b[31mred\x1b[0m \x00 \ud800 </script> \u2028"
+    report.results[0].summary = hostile
+    report.facts.timings = {"docker": 0.25}
+    report.elapsed_s = 1.5
+    text = json_output.render(report)
+    assert text.isascii()
+    data = json.loads(text)
+    assert data["results"][0]["summary"] == hostile and data["elapsed_s"] == 1.5
+    assert data["facts"]["timings"] == {"docker": 0.25} and "duration_s" in data["results"][0]
 
 
 @pytest.mark.parametrize("width", [60, 80, 100])
@@ -165,7 +244,7 @@ class TestTable:
         section = text.split("\nNVIDIA\n", 1)[1].split("\n\n", 1)[0]
         assert section == f"-  {len(nvidia)} skipped: no NVIDIA GPU on this host (mldoctor check -v lists them)"
         assert not any(check_id in text for check_id in nvidia)
-        assert text.splitlines()[-2].endswith(f"{len(nvidia)} skipped")  # the summary still counts them
+        assert text.splitlines()[-2].endswith(f"{report.counts()[Status.SKIP]} skipped")  # still counted
 
     def test_verbose_lists_every_skipped_check(self):
         report = gpu_less_report()
@@ -212,7 +291,12 @@ class TestTable:
         assert "daemon process  pid 812: /usr/bin/dockerd -H fd://" in text
         assert "Docker 24.0.7 (API 1.43)" in text and "/etc/docker/daemon.json" in text
         assert "0 NVIDIA GPU(s) on the PCI bus" in text
-        assert "docker  10 ms to reach the daemon" in text
+        assert re.search(r"^   Docker +10 ms to reach the daemon$", text, re.MULTILINE)
+        report.facts.timings, report.elapsed_s = {"host": 0.002, "docker": 0.25}, 12.5
+        timed = self.render(report, verbose=True)
+        assert re.search(r"^   host +2 ms in all$", timed, re.MULTILINE)
+        assert re.search(r"^   Docker +250 ms in all, 10 ms to reach the daemon$", timed, re.MULTILINE)
+        assert re.search(r"^   the run +12\.5 s, gathering and judging$", timed, re.MULTILINE)
         assert "disk_fail_gib             5\n" in text and "matmul                    pass >= 0.9, warn >= 0.75" in text
         assert text.index("\nFacts\n") < text.index("\nTimings\n") < text.index("\nPolicy\n")
         assert text.index("\nPolicy\n") < text.index(summary_line(report))
@@ -233,4 +317,4 @@ class TestTable:
         report = build_report(select(["docker"]), facts(docker=down("missing_socket", "no such file")), Policy())
         text = self.render(report, verbose=True)
         assert re.search(r"^   daemon +not reached \(missing_socket\): no such file$", text, re.MULTILINE)
-        assert re.search(r"^   docker +gave up after \d+ ms: missing_socket$", text, re.MULTILINE)
+        assert re.search(r"^   Docker +gave up after \d+ ms: missing_socket$", text, re.MULTILINE)

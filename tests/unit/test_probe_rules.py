@@ -276,3 +276,94 @@ def test_output_without_a_document_is_refused_in_linear_time():
 
     with pytest.raises(SchemaError, match="not JSON"):
         parse_document("{" * 200_000 + "\n" + '{"a": ' * 50_000)
+
+
+def test_a_hook_error_after_a_failed_driver_is_one_broken_link_not_two():
+    """field-report row 4: `load library failed` while nvidia.driver already FAILed: probe.container points at it."""
+    from mldoctor.facts.nvidia import FabricManagerFacts, KernelFacts, NvidiaFacts, NvmlFacts, PciDevice, ToolkitFacts
+    from mldoctor.policy import Policy
+    from mldoctor.runner import evaluate, select
+
+    nvidia = NvidiaFacts(
+        kernel=KernelFacts(running_kernel="6.1.0-18-amd64"),
+        nvml=NvmlFacts(error_kind="driver_not_loaded", error="Driver Not Loaded"),
+        toolkit=ToolkitFacts(),
+        fabric_manager=FabricManagerFacts(),
+        pci=[PciDevice(address="0000:18:00.0", device_id="0x2330", class_code="0x030200", kind="gpu")],
+    )
+    error = (
+        "failed to create task for container: OCI runtime create failed: nvidia-container-cli: initialization "
+        "error: load library failed: libnvidia-ml.so.1: cannot open shared object file: no such file or directory"
+    )
+    run = ProbeRun(image="my/train:1", gpus="all", gpus_reason="this host has 1 NVIDIA GPU", stage="start", error=error)
+    facts = probe_facts(run=run, nvidia=nvidia)
+    by_id = {r.id: r for r in evaluate(select(["nvidia", "probe"]), facts, Policy())}
+    assert by_id["nvidia.driver"].status is Status.FAIL
+    assert (by_id["probe.container"].status, by_id["probe.container"].summary) == (
+        Status.SKIP,
+        "skipped: nvidia.driver failed",
+    )
+    assert [r.id for r in by_id.values() if r.status is Status.FAIL] == ["nvidia.driver"]
+
+
+def test_driver_files_baked_into_the_image_name_the_cause_and_the_image_check():
+    """field-report row 16: the hook's `file exists` is the image shipping driver libraries, not a broken daemon."""
+    error = (
+        "OCI runtime create failed: nvidia-container-cli: mount error: file creation failed: "
+        "/var/lib/docker/overlay2/abc/merged/usr/lib/x86_64-linux-gnu/libnvidia-ml.so.1: file exists: unknown"
+    )
+    finding = failed({"stage": "start", "error": error})
+    assert finding.status is Status.FAIL
+    assert "ships NVIDIA driver files" in finding.summary
+    assert finding.fix.startswith("mldoctor image check my/train:1")
+    assert any("detected by: probe.container" in d for d in finding.details)
+
+
+@pytest.mark.parametrize(
+    ("value", "hides"), [("all", True), ("1", True), ("0,5", True), ("0", False), ("GPU-3f2a", False)]
+)
+def test_a_bad_cuda_visible_devices_is_named_not_nvidia_visible_devices(value, hides):
+    """field-report row 15: `No CUDA GPUs are available` with CUDA_VISIBLE_DEVICES=all (or a missing index)."""
+    from mldoctor.facts.nvidia import FabricManagerFacts, GpuFacts, KernelFacts, NvidiaFacts, NvmlFacts, ToolkitFacts
+
+    nvidia = NvidiaFacts(
+        kernel=KernelFacts(running_kernel="6.1"),
+        nvml=NvmlFacts(ok=True, driver_version="550.90.07", gpus=[GpuFacts(index=0, name="NVIDIA GeForce RTX 4090")]),
+        toolkit=ToolkitFacts(),
+        fabric_manager=FabricManagerFacts(),
+    )
+    doc = document(
+        cuda=ProbeCuda(available=False, error="RuntimeError: No CUDA GPUs are available"),
+        env={"CUDA_VISIBLE_DEVICES": value},
+    )
+    finding = result(probe_facts(doc=doc, nvidia=nvidia), "probe.cuda")
+    assert finding.status is Status.FAIL
+    assert ("CUDA_VISIBLE_DEVICES" in finding.summary) is hides
+    assert ("NVIDIA_VISIBLE_DEVICES" in finding.fix) is not hides
+
+
+def test_error_802_with_fabric_manager_running_does_not_blame_fabric_manager():
+    from mldoctor.facts.nvidia import FabricManagerFacts, KernelFacts, NvidiaFacts, NvmlFacts, ToolkitFacts
+
+    running = NvidiaFacts(
+        kernel=KernelFacts(running_kernel="6.1"),
+        nvml=NvmlFacts(ok=True, driver_version="550.90.07"),
+        toolkit=ToolkitFacts(),
+        fabric_manager=FabricManagerFacts(path="/usr/bin/nv-fabricmanager", version="550.90.07", running=True),
+    )
+    doc = document(cuda=ProbeCuda(available=False, error="Error 802: system not yet initialized"))
+    finding = result(probe_facts(doc=doc, nvidia=running), "probe.cuda")
+    assert "although fabric manager runs" in finding.summary and "grep -A 3 Fabric" in finding.fix
+    stopped = replace(running, fabric_manager=FabricManagerFacts(path="/usr/bin/nv-fabricmanager", version="550.90.07"))
+    assert "not running" in result(probe_facts(doc=doc, nvidia=stopped), "probe.cuda").summary
+
+
+def test_a_cpu_torch_on_a_gpu_less_host_is_judged_alike_in_a_container_and_on_the_host():
+    """gpu-bench --no-container with a CPU-only torch on a machine without GPUs: SKIP, as in a container."""
+    doc = document(torch=ProbeTorch(found=True, version="2.13.0+cpu", cuda=None), cuda=ProbeCuda(available=False))
+    for run in (
+        ProbeRun(mode="host", gpus="none", gpus_reason="this host has no NVIDIA GPU"),
+        ProbeRun(image="x", gpus="none", gpus_reason="this host has no NVIDIA GPU"),
+    ):
+        finding = result(probe_facts(run=run, doc=doc), "probe.cuda")
+        assert finding.status is Status.SKIP and "no NVIDIA GPU" in finding.summary

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 from factories import GIB, Reclaimable, daemon, disk, docker, docker_socket, down, facts, host
 from helpers import result
@@ -296,3 +298,63 @@ class TestCompose:
         d = docker(cli=CliFacts(path="/usr/bin/docker", version="24.0.7"))
         r = result(facts(docker=d), "docker.compose")
         assert r.status is Status.WARN and r.fix.startswith("sudo apt-get install -y docker-compose-plugin")
+
+
+class TestNetwork:
+    """docker.network: the default bridge every plain `docker run` joins (the probe itself runs without one)."""
+
+    @staticmethod
+    def with_bridge(**changes):
+        from mldoctor.facts.docker import BridgeFacts
+
+        bridge = BridgeFacts(found=True, interface="docker0", subnet="172.17.0.0/16", interface_present=True)
+        return docker(bridge=replace(bridge, **changes))
+
+    def test_a_present_bridge_passes(self):
+        r = result(facts(docker=self.with_bridge()), "docker.network")
+        assert (r.status, r.summary) == (Status.PASS, "default bridge docker0 172.17.0.0/16")
+
+    def test_a_deleted_docker0_fails_with_the_restart_of_this_daemon(self):
+        r = result(facts(docker=self.with_bridge(interface_present=False)), "docker.network")
+        assert r.status is Status.FAIL and "could not find bridge docker0" in r.summary
+        assert r.fix.startswith("sudo systemctl restart docker")
+        sysv = result(
+            facts(docker=self.with_bridge(interface_present=False), host=host(systemd=False)), "docker.network"
+        )
+        assert sysv.fix.startswith("sudo service docker restart")
+
+    def test_bridge_none_warns_and_no_bridge_otherwise_fails(self):
+        from mldoctor.engine.daemon import DaemonProcess
+
+        none = docker(
+            bridge=replace(self.with_bridge().bridge, found=False),
+            process=DaemonProcess(1, ["dockerd", "--bridge=none"]),
+        )
+        assert result(facts(docker=none), "docker.network").status is Status.WARN
+        missing = docker(bridge=replace(self.with_bridge().bridge, found=False))
+        assert result(facts(docker=missing), "docker.network").status is Status.FAIL
+
+    def test_ip_forwarding_off_warns(self):
+        d = replace(self.with_bridge(), daemon=daemon(warnings=["WARNING: IPv4 forwarding is disabled"]))
+        r = result(facts(docker=d), "docker.network")
+        assert r.status is Status.WARN and "net.ipv4.ip_forward" in r.fix
+
+    def test_the_real_daemon_s_bridge_is_read(self):
+        """On this machine's daemon (when one answers): docker0 found and present, in this network namespace."""
+        from mldoctor.facts import docker as docker_facts
+
+        gathered = docker_facts.gather(5)
+        if not gathered.connection.ok:
+            pytest.skip("no Docker daemon here: bash scripts/ci/start-docker.sh")
+        assert gathered.bridge is not None and gathered.bridge.found and gathered.bridge.interface == "docker0"
+        assert gathered.bridge.interface_present is True
+
+
+def test_an_api_open_without_tls_fails():
+    warning = "WARNING: API is accessible on http://0.0.0.0:2375 without encryption."
+    r = result(
+        facts(docker=docker(daemon=daemon(warnings=[warning, "WARNING: No swap limit support"]))), "docker.warnings"
+    )
+    assert r.status is Status.FAIL and "root on this host" in r.summary and "--tlsverify" in r.fix
+    ok = result(facts(docker=docker(daemon=daemon(warnings=["WARNING: No swap limit support"]))), "docker.warnings")
+    assert ok.status is Status.PASS and ok.details == ["WARNING: No swap limit support"]

@@ -50,11 +50,16 @@ class TestMemory:
         r = one(f, "host.memory")
         assert r.status is Status.WARN and "ps aux --sort=-rss" in r.fix
 
-    def test_cgroup_limit_in_details(self):
-        f = facts(
-            host=host(memory=MemoryFacts(total_bytes=64 * GIB, available_bytes=60 * GIB, cgroup_limit_bytes=8 * GIB))
+    def test_a_cgroup_limit_is_what_counts(self):
+        """A Slurm job given 2 GiB on a 64 GiB node has 2 GiB, not 60: judged and said so."""
+        memory = MemoryFacts(
+            total_bytes=64 * GIB, available_bytes=60 * GIB, cgroup_limit_bytes=2 * GIB, cgroup_usage_bytes=GIB // 2
         )
-        assert any("limited to 8.0 GiB" in d for d in one(f, "host.memory").details)
+        r = one(facts(host=host(memory=memory)), "host.memory")
+        assert r.status is Status.WARN
+        assert r.summary.startswith("1.5 GiB usable under this cgroup's 2.0 GiB limit (the host: 60.0 GiB available")
+        generous = MemoryFacts(total_bytes=64 * GIB, available_bytes=60 * GIB, cgroup_limit_bytes=32 * GIB)
+        assert one(facts(host=host(memory=generous)), "host.memory").status is Status.PASS
 
 
 class TestCpu:

@@ -13,7 +13,7 @@ import re
 from mldoctor.facts import Facts
 from mldoctor.facts.docker import DockerFacts
 from mldoctor.facts.host import HostFacts
-from mldoctor.facts.nvidia import NvidiaFacts, PciDevice
+from mldoctor.facts.nvidia import GpuFacts, NvidiaFacts, PciDevice
 from mldoctor.fixes import nvidia as fixes
 from mldoctor.model import Finding, Problem, Status
 from mldoctor.policy import Policy
@@ -41,7 +41,7 @@ def nvidia_gpu(facts: Facts, policy: Policy) -> Finding:
             fix="lspci -nn | grep -i nvidia   # empty: run on a GPU host; in a VM, pass the GPU through to it",
             details=(where,),
         )
-    names = [g.name for g in nv.nvml.gpus if g.name] or [f"PCI device {d.device_id}" for d in nv.pci_gpus]
+    names = [g.name or "an unnamed GPU" for g in nv.nvml.gpus] or [f"PCI device {d.device_id}" for d in nv.pci_gpus]
     described = ", ".join(f"{names.count(n)} × {n}" for n in dict.fromkeys(names))
     details = tuple(
         f"{d.address}: device {d.device_id}, driver {d.driver or 'none bound'}" for d in nv.pci_gpus
@@ -53,7 +53,9 @@ def nvidia_gpu(facts: Facts, policy: Policy) -> Finding:
             details=details,
         )
     wanted = policy.require_gpu_models
-    others = sorted({g.name for g in nv.nvml.gpus if not any(m.lower() in g.name.lower() for m in wanted)})
+    others = sorted(
+        {g.name or "?" for g in nv.nvml.gpus if not any(m.lower() in (g.name or "").lower() for m in wanted)}
+    )
     if wanted and (others or not nv.nvml.gpus):
         found = ", ".join(others) if nv.nvml.gpus else "unknown models (NVML cannot name them: see nvidia.driver)"
         return Finding.fail(
@@ -187,6 +189,9 @@ def _driver_ok(nv: NvidiaFacts, details: tuple[str, ...], policy: Policy, host: 
     seen = {(g.pci_bus_id or "").lower()[-12:] for g in nvml.gpus}
     elsewhere = _elsewhere(nv)
     unseen = [d.address for d in nv.pci_gpus if d.address.lower()[-12:] not in seen and d not in elsewhere]
+    lost = [g for g in nvml.gpus if any("GPU is lost" in error for error in g.errors.values())]
+    if lost:
+        return _lost(lost, unseen, details)
     if unseen:
         return Finding.fail(
             f"{summary}, but not {', '.join(unseen)} on the PCI bus: the driver did not initialise "
@@ -201,6 +206,22 @@ def _driver_ok(nv: NvidiaFacts, details: tuple[str, ...], policy: Policy, host: 
             f"{summary}: {too_old}", fix=fixes.driver_install(host) + "   # a newer driver", details=details
         )
     return Finding.ok(summary, details=details)
+
+
+def _lost(lost: list[GpuFacts], unseen: list[str], details: tuple[str, ...]) -> Finding:
+    """NVML's "GPU is lost": the GPU stopped answering on PCIe (Xid 79, fallen off the bus). NVML then refuses its
+    handle, so its bus id is unknown too: it is the address on the bus that no answering GPU claims."""
+    named = []
+    for i, gpu in enumerate(lost):
+        address = gpu.pci_bus_id or (unseen[i] if len(unseen) == len(lost) else "bus id unknown")
+        named.append(f"GPU {gpu.index} ({address.lower()[-12:]})")
+    return Finding.fail(
+        f"{', '.join(named)} {'is' if len(lost) == 1 else 'are'} lost: fallen off the bus (Xid 79); "
+        "every job on this node that uses it fails until a reboot",
+        fix="sudo reboot   # the GPU is gone until then; if it falls off again, check its power and cooling, reseat it "
+        "or have it replaced: sudo dmesg | grep -iE 'NVRM|Xid' | tail -20 shows the history",
+        details=details,
+    )
 
 
 def _older_than_policy(driver: str | None, cuda: str | None, policy: Policy) -> str | None:

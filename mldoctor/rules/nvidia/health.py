@@ -33,14 +33,6 @@ def _gpu_problems(gpu: GpuFacts, host: HostFacts | None) -> list[Problem]:
     i = gpu.index
     reset = f"sudo nvidia-smi -r -i {i}   # resets GPU {i}; stop the processes on it first"
     problems = []
-    if "GPU is lost" in gpu.errors.values():
-        problems.append(
-            Problem(
-                Status.FAIL,
-                "NVML: GPU is lost (it fell off the bus)",
-                "sudo reboot   # if it is lost again (Xid 79), reseat or replace it",
-            )
-        )
     if gpu.ecc_uncorrected_volatile:
         problems.append(
             Problem(
