@@ -96,7 +96,7 @@ def check(
     if facts_file:
         report = _rediagnose(facts_file, checks, resolved, only=bool(resolved.value("only")))
     else:
-        report = _run(checks, resolved, ctx.params, ci or fmt != "table" or output_path is not None)
+        report = _run(checks, resolved, ctx.params)
     strict = resolved.value("strict")
     _emit(report, fmt, output_path, verbose, plain=ci)
     _export(
@@ -109,7 +109,7 @@ def check(
     return EXIT_OK if exit_zero else report.exit_code(strict)
 
 
-def _run(checks: list[Any], resolved: options.Settings, params: dict[str, Any], quiet: bool) -> Any:
+def _run(checks: list[Any], resolved: options.Settings, params: dict[str, Any]) -> Any:
     from mldoctor import runner
     from mldoctor.facts import GatherOptions
 
@@ -120,12 +120,23 @@ def _run(checks: list[Any], resolved: options.Settings, params: dict[str, Any], 
         policy=resolved.policy,
         probe=resolved.probe(params["no_container"]) if any(c.area == "probe" for c in checks) else None,
     )
-    with options.progress(params["ci"], quiet=quiet and not params["ci"]) as progress:
-        areas = sorted({c.area for c in checks})
-        progress.step(f"checking {', '.join(areas)}…")
+    with options.progress(params["ci"]) as progress:
+        areas = ", ".join(sorted({c.area for c in checks}))
+        progress.step(f"checking {areas}: {gathering(runner.needed_sections(checks))}")
         report = runner.run(checks, gather)
-        progress.step(f"done: {len(report.results)} checks")
+        progress.step(f"done in {progress.elapsed():.1f} s: {len(report.results)} checks")
     return report
+
+
+SECTION_NAMES = {"host": "this host", "docker": "the Docker daemon", "nvidia": "the NVIDIA stack"}
+
+
+def gathering(sections: set[str]) -> str:
+    """The first step's words: which facts are being read (the probe says for itself when it starts)."""
+    names = [name for section, name in SECTION_NAMES.items() if section in sections]
+    if not names:
+        return "starting the probe"
+    return "gathering the facts of " + (", ".join(names[:-1]) + " and " + names[-1] if len(names) > 1 else names[0])
 
 
 def _rediagnose(path: str, checks: list[Any], resolved: options.Settings, only: bool) -> Any:
@@ -214,8 +225,8 @@ def gpu_bench(ctx: click.Context, fmt: str, output_path: str | None, **_: Any) -
     policy, probe = resolved.policy, resolved.probe(ctx.params["no_container"])
     checks = runner.select(["probe", "bench", *(["docker.daemon"] if probe.container else [])])
     options.cleanup_on_sigterm(checks)
-    with options.progress(ci=False, quiet=fmt != "table" or output_path is not None) as progress:
-        progress.step("running the probe and its benchmarks…")
+    with options.progress(ci=False) as progress:
+        progress.step(gathering(runner.needed_sections(checks)))
         report = runner.run(checks, GatherOptions(timeout=10.0, policy=policy, probe=probe))
     if fmt == "json" or output_path:
         text = output.render("json" if fmt == "json" else "bench", report)
@@ -285,7 +296,15 @@ def image() -> None:
     type=click.Path(exists=True, file_okay=False),
     help="Install every wheel in DIR offline (torch for a base without it; include pip's wheel if it has no pip).",
 )
-def image_build(base_image: str | None, tag: str | None, pull: bool, wheelhouse: str | None) -> int:
+@click.option(
+    "--network",
+    metavar="NETWORK",
+    help="Network of the build's RUN steps: host (when the default bridge is broken), none, or a network name "
+    "[default: the daemon's bridge].",
+)
+def image_build(
+    base_image: str | None, tag: str | None, pull: bool, wheelhouse: str | None, network: str | None
+) -> int:
     """Build the probe image: the base, the probe program and a non-root user; the build log is streamed."""
     from mldoctor.facts.probe import DEFAULT_IMAGE
     from mldoctor.probe import launch
@@ -295,7 +314,7 @@ def image_build(base_image: str | None, tag: str | None, pull: bool, wheelhouse:
     try:
         if pull and not _show_pull(launch.pull_image(base)):
             return EXIT_FAILED
-        ok = _show_build(launch.build_image(base, tag, __version__, wheelhouse))
+        ok = _show_build(launch.build_image(base, tag, __version__, wheelhouse, network=network))
     except Exception as exc:  # the daemon is unreachable or refused: one line, and where to look
         from mldoctor.engine.errors import classify_error
 
@@ -311,44 +330,60 @@ image.add_command(image_check_command)
 
 
 def _show_build(events: Any) -> bool:
-    """Stream the build log; on a terminal a spinner names the current step."""
+    """Stream the build log, one line per log line; on a terminal a spinner below it names the current step.
+
+    While the spinner is live, only rich may write to that terminal (it prints the log above the spinner);
+    errors are printed once it has stopped, so its clean-up cannot erase them."""
     import contextlib
 
     from rich.console import Console
+    from rich.text import Text
 
     console = Console(stderr=True, highlight=False)
-    status = console.status("building…") if console.is_terminal else contextlib.nullcontext()
-    ok = True
-    with status as spinner:
-        for event in events:
-            if event.error:
-                ok = False
-                click.echo(f"mldoctor: build failed: {event.text}", err=True)
-                continue
-            click.echo(event.text)
-            if spinner is not None and event.text.startswith("Step "):
-                spinner.update(event.text)
-    return ok
+    live = console.is_terminal and not console.is_dumb_terminal
+    through_rich = live and sys.stdout.isatty()  # the log and the spinner share the screen
+    errors: list[str] = []
+    status = console.status("building…") if live else contextlib.nullcontext()
+    try:
+        with status as spinner:
+            for event in events:
+                if event.error:
+                    errors.append(event.text)
+                elif through_rich:
+                    console.print(Text(event.text), soft_wrap=True, markup=False, emoji=False)
+                else:
+                    click.echo(event.text)
+                if spinner is not None and event.text.startswith("Step "):
+                    spinner.update(Text(f"building: {event.text}", no_wrap=True, overflow="ellipsis"))
+    finally:
+        for text in errors:
+            click.echo(f"mldoctor: build failed: {text}", err=True)
+    return not errors
 
 
 def _show_pull(events: Any) -> bool:
-    """Pull progress: one bar over all layers' bytes on a terminal, the status lines elsewhere."""
+    """Pull progress: one bar over all layers' bytes on a terminal, the status lines elsewhere; an error is printed
+    once the bar is gone (its clean-up would erase it)."""
     from rich.console import Console
     from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn
 
     console = Console(stderr=True, highlight=False)
     layers: dict[str, tuple[int, int]] = {}
+    error = None
     with Progress(TextColumn("pulling"), BarColumn(), DownloadColumn(), console=console, transient=True) as bar:
         task = bar.add_task("pull", total=None)
         for event in events:
             if event.error:
-                click.echo(f"mldoctor: pull failed: {event.text}", err=True)
-                return False
+                error = event.text
+                break
             if event.layer and event.total:
                 layers[event.layer] = (event.current, event.total)
                 bar.update(task, completed=sum(c for c, _ in layers.values()), total=sum(t for _, t in layers.values()))
             elif not console.is_terminal and event.text:
                 click.echo(f"{event.layer + ': ' if event.layer else ''}{event.text}", err=True)
+    if error is not None:
+        click.echo(f"mldoctor: pull failed: {error}", err=True)
+        return False
     return True
 
 

@@ -6,8 +6,12 @@ the command line. `settings()` resolves that once per command, so each command r
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import sys
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -80,7 +84,41 @@ def setting_option(name: str, flag: str | None = None) -> Callable[[Any], Any]:
         metavar=setting.metavar or ("N" if setting.type in (int, float) else None),
         callback=_validated(setting),
         help=setting.help + _shown(setting.default),
+        shell_complete=_completion(setting),
     )
+
+
+Completer = Callable[[click.Context, click.Parameter, str], list[Any]]
+
+
+def _completion(setting: Setting) -> Completer | None:
+    """What shell completion offers for a setting's flag: check ids for --only/--skip, else its suggested values."""
+    if setting.name in ("only", "skip"):
+        return complete_check_ids
+    if setting.suggest:
+        values = setting.suggest
+        return lambda ctx, param, incomplete: [v for v in values if v.startswith(incomplete)]
+    return None
+
+
+def complete_check_ids(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[Any]:
+    """Areas and check ids for --only/--skip, the last item of a comma list completed (`docker.disk,nv<TAB>`).
+    The rule modules are pure (no docker, pynvml or torch), so loading them all keeps completion fast."""
+    from click.shell_completion import CompletionItem
+
+    from mldoctor.model import AREAS
+    from mldoctor.rules import load
+
+    done, _, word = incomplete.rpartition(",")
+    prefix = done + "," if done else ""
+    given = set(done.split(",")) if done else set()
+    titles = {area: f"every {title} check" for area, title in AREAS.items()}
+    titles.update((check_id, check.title) for check_id, check in load().items())
+    return [
+        CompletionItem(prefix + name, help=title)
+        for name, title in titles.items()
+        if name.startswith(word) and name not in given
+    ]
 
 
 def _decorate(options: list[Callable[[Any], Any]]) -> Callable[[Any], Any]:
@@ -228,35 +266,140 @@ def split(values: Any) -> list[str]:
     return [item.strip() for value in values for item in value.split(",") if item.strip()]
 
 
+PROGRESS_LOGGER = "mldoctor.progress"
+"""Where slow work says what it is doing: `logging.getLogger(PROGRESS_LOGGER).info(text, extra={"usual_s": N})`.
+The gatherers log there (from their threads) without knowing who listens; `Progress` listens while it is open."""
+
+USUAL_S = 10.0
+"""After this long a step is taking longer than usual (flutter doctor says so after 10 s too)."""
+
+REPEAT_S = 30.0
+"""In CI, how often a slow step says again that it is still running (a silent log looks like a hang)."""
+
+
+def _seconds(value: float) -> str:
+    return f"{value:.1f} s" if value < 10 else f"{value:.0f} s"
+
+
 class Progress:
-    """What the run is doing, on stderr: a spinner on a terminal, plain timed lines in CI (`--ci`), else nothing."""
+    """What the run is doing and for how long, on stderr only: a spinner line on a terminal, timed plain lines in CI
+    (`--ci`), nothing on a pipe. Each step says what is happening; one that runs past its usual time says so.
+
+    Thread-safe: steps come from the command and from gatherer threads (through the PROGRESS_LOGGER log). Once
+    closed (the work is done, or Ctrl-C ended it) it prints nothing more, and the spinner leaves no trace."""
 
     def __init__(self, mode: str) -> None:
         self.mode = mode
-        self._status: Any = None
+        self._lock = threading.RLock()
+        self._text = ""
+        self._usual = USUAL_S
+        self._began = self._since = time.monotonic()
+        self._live: Any = None
+        self._spinner: Any = None
+        self._due = float("inf")
+        """CI: when the current step is next reported as late (monotonic time)."""
+        self._stop = threading.Event()
+        self._ticker: threading.Thread | None = None
+        self._closed = False
+        self._handler = _ProgressHandler(self)
+        self._saved_level = logging.NOTSET
 
     def __enter__(self) -> Progress:
+        if self.mode == "off":
+            return self
         if self.mode == "spinner":
             from rich.console import Console
+            from rich.live import Live
+            from rich.spinner import Spinner
 
-            self._status = Console(stderr=True).status("")
-            self._status.__enter__()
+            self._spinner = Spinner("dots", style="green")
+            console = Console(stderr=True, highlight=False)
+            self._live = Live(self, console=console, transient=True, refresh_per_second=8, redirect_stdout=False)
+            self._live.start()
+        else:
+            self._ticker = threading.Thread(target=self._tick, name="mldoctor-progress", daemon=True)
+            self._ticker.start()
+        logger = logging.getLogger(PROGRESS_LOGGER)
+        self._saved_level = logger.level
+        logger.setLevel(logging.INFO)
+        logger.addHandler(self._handler)
         return self
 
-    def step(self, text: str) -> None:
-        if self._status is not None:
-            self._status.update(text)
-        elif self.mode == "lines":
-            import time
+    def step(self, text: str, usual_s: float = USUAL_S) -> None:
+        """Now doing `text`, which usually takes under `usual_s` seconds."""
+        with self._lock:
+            if self._closed or self.mode == "off":
+                return
+            self._text, self._usual, self._since = text, usual_s, time.monotonic()
+            if self.mode == "lines":
+                self._line(text)
+                self._due = self._since + usual_s
+        # the spinner shows it at its next redraw (8 a second); refreshing here would take rich's lock inside this
+        # one, while rich's refresh thread takes them the other way round
 
-            click.echo(f"mldoctor: {time.strftime('%H:%M:%S')} {text}", err=True)
+    def elapsed(self) -> float:
+        """Seconds since the work began."""
+        return time.monotonic() - self._began
+
+    def _line(self, text: str) -> None:
+        stamp = time.strftime("%H:%M:%S")
+        click.echo(f"mldoctor: {stamp} +{self.elapsed():5.1f}s {text}", err=True)
+
+    def _tick(self) -> None:
+        """CI: one thread for the whole run (none started mid-run) says when a step runs past its usual time, then
+        again every REPEAT_S seconds while it keeps running."""
+        while not self._stop.wait(0.1):
+            with self._lock:
+                if self._closed or time.monotonic() < self._due:
+                    continue
+                took = time.monotonic() - self._since
+                again = "still " if took >= self._usual + REPEAT_S / 2 else ""
+                self._line(f"{again}taking longer than usual ({_seconds(took)} so far): {self._text}")
+                self._due = time.monotonic() + REPEAT_S
+
+    def __rich_console__(self, console: Any, options: Any) -> Any:
+        """The spinner line, redrawn by rich several times a second: the step, cut to fit the terminal, then how long
+        it has been running and, past its usual time, that it is taking longer than usual (never cut off)."""
+        from rich.text import Text
+
+        with self._lock:
+            took = time.monotonic() - self._since
+            tail = Text()
+            if self._text and took >= 1:
+                tail.append(f" · {_seconds(took)}", style="dim")
+            if self._text and took >= self._usual:
+                tail.append(" · taking longer than usual", style="yellow")
+            line = Text(self._text, no_wrap=True)
+            line.truncate(max(8, options.max_width - 2 - tail.cell_len), overflow="ellipsis")
+            self._spinner.update(text=line + tail)
+        yield self._spinner
 
     def __exit__(self, *exc: object) -> None:
-        if self._status is not None:
-            self._status.__exit__(*exc)
+        with self._lock:
+            self._closed = True
+        self._stop.set()
+        logger = logging.getLogger(PROGRESS_LOGGER)
+        logger.removeHandler(self._handler)
+        logger.setLevel(self._saved_level)
+        if self._live is not None:
+            self._live.stop()
 
 
-def progress(ci: bool, quiet: bool = False) -> Progress:
+class _ProgressHandler(logging.Handler):
+    """Steps logged by gatherers (from any thread) go to the open Progress."""
+
+    def __init__(self, progress: Progress) -> None:
+        super().__init__(logging.INFO)
+        self.progress = progress
+
+    def emit(self, record: logging.LogRecord) -> None:
+        with contextlib.suppress(Exception):  # progress must never break, nor clutter, the work it describes
+            self.progress.step(record.getMessage(), getattr(record, "usual_s", None) or USUAL_S)
+
+
+def progress(ci: bool) -> Progress:
+    """Timed lines on stderr with `--ci`; else a spinner when stderr is a terminal (whatever stdout is: a report
+    piped or written to a file keeps its progress on the terminal); else nothing."""
     if ci:
         return Progress("lines")
-    return Progress("spinner" if sys.stderr.isatty() and not quiet else "off")
+    return Progress("spinner" if sys.stderr.isatty() and os.environ.get("TERM") != "dumb" else "off")

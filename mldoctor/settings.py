@@ -39,6 +39,8 @@ class Setting:
     """How one command-line word becomes a value (DTYPE=N pairs, comma lists); else the type converts it."""
     repeatable: bool = False
     metavar: str | None = None
+    suggest: tuple[str, ...] = ()
+    """Values shell completion offers for the flag (the check may allow more, e.g. GPU indices)."""
 
     @property
     def param(self) -> str | None:
@@ -160,7 +162,8 @@ def _table() -> list[Setting]:
                 "--image", metavar="IMAGE"),
         Setting("probe.gpus", str, probe.gpus, "GPUs for the probe container: auto (all when this host has any), "
                 "all, none or 0,1.", "--gpus",
-                _pattern(r"auto|all|none|\d+(,\d+)*", "auto, all, none or GPU indices such as 0,1")),
+                _pattern(r"auto|all|none|\d+(,\d+)*", "auto, all, none or GPU indices such as 0,1"),
+                suggest=("auto", "all", "none")),
         Setting("probe.shm_size", str, probe.shm_size, "The probe container's /dev/shm (16g).", "--shm-size",
                 _pattern(r"\d+[bkmg]?", "a size such as 16g, 512m or a number of bytes"), metavar="SIZE"),
         Setting("probe.duration", float, probe.duration, "Benchmark seconds per GPU (or for the CPU when there is "

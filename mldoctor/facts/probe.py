@@ -340,6 +340,21 @@ def gather(options: ProbeOptions, docker: DockerFacts | None, nvidia: NvidiaFact
                 error="not started: the Docker daemon did not answer (see docker.daemon)",
             )
         )
+    import logging
+
+    say = logging.getLogger("mldoctor.progress").info  # a progress display listens there, when there is one
+
+    def plan(gpus: str) -> tuple[str, dict[str, float]]:
+        """What the probe will do after importing torch, and how long its run usually takes."""
+        devices = _devices(gpus, host_gpus)
+        if not options.bench:
+            return "", {"usual_s": 10.0}
+        cpu = gpus == "none" or (gpus == "all" and host_gpus == 0)
+        what = "the CPU" if cpu else f"{devices} GPU{'s' if devices != 1 else ''}"
+        each = " each" if devices > 1 and not cpu else ""
+        usual = 10 + options.duration * devices
+        return f", then benchmarks {what} for {options.duration:g} s{each}", {"usual_s": usual}
+
     if options.container:
         gpus, reason = decide_gpus(options.gpus, docker, host_gpus)
         run = ProbeRun(
@@ -351,8 +366,15 @@ def gather(options: ProbeOptions, docker: DockerFacts | None, nvidia: NvidiaFact
             memory_limit=_memory_limit(),
             deadline_s=options.deadline(_devices(gpus, host_gpus)),
         )
+        image = run.image or DEFAULT_IMAGE
+        then, usual = plan(gpus)
+
+        def stage(reached: str) -> None:
+            if reached == "wait":
+                say(f"waiting for the probe in {image}: it imports torch{then}", extra=usual)
+
         request = launch.LaunchRequest(
-            image=run.image or DEFAULT_IMAGE,
+            image=image,
             args=options.probe_args(),
             gpus=gpus,
             shm_size=options.shm_size,
@@ -360,7 +382,9 @@ def gather(options: ProbeOptions, docker: DockerFacts | None, nvidia: NvidiaFact
             deadline_s=run.deadline_s,
             timeout=timeout,
             api_version=docker.daemon.api_version if docker is not None and docker.daemon is not None else None,
+            progress=stage,
         )
+        say(f"starting the probe container in {image} (GPUs: {gpus})")
         result = launch.run_in_container(request)
     else:
         gpus = "all" if host_gpus else "none"  # the host's GPUs are what a host probe gets: judged like a container's
@@ -372,6 +396,8 @@ def gather(options: ProbeOptions, docker: DockerFacts | None, nvidia: NvidiaFact
         run = ProbeRun(
             mode="host", gpus=gpus, gpus_reason=reason, deadline_s=options.deadline(_devices(gpus, host_gpus))
         )
+        then, usual = plan(gpus)
+        say(f"running the probe on this host: it imports torch{then}", extra=usual)
         result = launch.run_on_host(options.probe_args(), run.deadline_s)
     return facts_of(run, result)
 

@@ -72,6 +72,9 @@ class LaunchRequest:
     """Each call to the daemon."""
     api_version: str | None = None
     """The daemon's API version when already known (the daemon is then not asked for it again)."""
+    progress: Callable[[str], None] | None = None
+    """Told the stage the run has reached (`wait`: the container started, the probe is running), for a progress
+    display; None: nobody is told."""
 
 
 @dataclass
@@ -275,6 +278,8 @@ def run_in_container(request: LaunchRequest) -> LaunchResult:
         result.stage = "start"
         client.start(name)
         result.stage = "wait"
+        if request.progress is not None:
+            request.progress(result.stage)
         remaining = request.deadline_s - (time.monotonic() - started)
         try:
             result.exit_code = client.wait(name, timeout=max(1.0, remaining))["StatusCode"]
@@ -349,10 +354,16 @@ class BuildEvent:
 
 
 def build_image(
-    base_image: str, tag: str, version: str, wheelhouse: str | None = None, timeout: float = 60.0
+    base_image: str,
+    tag: str,
+    version: str,
+    wheelhouse: str | None = None,
+    timeout: float = 60.0,
+    network: str | None = None,
 ) -> Iterator[BuildEvent]:
-    """Build the probe image with the daemon's builder, streaming its log; `wheelhouse` (a directory of wheels,
-    pip's own included when the base has no pip) installs torch offline, for bases without torch."""
+    """Build the probe image with the daemon's builder, streaming its log one whole line per event; `wheelhouse` (a
+    directory of wheels, pip's own included when the base has no pip) installs torch offline, for bases without
+    torch; `network` is the RUN steps' network (`host` where the default bridge is broken), the daemon's when None."""
     with tempfile.TemporaryFile() as context:
         with tarfile.open(fileobj=context, mode="w") as tar:
             tar.add(DOCKERFILE, arcname="Dockerfile")
@@ -373,15 +384,33 @@ def build_image(
                 rm=True,
                 forcerm=True,
                 decode=True,
+                network_mode=network,
                 labels={"mldoctor.version": version, "mldoctor.dockerfile": dockerfile_digest()},
             )
-            for chunk in stream:
-                if "error" in chunk:
-                    yield BuildEvent(text=str(chunk["error"]).strip(), error=True)
-                elif chunk.get("stream", "").strip():
-                    yield BuildEvent(text=chunk["stream"].rstrip())
+            yield from build_events(stream)
         finally:
             connected.close()
+
+
+def build_events(chunks: Iterator[dict[str, Any]]) -> Iterator[BuildEvent]:
+    """The builder's JSON messages as whole log lines: the legacy builder sends a step's text and its newline in
+    separate messages, and a RUN step's output in pieces; a line is yielded once its newline arrives."""
+    pending = ""
+    for chunk in chunks:
+        if "error" in chunk:
+            if pending.strip():
+                yield BuildEvent(text=pending.rstrip())
+            pending = ""
+            detail = chunk.get("errorDetail") or {}
+            yield BuildEvent(text=str(chunk["error"] or detail.get("message", "")).strip(), error=True)
+            continue
+        pending += str(chunk.get("stream") or "")
+        *complete, pending = pending.replace("\r\n", "\n").split("\n")
+        for line in complete:
+            if line.strip():
+                yield BuildEvent(text=line.rstrip())
+    if pending.strip():
+        yield BuildEvent(text=pending.rstrip())
 
 
 def pull_image(image: str, timeout: float = 60.0) -> Iterator[BuildEvent]:

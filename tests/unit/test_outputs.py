@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from factories import down, facts
@@ -219,3 +220,101 @@ def test_a_fix_command_is_never_wrapped(width):
     report = build_report([], facts(), Policy())
     report.results = [result]
     assert any(line.endswith(fix) for line in table.render(report, RenderOptions(width=width)).splitlines())
+
+
+def gpu_less_report(**sections):
+    """This project's CI machine: no NVIDIA GPU, so every NVIDIA check is SKIP and none of them matters."""
+    from mldoctor.facts.nvidia import FabricManagerFacts, KernelFacts, NvidiaFacts, NvmlFacts, ToolkitFacts
+
+    nvidia = NvidiaFacts(KernelFacts("6.1.0-18-amd64"), NvmlFacts(), ToolkitFacts(), FabricManagerFacts())
+    return build_report(select(["docker", "nvidia", "host"]), facts(nvidia=nvidia, **sections), Policy())
+
+
+class TestTable:
+    def render(self, report, verbose=False):
+        from mldoctor.output import table
+
+        return table.render(report, RenderOptions(verbose=verbose, width=120))
+
+    def test_a_gpu_less_host_folds_its_nvidia_skips_into_one_line(self):
+        report = gpu_less_report()
+        nvidia = [r.id for r in report.results if r.area == "nvidia"]
+        assert len(nvidia) >= 2 and {r.status for r in report.results if r.area == "nvidia"} == {Status.SKIP}
+        text = self.render(report)
+        section = text.split("\nNVIDIA\n", 1)[1].split("\n\n", 1)[0]
+        assert section == f"-  {len(nvidia)} skipped: no NVIDIA GPU on this host (mldoctor check -v lists them)"
+        assert not any(check_id in text for check_id in nvidia)
+        assert text.splitlines()[-2].endswith(f"{report.counts()[Status.SKIP]} skipped")  # still counted
+
+    def test_verbose_lists_every_skipped_check(self):
+        report = gpu_less_report()
+        text = self.render(report, verbose=True)
+        assert all(f"-  {r.id} " in text for r in report.results if r.area == "nvidia")
+        assert "skipped: no NVIDIA GPU on this host (" not in text
+
+    def test_a_skip_that_points_at_a_failure_stays_visible(self):
+        report = build_report(select(["docker", "host"]), facts(docker=down("missing_socket")), Policy())
+        blocked = [r for r in report.results if r.blocked_by == "docker.daemon"]
+        assert len(blocked) >= 2
+        text = self.render(report)
+        for result in blocked:
+            assert f"{result.id}" in text and "skipped: docker.daemon failed" in text
+        assert " skipped: " not in text.replace("skipped: docker.daemon failed", "")
+
+    def test_a_skip_that_points_at_a_warning_stays_visible(self):
+        report = gpu_less_report()
+        warned = CheckResult("host.extra", "Extra", "host", Status.WARN, "low", fix="do it")
+        report.results += [
+            warned,
+            CheckResult("host.a", "A", "host", Status.SKIP, "skipped: host.extra: low", blocked_by="host.extra"),
+            CheckResult("host.b", "B", "host", Status.SKIP, "skipped: host.extra: low", blocked_by="host.extra"),
+        ]
+        text = self.render(report)
+        assert "host.a " in text and "host.b " in text
+
+    def test_one_skip_alone_keeps_its_row(self):
+        report = gpu_less_report()
+        report.results.append(CheckResult("host.lonely", "Lonely", "host", Status.SKIP, "not applicable here"))
+        assert re.search(r"^-  host\.lonely +not applicable here$", self.render(report), re.MULTILINE)
+        assert "1 skipped:" not in self.render(report)
+
+    def test_verbose_shows_the_facts_the_timings_and_the_policy(self):
+        from factories import docker
+
+        from mldoctor.engine.daemon import DaemonProcess
+        from mldoctor.output.table import summary_line
+
+        process = DaemonProcess(pid=812, command_line=["/usr/bin/dockerd", "-H", "fd://"])
+        report = gpu_less_report(docker=docker(process=process))
+        text = self.render(report, verbose=True)
+        assert "endpoint        unix:///var/run/docker.sock (from default)" in text
+        assert "daemon process  pid 812: /usr/bin/dockerd -H fd://" in text
+        assert "Docker 24.0.7 (API 1.43)" in text and "/etc/docker/daemon.json" in text
+        assert "0 NVIDIA GPU(s) on the PCI bus" in text
+        assert re.search(r"^   Docker +10 ms to reach the daemon$", text, re.MULTILINE)
+        report.facts.timings, report.elapsed_s = {"host": 0.002, "docker": 0.25}, 12.5
+        timed = self.render(report, verbose=True)
+        assert re.search(r"^   host +2 ms in all$", timed, re.MULTILINE)
+        assert re.search(r"^   Docker +250 ms in all, 10 ms to reach the daemon$", timed, re.MULTILINE)
+        assert re.search(r"^   the run +12\.5 s, gathering and judging$", timed, re.MULTILINE)
+        assert "disk_fail_gib             5\n" in text and "matmul                    pass >= 0.9, warn >= 0.75" in text
+        assert text.index("\nFacts\n") < text.index("\nTimings\n") < text.index("\nPolicy\n")
+        assert text.index("\nPolicy\n") < text.index(summary_line(report))
+
+    def test_verbose_names_the_driver_nvml_and_toolkit_of_a_gpu_host(self):
+        from test_nvidia_rules import DRIVER, nvidia_facts
+
+        report = build_report(select(["nvidia"]), facts(nvidia=nvidia_facts(gpus=2)), Policy())
+        text = self.render(report, verbose=True)
+        assert re.search(r"^   GPUs +2 NVIDIA GPU\(s\) on the PCI bus$", text, re.MULTILINE)
+        driver = rf"^   driver +{DRIVER} \(CUDA 12\.4, NVML 12\.{DRIVER}\); kernel module {DRIVER};"
+        assert re.search(driver, text, re.MULTILINE)
+        assert re.search(r"^   NVML GPUs +2: NVIDIA H100 80GB HBM3$", text, re.MULTILINE)
+        assert re.search(r"^   container toolkit +nvidia-ctk 1\.16\.2, ", text, re.MULTILINE)
+        assert re.search(r"^   NVIDIA +\d+ ms in NVML$", text, re.MULTILINE)
+
+    def test_verbose_says_why_the_daemon_was_not_reached(self):
+        report = build_report(select(["docker"]), facts(docker=down("missing_socket", "no such file")), Policy())
+        text = self.render(report, verbose=True)
+        assert re.search(r"^   daemon +not reached \(missing_socket\): no such file$", text, re.MULTILINE)
+        assert re.search(r"^   Docker +gave up after \d+ ms: missing_socket$", text, re.MULTILINE)
