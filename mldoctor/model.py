@@ -150,6 +150,8 @@ class CheckResult:
     fix: str | None = None
     docs: str = ""
     blocked_by: str | None = None
+    location: str | None = None
+    """Where in a file the finding is, `path:line` (a Dockerfile's instruction), for annotations that point at it."""
     duration_s: float | None = None
     """How long gathering the facts this check reads took: the longest of the fact sections it reads (they are
     gathered in parallel), from `Facts.timings`; None when unknown (a report from an older mldoctor, a section that

@@ -295,6 +295,7 @@ def findings(text: str, targets: Targets, path: str = "Dockerfile") -> list[Chec
         details = tuple(f"{path}:{g.line}: {g.summary}" for g in group[:20])
         make = Finding.fail if first.status == "FAIL" else Finding.warn
         row = _row(make(summary, fix=first.fix, details=(f"lines {lines}", *details), subject=rule))
+        row.location = f"{path}:{first.line}"
         rows.append(row)
     return rows
 

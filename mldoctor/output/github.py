@@ -18,8 +18,13 @@ def escape_property(text: str) -> str:
 
 
 def _annotation(kind: str, result: CheckResult) -> str:
+    """One workflow command; a finding with a location (a Dockerfile's line) is pinned to that file and line."""
     message = printable(result.summary + (f"\nfix: {result.fix}" if result.fix else ""))  # no escape reaches a log
-    return f"::{kind} title={escape_property(f'mldoctor {result.id}')}::{escape_data(message)}"
+    where = ""
+    if result.location:
+        path, _, line = result.location.rpartition(":")
+        where = f"file={escape_property(path)},line={line}," if path and line.isdigit() else ""
+    return f"::{kind} {where}title={escape_property(f'mldoctor {result.id}')}::{escape_data(message)}"
 
 
 def render(report: Report, options: RenderOptions = DEFAULT) -> str:

@@ -100,3 +100,25 @@ def test_a_torch_wheel_for_a_cuda_the_driver_does_not_run_is_mld002():
     with pure():
         (row,) = findings(text, from_values("550.90", [], "flags"))
     assert "570" in row.summary and "whl/cu124" in row.fix
+
+
+def test_github_annotations_point_at_the_dockerfile_line():
+    """In a GitHub workflow the finding shows on the Dockerfile's line in the pull request, not only in the log."""
+    from factories import facts
+
+    from mldoctor.image.dockerfile import findings
+    from mldoctor.image.targets import from_values
+    from mldoctor.output import RenderOptions
+    from mldoctor.output import github as github_output
+    from mldoctor.policy import Policy
+    from mldoctor.runner import build_report
+
+    text = "FROM python:latest\nRUN pip install torch\nUSER root\n"
+    rows = findings(text, from_values("550.90", [], "flags"), path="docker/train.Dockerfile")
+    report = build_report([], facts(), Policy())
+    report.results = rows
+    lines = github_output.render(report, RenderOptions()).splitlines()
+    latest = next(line for line in lines if "DL3007" in line)
+    assert latest.startswith("::warning file=docker/train.Dockerfile,line=1,title=mldoctor image.dockerfile.DL3007::")
+    root = next(line for line in lines if "DL3002" in line)
+    assert "file=docker/train.Dockerfile,line=3," in root
