@@ -573,6 +573,8 @@ def for_facts(facts: Facts, environ: Mapping[str, str], hosts: bool = False, gpu
         gpu_uuids += [device.uuid for device in facts.probe.document.devices if device.uuid]
     if facts.host is not None:
         hostnames.append(facts.host.hostname)
+        if facts.host.node_name:
+            hostnames.append(facts.host.node_name)
         if facts.host.user is not None:
             users.append(facts.host.user.name)
     if facts.docker is not None:

@@ -99,6 +99,9 @@ class HostFacts:
     limits: LimitsFacts | None = None
     systemd: bool = False
     """Whether systemd is the init system (decides `systemctl` vs `service` in fixes)."""
+    node_name: str | None = None
+    """The scheduler's name for this node (two Slurm nodes on one machine share a host name): SLURMD_NODENAME under
+    Slurm, NODE_NAME where a Kubernetes pod sets it from the downward API (spec.nodeName), or MLDOCTOR_NODE_NAME."""
 
     @property
     def wsl(self) -> bool:
@@ -128,8 +131,12 @@ def gather(ports: list[int], errors: dict[str, str]) -> HostFacts:
         arch=platform.machine(),
         python=platform.python_version(),
         systemd=os.path.isdir("/run/systemd/system"),
+        node_name=next((os.environ[k][:200] for k in NODE_NAME_VARIABLES if os.environ.get(k)), None),
         **facts,
     )
+
+
+NODE_NAME_VARIABLES = ("MLDOCTOR_NODE_NAME", "SLURMD_NODENAME", "NODE_NAME")
 
 
 def _limits() -> LimitsFacts:

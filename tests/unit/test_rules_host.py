@@ -209,3 +209,16 @@ def test_the_ulimit_fix_applied_verbatim_makes_the_check_pass(tmp_path):
     after = json.loads((tmp_path / "after.json").read_text())["results"][0]
     assert before["status"] == "WARN" and before["fix"].startswith("ulimit -n")
     assert after["status"] == "PASS", after
+
+
+def test_reports_carry_the_scheduler_s_node_name(monkeypatch):
+    """Two Slurm nodes on one machine both said host "vm": the node name tells them apart in a fleet."""
+    from mldoctor.facts import host as host_facts
+
+    for variable in host_facts.NODE_NAME_VARIABLES:
+        monkeypatch.delenv(variable, raising=False)
+    assert host_facts.gather([], {}).node_name is None
+    monkeypatch.setenv("SLURMD_NODENAME", "node2")
+    assert host_facts.gather([], {}).node_name == "node2"
+    monkeypatch.setenv("MLDOCTOR_NODE_NAME", "rack3-gpu07")
+    assert host_facts.gather([], {}).node_name == "rack3-gpu07"
