@@ -93,6 +93,18 @@ class GpuProcess:
 
 
 @dataclass
+class NvLink:
+    """One NVLink link of a GPU: up or down, and its error counters since the driver loaded."""
+
+    link: int
+    active: bool
+    replay_errors: int | None = None
+    recovery_errors: int | None = None
+    crc_errors: int | None = None
+    """Flit and data CRC errors together."""
+
+
+@dataclass
 class GpuFacts:
     """One GPU as NVML sees it. None means "not supported" (or unreadable: then `errors` says why)."""
 
@@ -136,6 +148,8 @@ class GpuFacts:
     fabric_error: str | None = None
     """Why a registration that finished did not succeed (NVML's `status`, read only once the state is completed)."""
     processes: list[GpuProcess] = field(default_factory=list)
+    nvlinks: list[NvLink] | None = None
+    """Its NVLink links (None on a GPU without NVLink, or where NVML cannot say)."""
     errors: dict[str, str] = field(default_factory=dict)
     """Fields NVML refused for a reason other than "not supported" (no permission, GPU is lost, ...)."""
 
@@ -649,12 +663,39 @@ def _gpu(pynvml: Any, index: int, root: Root) -> GpuFacts:
     gpu.pcie_width_max = value("pcie_width_max", pynvml.nvmlDeviceGetMaxPcieLinkWidth)
     _memory_errors(pynvml, gpu, get)
     gpu.fabric_state, gpu.fabric_error = _fabric(pynvml, get)
+    gpu.nvlinks = _nvlinks(pynvml, handle)
     processes = get("processes", pynvml.nvmlDeviceGetComputeRunningProcesses)
     if processes is not NA:
         gpu.processes = [
             GpuProcess(pid=p.pid, name=_process_name(root, p.pid), used_memory_bytes=p.usedGpuMemory) for p in processes
         ]
     return gpu
+
+
+def _nvlinks(pynvml: Any, handle: Any) -> list[NvLink] | None:
+    """Every NVLink link NVML knows for the GPU: the link indices stop at the first one NVML refuses (a GPU has
+    fewer than NVML_NVLINK_MAX_LINKS); a GPU without NVLink answers "not supported" for link 0: None."""
+    links, ignored = [], {}
+    for index in range(getattr(pynvml, "NVML_NVLINK_MAX_LINKS", 18)):
+        state = _call(pynvml.nvmlDeviceGetNvLinkState, handle, index, errors=ignored)
+        if state is NA:
+            break
+
+        def counter(kind: int, link: int = index) -> int | None:
+            value = _call(pynvml.nvmlDeviceGetNvLinkErrorCounter, handle, link, kind, errors=ignored)
+            return None if value is NA else int(value)
+
+        crc = [counter(pynvml.NVML_NVLINK_ERROR_DL_CRC_FLIT), counter(pynvml.NVML_NVLINK_ERROR_DL_CRC_DATA)]
+        links.append(
+            NvLink(
+                link=index,
+                active=bool(state),
+                replay_errors=counter(pynvml.NVML_NVLINK_ERROR_DL_REPLAY),
+                recovery_errors=counter(pynvml.NVML_NVLINK_ERROR_DL_RECOVERY),
+                crc_errors=None if None in crc else sum(c for c in crc if c is not None),
+            )
+        )
+    return links or None
 
 
 def _memory_errors(pynvml: Any, gpu: GpuFacts, get: Callable[..., Any]) -> None:

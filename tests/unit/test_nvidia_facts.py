@@ -164,6 +164,26 @@ class FakeNvml(types.ModuleType):
         info_ref._obj.status = self.data["devices"][h].get("fabric_status", real_pynvml.NVML_SUCCESS)
         return real_pynvml.NVML_SUCCESS
 
+    def _link(self, h, link):
+        links = self.data["devices"][h].get("nvlinks")
+        if links is None:  # a GPU without NVLink (PCIe cards, GeForce)
+            raise real_pynvml.NVMLError(real_pynvml.NVML_ERROR_NOT_SUPPORTED)
+        if link >= len(links):  # past the GPU's link count, as the real driver answers
+            raise real_pynvml.NVMLError(real_pynvml.NVML_ERROR_INVALID_ARGUMENT)
+        return links[link]
+
+    def nvmlDeviceGetNvLinkState(self, h, link):
+        return self._link(h, link)["active"]
+
+    def nvmlDeviceGetNvLinkErrorCounter(self, h, link, counter):
+        names = {
+            real_pynvml.NVML_NVLINK_ERROR_DL_REPLAY: "replay",
+            real_pynvml.NVML_NVLINK_ERROR_DL_RECOVERY: "recovery",
+            real_pynvml.NVML_NVLINK_ERROR_DL_CRC_FLIT: "crc_flit",
+            real_pynvml.NVML_NVLINK_ERROR_DL_CRC_DATA: "crc_data",
+        }
+        return self._link(h, link)[names[counter]]
+
     def nvmlDeviceGetComputeRunningProcesses(self, h):
         """Friendly objects, as the real one builds from c_nvmlProcessInfo_v3_t (usedGpuMemory None when n/a)."""
         return [
@@ -501,3 +521,16 @@ def test_orchestrator_passes_sysroot(tmp_path, use_nvml, toolbin):
     assert facts.errors == {}
     assert facts.nvidia.nvml.gpus[0].name == "NVIDIA GeForce RTX 4090"
     assert facts.nvidia.kernel.running_kernel == KERNEL
+
+
+def test_nvlink_links_are_read_until_the_driver_refuses_and_absent_without_nvlink(tmp_path, use_nvml):
+    data = recording("hgx-h100")
+    up = {"active": 1, "replay": 0, "recovery": 0, "crc_flit": 0, "crc_data": 0}
+    data["devices"][0]["nvlinks"] = [up] * 17 + [up | {"active": 0}]  # H100 SXM: 18 links, the last one down
+    data["devices"][1]["nvlinks"] = [up | {"recovery": 3, "replay": 12, "crc_flit": 5, "crc_data": 2}] * 18
+    use_nvml(FakeNvml(data))
+    facts = nvidia_facts.gather(5.0, str(hgx_tree(tmp_path / "root")))
+    gpu0, gpu1, gpu2 = facts.nvml.gpus[:3]
+    assert len(gpu0.nvlinks) == 18 and [link.link for link in gpu0.nvlinks if not link.active] == [17]
+    assert gpu1.nvlinks[0].recovery_errors == 3 and gpu1.nvlinks[0].crc_errors == 7
+    assert gpu2.nvlinks is None and "nvlink" not in " ".join(gpu2.errors)  # no NVLink: n/a, not an error

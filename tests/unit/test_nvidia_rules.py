@@ -27,6 +27,7 @@ from mldoctor.facts.nvidia import (
     KernelFacts,
     KernelLog,
     NvidiaFacts,
+    NvLink,
     NvmlFacts,
     PciDevice,
     PcieBridge,
@@ -50,6 +51,7 @@ def gpu(index: int = 0, **changes) -> GpuFacts:
     base = GpuFacts(
         index=index,
         name="NVIDIA H100 80GB HBM3",
+        nvlinks=[NvLink(link=i, active=True, replay_errors=0, recovery_errors=0, crc_errors=0) for i in range(18)],
         uuid=f"GPU-5a7c1f3e-9b2d-4e61-8c0a-{index:012x}",
         pci_bus_id=f"00000000:{0x18 + index:02X}:00.0",
         memory_total_bytes=85520809984,
@@ -750,6 +752,7 @@ class TestFirstBrokenLink:
             "nvidia.fabricmanager",
             "nvidia.xid",
             "nvidia.p2p",
+            "nvidia.nvlink",
             "nvidia.toolkit",
         ]
 
@@ -775,7 +778,7 @@ class TestFirstBrokenLink:
         nv = nvidia_facts(gpus=8, switches=4)
         chain = self.chain(nv, need(8), docker=docker(daemon=daemon(runtimes=["nvidia", "runc"])))
         assert {s for s, _ in chain.values()} == {Status.PASS}
-        assert len(chain) == 7 + 8  # seven checks, nvidia.health once per GPU
+        assert len(chain) == 8 + 8  # eight checks, nvidia.health once per GPU
 
 
 def test_cli_rejects_a_negative_gpu_count(capsys):

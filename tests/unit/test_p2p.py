@@ -87,3 +87,36 @@ def test_the_gatherer_reads_acs_and_the_iommu_mode_from_sysfs(tmp_path: Path):
     (switch_down / "config").write_bytes(_config(0x001D, length=64))  # what a user other than root reads
     again = nvidia_facts_module._topology(nvidia_facts_module.Root(str(tmp_path)), GPUS)
     assert {b.address: b.acs_control for b in again.bridges}["0000:17:00.0"] is None
+
+
+def nvlinked(*down_and_errors):
+    from mldoctor.facts.nvidia import NvLink
+
+    nv = nvidia_facts(gpus=2)
+    gpus = [replace(g, nvlinks=[NvLink(link=i, active=True, replay_errors=0, recovery_errors=0, crc_errors=0)
+                                for i in range(18)]) for g in nv.nvml.gpus]  # fmt: skip
+    for gpu_index, link, changes in down_and_errors:
+        gpus[gpu_index].nvlinks[link] = replace(gpus[gpu_index].nvlinks[link], **changes)
+    return facts(nvidia=replace(nv, nvml=replace(nv.nvml, gpus=gpus)))
+
+
+def test_all_nvlinks_up_pass():
+    r = result(nvlinked(), "nvidia.nvlink")
+    assert r.status is Status.PASS and r.summary == "36 NVLink links on 2 GPUs, all up, no errors"
+
+
+def test_a_link_down_among_active_siblings_fails_naming_gpu_and_link():
+    r = result(nvlinked((1, 5, {"active": False})), "nvidia.nvlink")
+    assert r.status is Status.FAIL and r.summary.startswith("GPU 1: NVLink link 5 down (17 of 18 up)")
+    assert r.fix.startswith("nvidia-smi nvlink --status -i 1")
+
+
+def test_link_recoveries_warn():
+    r = result(nvlinked((0, 2, {"recovery_errors": 4, "replay_errors": 20, "crc_errors": 9})), "nvidia.nvlink")
+    assert r.status is Status.WARN and "link 2: 4 recoveries, 20 replays, 9 CRC errors" in r.summary
+
+
+def test_gpus_without_nvlink_skip():
+    nv = nvidia_facts(gpus=2)
+    pcie = replace(nv, nvml=replace(nv.nvml, gpus=[replace(g, nvlinks=None) for g in nv.nvml.gpus]))
+    assert result(facts(nvidia=pcie), "nvidia.nvlink").status is Status.SKIP

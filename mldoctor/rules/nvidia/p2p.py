@@ -68,3 +68,58 @@ def nvidia_p2p(facts: Facts, policy: Policy) -> Finding:
 
 def _acs(value: int | None) -> str:
     return "unreadable" if value is None else f"{value:#06x}" if value else "none"
+
+
+RECOVERY_WARN = 1
+"""Any link recovery since the driver loaded: the link went down and came back (a marginal cable or bridge)."""
+REPLAY_WARN = 1000
+"""Replays are retransmissions; a few are normal on a busy link, thousands since boot are not."""
+
+
+@check("nvidia.nvlink", "NVLink links", facts=("nvidia",), requires=("nvidia.gpu", "nvidia.driver"))
+def nvidia_nvlink(facts: Facts, policy: Policy) -> Finding:
+    """On NVLink GPUs (SXM, NVLink bridges): a link that is down while its siblings are up halves or stops the
+    GPU's peer bandwidth (all-reduce runs over PCIe or crawls); recoveries and CRC errors foretell it."""
+    gpus = [g for g in facts.nvidia.nvml.gpus if g.nvlinks]
+    if not gpus:
+        return Finding.skip("no GPU with NVLink links here")
+    problems = []
+    for gpu in gpus:
+        links = gpu.nvlinks or []
+        active = [link for link in links if link.active]
+        down = [link.link for link in links if not link.active]
+        if active and down:
+            problems.append(
+                Problem(
+                    Status.FAIL,
+                    f"GPU {gpu.index}: NVLink link{'s' if len(down) > 1 else ''} {', '.join(map(str, down))} down "
+                    f"({len(active)} of {len(links)} up): its peer traffic falls back or crawls",
+                    f"nvidia-smi nvlink --status -i {gpu.index}   # then reset the GPU (sudo nvidia-smi -r -i "
+                    f"{gpu.index}) or reboot; a link that stays down means a reseat or a board repair",
+                )
+            )
+        worn = [
+            link
+            for link in active
+            if (link.recovery_errors or 0) >= RECOVERY_WARN or (link.replay_errors or 0) >= REPLAY_WARN
+        ]
+        if worn:
+            counts = ", ".join(
+                f"link {link.link}: {link.recovery_errors or 0} recoveries, {link.replay_errors or 0} replays, "
+                f"{link.crc_errors or 0} CRC errors"
+                for link in worn
+            )
+            problems.append(
+                Problem(
+                    Status.WARN,
+                    f"GPU {gpu.index}: NVLink errors since the driver loaded ({counts})",
+                    f"nvidia-smi nvlink -e -i {gpu.index}   # watch whether they grow under load; growing recoveries "
+                    "mean a marginal link: reseat or have it checked",
+                )
+            )
+    total = sum(len(g.nvlinks or []) for g in gpus)
+    details = tuple(
+        f"GPU {g.index}: " + " ".join(f"{link.link}{'+' if link.active else '-'}" for link in g.nvlinks or [])
+        for g in gpus
+    )
+    return Finding.combine(problems, f"{total} NVLink links on {len(gpus)} GPUs, all up, no errors", details)
