@@ -350,8 +350,9 @@ def test_ctrl_c_in_ci_prints_nothing_after_the_interruption():
     assert term.code == 130 and time.monotonic() - started < 15  # at once, even as the late notice is printed
     time.sleep(1)  # a late timer of the progress would print by now
     assert term.rows[-1] == "mldoctor: interrupted"
-    assert term.rows[-2].endswith(
-        "taking longer than usual (0.5 s so far): waiting for the probe in fake:1: it imports torch"
+    assert re.search(  # the seconds shown depend on the machine's load: not asserted
+        r"taking longer than usual \([\d.]+ s so far\): waiting for the probe in fake:1: it imports torch$",
+        term.rows[-2],
     )
 
 
