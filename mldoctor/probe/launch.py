@@ -152,14 +152,23 @@ def _tail(data: bytes, limit: int = STDERR_TAIL) -> str:
 
 
 def _remover(endpoint: Endpoint, name: str, timeout: float) -> Callable[[], None]:
+    """Removal at exit (Ctrl-C, SIGTERM): tried again for a few seconds, since an interrupt that lands while the
+    daemon is still starting the container gets a conflict ("cannot remove a container that is starting")."""
+
     def remove() -> None:
         connected = open_client(endpoint, timeout)
         try:
-            connected.client.remove_container(name, force=True, v=True)
+            for _ in range(RETRIES):
+                if _remove(connected.client, name):
+                    return
+                time.sleep(0.3)
         finally:
             connected.close()
 
     return remove
+
+
+RETRIES = 10
 
 
 def _device_requests(gpus: str) -> list[Any]:
