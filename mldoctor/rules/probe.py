@@ -17,7 +17,7 @@ from mldoctor.model import Finding
 from mldoctor.policy import Policy
 from mldoctor.rules import nvidia as _nvidia  # noqa: F401  (registers nvidia.driver and nvidia.toolkit: `after`)
 from mldoctor.rules.registry import check
-from mldoctor.text import gib
+from mldoctor.text import gib, plural
 
 TORCH_WHEELS = "https://pytorch.org/get-started/locally/"
 NO_PYTHON = re.compile(r'exec: "python3": executable file not found|"python3": no such file|python3: not found', re.I)
@@ -173,7 +173,11 @@ def probe_container(facts: Facts, policy: Policy) -> Finding:
             else "python3 -c pass   # whatever this prints comes from the environment (sitecustomize, PYTHONSTARTUP)",
             details=_stage_details(run),
         )
-    how = f"{run.image} started" if run.mode == "container" else "the probe ran on the host (--no-container)"
+    how = (
+        f"{run.image or 'the image'} started"
+        if run.mode == "container"
+        else "the probe ran on the host (--no-container)"
+    )
     gpus = f"; GPUs: {run.gpus} ({run.gpus_reason})" if run.mode == "container" else ""
     return Finding.ok(f"{how} in {run.elapsed_s:.1f} s{gpus}", details=tuple(run.notes))
 
@@ -245,7 +249,7 @@ def probe_torch(facts: Facts, policy: Policy) -> Finding:
         )
     build = f"CUDA {torch.cuda}" if torch.cuda else "CPU-only build"
     extras = [f"cuDNN {torch.cudnn}" if torch.cudnn else "", f"NCCL {torch.nccl}" if torch.nccl else ""]
-    return Finding.ok(f"torch {torch.version} ({', '.join(x for x in [build, *extras] if x)})")
+    return Finding.ok(f"torch {torch.version or '(version unknown)'} ({', '.join(x for x in [build, *extras] if x)})")
 
 
 def _gpus_given(run: ProbeRun) -> bool:
@@ -271,13 +275,12 @@ def probe_cuda(facts: Facts, policy: Policy) -> Finding:
     if cuda is not None and cuda.available:
         names = sorted({d.name for d in doc.devices})
         return Finding.ok(
-            f"CUDA {torch.cuda} works: {cuda.device_count} GPU{'s' if cuda.device_count != 1 else ''} "
-            f"({', '.join(names)})",
+            f"CUDA {torch.cuda or '(version unknown)'} works: {plural(cuda.device_count, 'GPU')} ({', '.join(names)})",
             details=tuple(f"env {k}={v}" for k, v in doc.env.items() if k.startswith("NVIDIA_")),
         )
     if not torch.cuda:
         return Finding.fail(
-            f"torch {torch.version} in {_where(run)} is a CPU-only build",
+            f"torch {torch.version or '(version unknown)'} in {_where(run)} is a CPU-only build",
             fix="pip install torch --index-url https://download.pytorch.org/whl/cu128   # in the image; "
             f"pick your CUDA: {TORCH_WHEELS}",
         )
@@ -392,7 +395,7 @@ def probe_arch(facts: Facts, policy: Policy) -> Finding:
     if isinstance(doc, Finding):
         return doc
     arch = doc.cuda.arch_list if doc.cuda else []
-    torch_version = doc.torch.version if doc.torch else "?"
+    torch_version = (doc.torch.version if doc.torch else None) or "(version unknown)"
     lines, worst = [], "native"
     for device in doc.devices:
         support = kernel_support(arch, device.major, device.minor)

@@ -183,8 +183,9 @@ def _driver_ok(nv: NvidiaFacts, details: tuple[str, ...], policy: Policy, host: 
     """NVML works; FAIL still when it misses a GPU the nvidia driver should have taken (fell off the bus, failed
     to initialise), since that GPU is silently absent from every container."""
     nvml = nv.nvml
-    summary = f"driver {nvml.driver_version} (CUDA {nvml.cuda_driver_version or '?'}), NVML sees " + plural(
-        len(nvml.gpus), "GPU"
+    summary = (
+        f"driver {nvml.driver_version or '(version unknown)'} (CUDA {nvml.cuda_driver_version or '?'}), NVML sees "
+        + plural(len(nvml.gpus), "GPU")
     )
     seen = {(g.pci_bus_id or "").lower()[-12:] for g in nvml.gpus}
     elsewhere = _elsewhere(nv)
