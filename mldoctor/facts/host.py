@@ -84,6 +84,28 @@ class LimitsFacts:
 
 
 @dataclass
+class NcclEnvironment:
+    """The NCCL settings a job started from here inherits, and what they name: the network interfaces and the RDMA
+    devices this host has."""
+
+    variables: dict[str, str] = field(default_factory=dict)
+    """The NCCL_* variables from NCCL_VARIABLES that are set (no other: the environment can hold secrets)."""
+    interfaces: list[str] = field(default_factory=list)
+    rdma_devices: list[str] = field(default_factory=list)
+
+
+NCCL_VARIABLES = (
+    "NCCL_SOCKET_IFNAME",
+    "NCCL_IB_HCA",
+    "NCCL_IB_DISABLE",
+    "NCCL_P2P_DISABLE",
+    "NCCL_SHM_DISABLE",
+    "NCCL_NET",
+    "NCCL_DEBUG",
+)
+
+
+@dataclass
 class HostFacts:
     hostname: str
     kernel: str
@@ -97,6 +119,7 @@ class HostFacts:
     disks: list[DiskUsage] | None = None
     ports: list[PortFacts] | None = None
     limits: LimitsFacts | None = None
+    nccl: NcclEnvironment | None = None
     systemd: bool = False
     """Whether systemd is the init system (decides `systemctl` vs `service` in fixes)."""
     node_name: str | None = None
@@ -122,6 +145,7 @@ def gather(ports: list[int], errors: dict[str, str]) -> HostFacts:
             "disks": lambda: [disk_usage(path) for path in _distinct(["/", os.getcwd(), tempfile.gettempdir()])],
             "ports": lambda: [_port(port) for port in ports],
             "limits": _limits,
+            "nccl": _nccl,
         },
         errors,
     )
@@ -149,6 +173,17 @@ def _limits() -> LimitsFacts:
     except OSError:
         rdma = []
     return LimitsFacts(value(nofile[0]), value(nofile[1]), value(memlock[0]), value(memlock[1]), rdma)
+
+
+def _nccl() -> NcclEnvironment:
+    def names(directory: str) -> list[str]:
+        try:
+            return sorted(os.listdir(directory))
+        except OSError:
+            return []
+
+    variables = {k: os.environ[k][:200] for k in NCCL_VARIABLES if k in os.environ}
+    return NcclEnvironment(variables, names("/sys/class/net"), names("/sys/class/infiniband"))
 
 
 def _shm() -> DiskUsage:

@@ -192,3 +192,66 @@ def host_ulimit(facts: Facts, policy: Policy) -> Finding:
             )
         )
     return Finding.combine(problems, summary, details)
+
+
+def _matches_none(spec: str, names: list[str]) -> list[str]:
+    """NCCL's interface/HCA list: comma-separated prefixes, `=name` exact, `^` a list to exclude. The entries that
+    select something and match no name here (an exclusion list selects everything else: never reported)."""
+    exact = spec.startswith("=")
+    if spec.startswith("^"):
+        return []
+    entries = [e.split(":")[0].strip() for e in spec.lstrip("=").split(",") if e.strip()]
+    return [e for e in entries if not any(n == e if exact else n.startswith(e) for n in names)]
+
+
+VIRTUAL = ("lo", "docker", "veth", "br-", "virbr", "ifb", "cni", "flannel", "cali", "tun", "tap")
+"""Interfaces NCCL should not be pointed at: loopback, container bridges and veths, shapers, tunnels."""
+
+
+def _usable(interfaces: list[str]) -> str:
+    """The first interface that is the host's own network, not a bridge, veth or loopback."""
+    return next((name for name in interfaces if not name.startswith(VIRTUAL)), "eth0")
+
+
+@check("host.nccl", "NCCL settings", facts=("host.nccl",))
+def host_nccl(facts: Facts, policy: Policy) -> Finding:
+    """NCCL variables a job inherits from this shell or job script: one naming an interface or HCA this host does
+    not have stops NCCL at start; NCCL_P2P_DISABLE=1 left from a workaround makes every all-reduce slow."""
+    nccl = facts.host.nccl
+    settings = nccl.variables
+    problems = []
+    ifname = settings.get("NCCL_SOCKET_IFNAME")
+    missing = _matches_none(ifname, nccl.interfaces) if ifname else []
+    if missing:
+        problems.append(
+            Problem(
+                Status.FAIL,
+                f"NCCL_SOCKET_IFNAME={ifname} names {', '.join(missing)}, which no interface here matches: NCCL fails "
+                "at start ('no socket interface found')",
+                f"export NCCL_SOCKET_IFNAME={_usable(nccl.interfaces)}   # the host's own interfaces: "
+                + (", ".join(nccl.interfaces) or "ip -br link lists them"),
+            )
+        )
+    hca = settings.get("NCCL_IB_HCA")
+    missing_hca = _matches_none(hca, nccl.rdma_devices) if hca else []
+    if missing_hca:
+        problems.append(
+            Problem(
+                Status.WARN,
+                f"NCCL_IB_HCA={hca} names {', '.join(missing_hca)}, which this host does not have: NCCL falls back "
+                "to TCP sockets",
+                "unset NCCL_IB_HCA   # or name one of: " + (", ".join(nccl.rdma_devices) or "(no RDMA device here)"),
+            )
+        )
+    for variable, what in (("NCCL_P2P_DISABLE", "GPU peer-to-peer"), ("NCCL_SHM_DISABLE", "shared-memory")):
+        if settings.get(variable, "0") not in ("0", ""):
+            problems.append(
+                Problem(
+                    Status.WARN,
+                    f"{variable}={settings[variable]}: NCCL's {what} transport is off and collectives run slower "
+                    "(a workaround left in place? nvidia.p2p names the cause it works around)",
+                    f"unset {variable}   # then confirm all_reduce no longer hangs",
+                )
+            )
+    shown = " ".join(f"{k}={v}" for k, v in settings.items()) or "none set"
+    return Finding.combine(problems, f"NCCL variables: {shown}", (f"interfaces: {', '.join(nccl.interfaces)}",))

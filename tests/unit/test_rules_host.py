@@ -222,3 +222,51 @@ def test_reports_carry_the_scheduler_s_node_name(monkeypatch):
     assert host_facts.gather([], {}).node_name == "node2"
     monkeypatch.setenv("MLDOCTOR_NODE_NAME", "rack3-gpu07")
     assert host_facts.gather([], {}).node_name == "rack3-gpu07"
+
+
+class TestNccl:
+    @staticmethod
+    def with_nccl(**variables):
+        from mldoctor.facts.host import NcclEnvironment
+
+        env = NcclEnvironment(variables, ["docker0", "eth0", "ib0", "lo", "veth12ab"], ["mlx5_0", "mlx5_1"])
+        return facts(host=host(nccl=env))
+
+    def test_nothing_set_passes(self):
+        assert one(self.with_nccl(), "host.nccl").summary == "NCCL variables: none set"
+
+    def test_an_interface_that_does_not_exist_fails_with_the_host_s_own(self):
+        r = one(self.with_nccl(NCCL_SOCKET_IFNAME="ens5"), "host.nccl")
+        assert r.status is Status.FAIL and "names ens5" in r.summary
+        assert r.fix.startswith("export NCCL_SOCKET_IFNAME=eth0")
+
+    def test_prefixes_exact_names_and_exclusions_follow_nccl_s_rules(self):
+        for spec in ("eth", "=eth0", "^docker,lo", "ib,eth"):
+            assert one(self.with_nccl(NCCL_SOCKET_IFNAME=spec), "host.nccl").status is Status.PASS, spec
+        assert one(self.with_nccl(NCCL_SOCKET_IFNAME="=eth"), "host.nccl").status is Status.FAIL
+
+    def test_a_missing_hca_and_disabled_transports_warn(self):
+        r = one(self.with_nccl(NCCL_IB_HCA="mlx5_4", NCCL_P2P_DISABLE="1"), "host.nccl")
+        assert r.status is Status.WARN and "mlx5_4" in r.summary and "NCCL_P2P_DISABLE=1" in r.summary
+        assert "unset NCCL_P2P_DISABLE" in r.fix
+
+
+def test_the_nccl_fix_applied_verbatim_makes_the_check_pass(tmp_path):
+    """For real: a shell with a wrong NCCL_SOCKET_IFNAME, mldoctor's printed fix run as printed, then PASS."""
+    import json
+    import shutil
+    import subprocess
+    import sys
+
+    check = f"{shutil.which('mldoctor') or sys.executable + ' -m mldoctor'} check --only host.nccl --format json"
+    script = (
+        f"export NCCL_SOCKET_IFNAME=no-such-nic0\n{check} > {tmp_path}/before.json\n"
+        f'fix=$(python3 -c \'import json,sys; print(json.load(open(sys.argv[1]))["results"][0]["fix"])\' '
+        f"{tmp_path}/before.json)\n"
+        f'eval "$fix"\n{check} > {tmp_path}/after.json\n'
+    )
+    subprocess.run(["bash", "-c", script], check=True, timeout=120)
+    before = json.loads((tmp_path / "before.json").read_text())["results"][0]
+    after = json.loads((tmp_path / "after.json").read_text())["results"][0]
+    assert before["status"] == "FAIL" and before["fix"].startswith("export NCCL_SOCKET_IFNAME=")
+    assert after["status"] == "PASS", after
