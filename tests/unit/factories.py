@@ -20,7 +20,16 @@ from mldoctor.facts.docker import (
     Reclaimable,
     SocketFacts,
 )
-from mldoctor.facts.host import CpuFacts, HostFacts, LimitsFacts, MemoryFacts, OsRelease, PortFacts, UserFacts
+from mldoctor.facts.host import (
+    CpuFacts,
+    HostFacts,
+    LimitsFacts,
+    MemoryFacts,
+    NcclEnvironment,
+    OsRelease,
+    PortFacts,
+    UserFacts,
+)
 
 GIB = 1 << 30
 
@@ -50,6 +59,7 @@ def host(**changes) -> HostFacts:
         disks=[disk("/")],
         ports=[],
         limits=LimitsFacts(nofile_soft=20000, nofile_hard=20000, memlock_soft=8 << 20, memlock_hard=8 << 20),
+        nccl=NcclEnvironment(interfaces=["docker0", "eth0", "lo"]),
         systemd=True,
     )
     return replace(base, **changes)
