@@ -85,6 +85,7 @@ def main(argv=None):
     out = _claim_stdout()
     started = time.monotonic()
     args = _parse_args(argv)
+    args.update(_allreduce_args(argv))
     doc = {"schema": SCHEMA, "schema_version": SCHEMA_VERSION, "errors": []}
     try:
         collect(doc, args)
@@ -105,33 +106,30 @@ def _claim_stdout():
 
 
 def _parse_args(argv):
-    args = {
-        "duration": 10.0,
-        "bench": True,
-        "dtypes": [],
-        "allreduce": True,
-        "allreduce_timeout": ALLREDUCE_TIMEOUT,
-        "allreduce_stall_rank": None,
-    }
+    args = {"duration": 10.0, "bench": True, "dtypes": []}
     i = 0
     while i < len(argv):
         if argv[i] == "--duration" and i + 1 < len(argv):
             args["duration"] = max(0.0, float(argv[i + 1]))
             i += 1
-        elif argv[i] == "--allreduce-timeout" and i + 1 < len(argv):
-            args["allreduce_timeout"] = max(1.0, float(argv[i + 1]))
-            i += 1
-        elif argv[i] == "--allreduce-stall-rank" and i + 1 < len(argv):  # tests only: that rank never joins
-            args["allreduce_stall_rank"] = int(argv[i + 1])
-            i += 1
-        elif argv[i] == "--no-allreduce":
-            args["allreduce"] = False
         elif argv[i] == "--dtypes" and i + 1 < len(argv):
             args["dtypes"] = [d for d in argv[i + 1].split(",") if d]
             i += 1
         elif argv[i] == "--no-bench":
             args["bench"] = False
         i += 1
+    return args
+
+
+def _allreduce_args(argv):
+    """The all-reduce's options: --no-allreduce, --allreduce-timeout SECONDS, and for tests only
+    --allreduce-stall-rank N (that rank never joins, as a rank stuck behind a broken peer path)."""
+    args = {"allreduce": "--no-allreduce" not in argv, "allreduce_timeout": ALLREDUCE_TIMEOUT, "stall_rank": None}
+    for i, word in enumerate(argv[:-1]):
+        if word == "--allreduce-timeout":
+            args["allreduce_timeout"] = max(1.0, float(argv[i + 1]))
+        elif word == "--allreduce-stall-rank":
+            args["stall_rank"] = int(argv[i + 1])
     return args
 
 
@@ -838,7 +836,7 @@ def _allreduce(torch, doc, args):
     config = {
         "backend": backend, "world": world, "port": _free_port(), "sizes": sizes, "deadline": deadline,
         "seconds": max(0.5, min(args["duration"], timeout / 4, 10.0)), "parent": os.getpid(),
-        "stall_rank": args.get("allreduce_stall_rank"),
+        "stall_rank": args.get("stall_rank"),
     }  # fmt: skip
     env = dict(os.environ)
     for key, value in (("OMP_NUM_THREADS", "1"), ("GLOO_SOCKET_IFNAME", "lo"), ("NCCL_SOCKET_IFNAME", "lo")):
@@ -887,6 +885,7 @@ def _allreduce(torch, doc, args):
         per_rank.append([line["size"] for line in lines if line.get("stage") == "size"])
         result["ranks"].append({
             "rank": rank, "stage": last.get("stage", "not started"), "exit_code": proc.returncode,
+            "joined": any(line.get("stage") == "joined" for line in lines),
             "killed": rank in killed, "error": last.get("error"),
             "stderr_tail": stderr.decode("utf-8", "replace").strip()[-1000:] if last.get("stage") != "done" else "",
         })  # fmt: skip
