@@ -271,8 +271,10 @@ def bench_cpu(facts: Facts, policy: Policy) -> Finding | None:
 
 P2P_SLOW_RATIO = 0.5
 """A pair below this share of the median pair's copy bandwidth is a link that is down or trained low."""
-P2P_CHECK_ACS = "sudo mldoctor check --only nvidia.p2p   # PCIe ACS redirection or a translating IOMMU above the GPUs"
-P2P_CONFIRM = "NCCL_P2P_DISABLE=1 mldoctor gpu-bench --no-container   # the confirming test: with P2P off it finishes"
+P2P_CHECK = "sudo mldoctor check --only nvidia.p2p"
+"""nvidia.p2p reads PCIe ACS above the GPUs (as root) and the IOMMU mode, and prints the fix for this host."""
+P2P_CONFIRM = "NCCL_P2P_DISABLE=1 mldoctor gpu-bench --no-container"
+"""The confirming test of a peer-to-peer cause: with P2P off, NCCL goes through host memory and finishes (slowly)."""
 
 
 def size_text(nbytes: int) -> str:
@@ -286,9 +288,9 @@ def _system(doc: ProbeDocument) -> tuple[str, GpuSpec | None]:
     """The node's GPUs in words ("8x NVIDIA H100 80GB HBM3") and their SKU when every GPU is the same one."""
     if not doc.devices:
         return "CPU", None
-    specs = {match_gpu(d.name, d.sm_count, d.memory_bytes) for d in doc.devices}
+    specs = [match_gpu(d.name, d.sm_count, d.memory_bytes) for d in doc.devices]
     names = dict.fromkeys(d.name for d in doc.devices)
-    spec = next(iter(specs)) if len(specs) == 1 else None
+    spec = specs[0] if len({s.sku if s else None for s in specs}) == 1 else None
     return f"{len(doc.devices)}x {' + '.join(names)}", spec
 
 
@@ -328,20 +330,20 @@ def allreduce_rows(doc: ProbeDocument, result: AllreduceResults) -> list[BenchRo
     rows = []
     for size in result.sizes:
         last = size is result.sizes[-1]
-        note = f"busbw; algbw {_figure(size.algbw_gbps)}"
+        note = f"algbw {_figure(size.algbw_gbps)}"
         base = BenchRow("all", device, f"allreduce {size_text(size.bytes)}", "GB/s", size.busbw_gbps, None, None,
                         Status.PASS, note)  # fmt: skip
         if not size.ok:
             rows.append(replace(base, status=Status.FAIL, note=note + "; wrong sums"))
         elif not last:
-            rows.append(replace(base, note=note + "; not graded (the largest size is)"))
+            rows.append(base)  # information: the largest size is the one graded
         elif result.device == "cpu":
-            rows.append(replace(base, note=note + "; gloo on the CPU: information, not graded"))
+            rows.append(replace(base, note=note + "; CPU: not graded"))
         elif result.world_size < 2:
-            rows.append(replace(base, measured=None, note="world size 1: one GPU, no peers; busbw does not apply"))
+            rows.append(replace(base, measured=None, note="world size 1: no peers"))
         elif expected is None:
             what = f"{result.world_size}x {spec.sku}" if spec else system
-            rows.append(replace(base, note=note + f"; not graded: no expected figure for {what}"))
+            rows.append(replace(base, note=note + f"; no figure for {what}: not graded"))
         else:
             graded = replace(base, expected=expected.ring_gbps)
             ratio = size.busbw_gbps / expected.ring_gbps
@@ -397,7 +399,9 @@ def _hang(result: AllreduceResults) -> Finding:
     return Finding.fail(
         summary + ": the classic sign of PCIe ACS redirecting peer-to-peer traffic or a translating IOMMU "
         "(see nvidia.p2p)",
-        fix=f"{P2P_CHECK_ACS}; {P2P_CONFIRM} (slowly), then apply nvidia.p2p's fix (ACS off / iommu=pt)",
+        fix=f"{P2P_CHECK}; {P2P_CONFIRM}   # nvidia.p2p names PCIe ACS redirection or a translating IOMMU and "
+        "prints its fix (ACS off, iommu=pt); the confirming test: with NCCL_P2P_DISABLE=1 the all-reduce finishes, "
+        "slowly (--no-container needs torch on the host)",
         details=(*_stages(result), "NVIDIA/nccl#2079, #667, #257, #631: a hang that NCCL_P2P_DISABLE=1 cures"),
     )
 
@@ -443,7 +447,8 @@ def bench_allreduce(facts: Facts, policy: Policy) -> Finding:
     if wrong:
         return Finding.fail(
             f"all_reduce returned wrong sums at {', '.join(r.metric.split(' ', 1)[1] for r in wrong)}",
-            fix=f"{P2P_CHECK_ACS}; {P2P_CONFIRM} with correct sums",
+            fix=f"{P2P_CHECK}; {P2P_CONFIRM}   # PCIe ACS or the IOMMU corrupting peer traffic: with "
+            "NCCL_P2P_DISABLE=1 the sums come out right",
             details=tuple(_allreduce_line(r) for r in sized),
         )
     top = sized[-1]
@@ -463,14 +468,14 @@ def bench_allreduce(facts: Facts, policy: Policy) -> Finding:
     expected = allreduce_expected(spec.sku, result.world_size) if spec else None
     summary = f"{where}: busbw {_figure(top.measured)} GB/s at {top.metric.split(' ', 1)[1]}"
     if expected is None or top.ratio is None:
-        return Finding.ok(summary + f" (not graded: {top.note.rsplit('; ', 1)[-1]})", details=details)
+        return Finding.ok(summary + f" ({top.note.split('; ', 1)[-1]})", details=details)
     summary += f" = {top.ratio:.2f}x expected {_figure(expected.ring_gbps)}{_nvls(expected)}"
     if top.status is Status.PASS:
         return Finding.ok(summary, details=details)
     return Finding.warn(
         summary + f" (below {allreduce_pass_ratio():g}x)",
-        fix="nvidia-smi topo -m; nvidia-smi nvlink --status   # an NVLink down, or GPUs talking over PCIe/SYS; "
-        f"{P2P_CHECK_ACS}",
+        fix=f"nvidia-smi topo -m; nvidia-smi nvlink --status; {P2P_CHECK}   # an NVLink down, GPUs talking over "
+        "PCIe/SYS, or PCIe ACS / the IOMMU in the way",
         details=details,
     )
 
@@ -481,7 +486,7 @@ def _nvls(expected: AllreduceSpec) -> str:
 
 
 def _allreduce_line(row: BenchRow) -> str:
-    return f"{row.metric}: {_figure(row.measured)} GB/s; {row.note}"
+    return f"{row.metric}: busbw {_figure(row.measured)} GB/s; {row.note}"
 
 
 @check("bench.p2p", "GPU peer-to-peer access and bandwidth", facts=("probe",), requires=("probe.arch",))
@@ -515,7 +520,8 @@ def bench_p2p(facts: Facts, policy: Policy) -> Finding:
         bad = [(c.src, c.dst) for c in p2p.copies if not c.ok]
         return Finding.fail(
             f"peer copies corrupted data on {_pairs(bad)}",
-            fix=f"{P2P_CHECK_ACS}; nvidia-smi -q -d ECC,ROW_REMAPPER   # then drain the node",
+            fix=f"nvidia-smi -q -d ECC,ROW_REMAPPER; {P2P_CHECK}   # memory errors, or ACS / the IOMMU remapping "
+            "peer traffic; drain the node until it is found",
             details=details,
         )
     if holes and len(holes) == n * (n - 1) and spec is not None and no_peer_access_by_design(spec):
@@ -532,8 +538,8 @@ def bench_p2p(facts: Facts, policy: Policy) -> Finding:
             )
         return Finding.warn(
             summary + ": traffic between them goes through host memory (slow)",
-            fix="nvidia-smi topo -p2p r; nvidia-smi topo -m   # NS/SYS: blocked or across CPU sockets; "
-            + P2P_CHECK_ACS,
+            fix=f"nvidia-smi topo -p2p r; nvidia-smi topo -m; {P2P_CHECK}   # NS: peer access blocked, SYS: across "
+            "CPU sockets; nvidia.p2p reads PCIe ACS and the IOMMU",
             details=details,
         )
     slow = [r for r in rows if r.status is Status.WARN]
