@@ -269,6 +269,8 @@ def bench_cpu(facts: Facts, policy: Policy) -> Finding | None:
 
 # --- peer-to-peer and all-reduce -----------------------------------------------------------------------------------
 
+SHM_FOR_NCCL = 1 << 30
+"""Below this /dev/shm, NCCL's shared-memory buffers fail to allocate ("unhandled system error")."""
 P2P_SLOW_RATIO = 0.5
 """A pair below this share of the median pair's copy bandwidth is a link that is down or trained low."""
 P2P_CHECK = "sudo mldoctor check --only nvidia.p2p"
@@ -436,11 +438,19 @@ def bench_allreduce(facts: Facts, policy: Policy) -> Finding:
     sized = [r for r in rows if r.metric != "allreduce"]
     if not result.sizes:
         text = result.error or "no size was measured"
-        shm = doc.shm.total_bytes if doc.shm else 0
+        shm = doc.shm.total_bytes if doc.shm else None
+        summary = f"all_reduce ({result.backend}, {plural(result.world_size, 'rank')}) failed: {text[:300]}"
+        if shm is not None and shm < SHM_FOR_NCCL and result.backend == "nccl":
+            return Finding.fail(
+                summary + f"; /dev/shm is only {shm >> 20} MiB",
+                fix="mldoctor gpu-bench --shm-size 16g   # NCCL needs a large /dev/shm (Docker gives 64 MiB): "
+                "train with --ipc=host or --shm-size 16g too",
+                details=_stages(result),
+            )
         return Finding.fail(
-            f"all_reduce ({result.backend}, {result.world_size} ranks) failed: {text[:300]}",
-            fix="mldoctor gpu-bench --shm-size 16g   # NCCL needs a large /dev/shm (Docker gives 64 MiB; this one "
-            f"has {shm >> 20} MiB); train with --ipc=host or --shm-size; NCCL_DEBUG=INFO shows the cause",
+            summary,
+            fix="NCCL_DEBUG=INFO mldoctor gpu-bench --no-container   # NCCL's own account of the failure (needs torch "
+            "on the host); in a container: docker run --rm --gpus all --ipc=host -e NCCL_DEBUG=INFO IMAGE ...",
             details=_stages(result),
         )
     wrong = [r for r in sized if r.status is Status.FAIL]

@@ -138,11 +138,31 @@ def test_wrong_sums_fail():
     assert found.status is Status.FAIL and "wrong sums" in found.summary and "NCCL_P2P_DISABLE=1" in found.fix
 
 
-def test_an_nccl_error_without_a_hang_fails_with_the_shm_fix():
+def test_an_nccl_error_without_a_hang_fails_with_the_shm_fix_when_shm_is_small():
     broken = allreduce(sizes=[], error="rank 0: DistBackendError: NCCL error: unhandled system error")
-    found = allreduce_result(document(bench={"allreduce": broken}))
+    doc = document(bench={"allreduce": broken})
+    found = allreduce_result(doc)
     assert found.status is Status.FAIL and "unhandled system error" in found.summary
-    assert found.fix.startswith("mldoctor gpu-bench --shm-size 16g")
+    assert found.fix.startswith("NCCL_DEBUG=INFO mldoctor gpu-bench")  # 16 GiB of /dev/shm: not the cause
+    doc.shm.total_bytes = 64 << 20
+    found = allreduce_result(doc)
+    assert "/dev/shm is only 64 MiB" in found.summary and found.fix.startswith("mldoctor gpu-bench --shm-size 16g")
+
+
+def test_gpu_bench_and_prometheus_show_the_rows():
+    from mldoctor.output import bench as bench_output
+    from mldoctor.output import prometheus
+    from mldoctor.runner import build_report, select
+
+    doc = document(bench={"allreduce": allreduce(busbw=370.0), "p2p": p2p()})
+    report = build_report(select(["bench"]), facts_of(doc), Policy())
+    text = bench_output.render(report)
+    assert "allreduce 1 GiB" in text and "p2p" in text
+    metrics = prometheus.render(report)
+    assert 'gpu="all"' in metrics and 'metric="allreduce 1 GiB"' in metrics
+    hung = allreduce(sizes=[], hung=True, unfinished=[1], ranks=ranks(8, (1,), "allreduce"))
+    report = build_report(select(["bench"]), facts_of(document(bench={"allreduce": hung})), Policy())
+    assert "hung: rank 1" in bench_output.render(report) and prometheus.render(report)
 
 
 def test_one_gpu_is_world_size_one_and_says_so():
