@@ -162,11 +162,13 @@ def collect(doc, args):
     doc["cuda"] = _section(doc, "cuda", _cuda, torch)
     doc["devices"] = _section(doc, "devices", _devices, torch) or []
     if args["bench"]:
+        # The all-reduce first: its processes get the GPUs' memory whole, and they are gone before the matmul
+        # benchmarks start torch's CPU thread pool here (threads count against the container's pids limit).
+        allreduce = _section(doc, "allreduce", _allreduce, torch, doc, args) if args["allreduce"] else None
+        p2p = _section(doc, "p2p", _p2p, torch, doc["devices"], min(args["duration"], 10.0)) if doc["devices"] else None
         doc["bench"] = _section(doc, "bench", _bench, torch, doc["devices"], args["duration"], args["dtypes"])
-        if doc["bench"] is not None and doc["devices"]:
-            doc["bench"]["p2p"] = _section(doc, "p2p", _p2p, torch, doc["devices"], min(args["duration"], 10.0))
-        if doc["bench"] is not None and args["allreduce"]:
-            doc["bench"]["allreduce"] = _section(doc, "allreduce", _allreduce, torch, doc, args)
+        if doc["bench"] is not None:
+            doc["bench"]["p2p"], doc["bench"]["allreduce"] = p2p, allreduce
 
 
 def _system():
@@ -835,7 +837,7 @@ def _allreduce(torch, doc, args):
     deadline = started + timeout
     config = {
         "backend": backend, "world": world, "port": _free_port(), "sizes": sizes, "deadline": deadline,
-        "seconds": max(0.5, min(args["duration"], timeout / 4, 10.0)), "parent": os.getpid(),
+        "seconds": max(0.5, min(args["duration"], timeout / 4, 10.0 if devices else 3.0)), "parent": os.getpid(),
         "stall_rank": args.get("stall_rank"),
     }  # fmt: skip
     env = dict(os.environ)
