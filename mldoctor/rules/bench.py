@@ -524,6 +524,8 @@ def bench_p2p(facts: Facts, policy: Policy) -> Finding:
         "peer access: " + " ".join("-" if v is None else "y" if v else "N" for v in row) + f"  (GPU {i})"
         for i, row in enumerate(p2p.access)
     ) + tuple(_describe(r) for r in rows)
+    if p2p.skipped:
+        details += (f"{plural(p2p.skipped, 'pair')} not measured: the time budget ran out",)
     figures = [c.gbps for c in p2p.copies]
     speed = f"; copies {_figure(min(figures))}-{_figure(max(figures))} GB/s per pair" if figures else ""
     if any(not c.ok for c in p2p.copies):
