@@ -238,6 +238,10 @@ class AllreduceResults:
     unfinished: list[int] = field(default_factory=list)
     ranks: list[AllreduceRank] = field(default_factory=list)
     error: str | None = None
+    nccl_env: dict[str, str] = field(default_factory=dict)
+    """NCCL settings in the probe's environment (an allowlist): NCCL_P2P_DISABLE=1 is the confirming test."""
+    p2p_disabled: bool = False
+    """NCCL_P2P_DISABLE was set (to anything but 0) for an NCCL run: peer-to-peer off, through host memory."""
 
 
 @dataclass

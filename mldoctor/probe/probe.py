@@ -74,6 +74,10 @@ ALLREDUCE_SIZES = {"nccl": (1 << 20, 16 << 20, 128 << 20, 1 << 30), "gloo": (1 <
 """Bytes per all-reduce (float32 elements), each kept only where memory allows; the largest one is graded."""
 ALLREDUCE_BATCH = 10
 """Calls between two synchronisations: the buffer is refilled between batches, so sums never overflow."""
+NCCL_ENV = ("NCCL_P2P_DISABLE", "NCCL_P2P_LEVEL", "NCCL_SHM_DISABLE", "NCCL_NVLS_ENABLE", "NCCL_ALGO", "NCCL_PROTO",
+            "NCCL_IB_DISABLE", "NCCL_SOCKET_IFNAME", "NCCL_DEBUG")  # fmt: skip
+"""NCCL settings recorded with the all-reduce (an allowlist, as ENV_KEYS): NCCL_P2P_DISABLE=1 is the confirming test
+of a peer-to-peer hang."""
 ALLREDUCE_MAX_ITERS = 200
 
 
@@ -815,6 +819,8 @@ def _allreduce(torch, doc, args):
     result = {
         "backend": backend, "device": "cuda" if devices else "cpu", "world_size": world, "timeout_s": timeout,
         "sizes": [], "hung": False, "unfinished": [], "ranks": [], "error": None, "elapsed_s": 0.0,
+        "nccl_env": {k: os.environ[k] for k in NCCL_ENV if k in os.environ},
+        "p2p_disabled": os.environ.get("NCCL_P2P_DISABLE", "0").strip() not in ("", "0") and bool(devices),
     }  # fmt: skip
     dist = getattr(torch, "distributed", None)
     if dist is None or not dist.is_available():

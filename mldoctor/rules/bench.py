@@ -374,7 +374,8 @@ def allreduce_rows(doc: ProbeDocument, result: AllreduceResults) -> list[BenchRo
 
 
 def _stages(result: AllreduceResults) -> tuple[str, ...]:
-    return tuple(
+    env = " ".join(f"{k}={v}" for k, v in sorted(result.nccl_env.items()))
+    return ((f"NCCL environment: {env}",) if env else ()) + tuple(
         f"rank {r.rank}: {'killed at the deadline' if r.killed else f'exit code {r.exit_code}'}, last at '{r.stage}'"
         + (f": {r.error}" if r.error else "")
         for r in result.ranks
@@ -391,6 +392,13 @@ def _hang(result: AllreduceResults) -> Finding:
     )
     if never:
         summary += f"; rank {', '.join(map(str, never))} never joined the process group"
+    if result.p2p_disabled:
+        return Finding.fail(
+            summary + " even with NCCL_P2P_DISABLE=1: peer-to-peer is not the cause",
+            fix="NCCL_DEBUG=INFO NCCL_P2P_DISABLE=1 mldoctor gpu-bench --no-container   # NCCL's own account of "
+            "where it stops (shared memory, sockets)",
+            details=_stages(result),
+        )
     if result.device == "cpu":
         return Finding.fail(
             summary + " (the CPU run exercises the orchestration: its processes could not reach each other)",
@@ -477,6 +485,12 @@ def bench_allreduce(facts: Facts, policy: Policy) -> Finding:
     _, spec = _system(doc)
     expected = allreduce_expected(spec.sku, result.world_size) if spec else None
     summary = f"{where}: busbw {_figure(top.measured)} GB/s at {top.metric.split(' ', 1)[1]}"
+    if result.p2p_disabled:
+        return Finding.ok(
+            summary + " with NCCL_P2P_DISABLE=1 (peer-to-peer off, through host memory: not graded); if it hangs "
+            "without it, peer-to-peer is the cause: see nvidia.p2p",
+            details=details,
+        )
     if expected is None or top.ratio is None:
         return Finding.ok(summary + f" ({top.note.split('; ', 1)[-1]})", details=details)
     summary += f" = {top.ratio:.2f}x expected {_figure(expected.ring_gbps)}{_nvls(expected)}"

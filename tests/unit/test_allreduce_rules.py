@@ -311,3 +311,15 @@ def test_a_rank_that_never_joins_is_killed_at_the_deadline_and_nothing_is_left(m
     assert by_rank[0]["killed"] or (by_rank[0]["stage"] == "error" and "torch" in by_rank[0]["error"])
     assert len(spawned) == 2 and not any(_alive(pid) for pid in spawned)
     assert os.getpid() not in spawned
+
+
+def test_the_confirming_test_reads_as_such():
+    """NCCL_P2P_DISABLE=1 set for the probe: a finish is not graded and points back at nvidia.p2p; a hang even
+    then is not the peer-to-peer path."""
+    env = {"nccl_env": {"NCCL_P2P_DISABLE": "1"}, "p2p_disabled": True}
+    found = allreduce_result(document(bench={"allreduce": allreduce(busbw=60.0, **env)}))
+    assert found.status is Status.PASS and "NCCL_P2P_DISABLE=1" in found.summary and "nvidia.p2p" in found.summary
+    hung = allreduce(sizes=[], hung=True, unfinished=[2], ranks=ranks(8, (2,), "allreduce"), **env)
+    found = allreduce_result(document(bench={"allreduce": hung}))
+    assert found.status is Status.FAIL and "peer-to-peer is not the cause" in found.summary
+    assert found.fix.startswith("NCCL_DEBUG=INFO") and "NCCL environment: NCCL_P2P_DISABLE=1" in found.details
