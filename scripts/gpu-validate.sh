@@ -7,7 +7,9 @@
 #
 # Writes check.json, gpu-bench.json and reference.json (the plain 8192^3 bf16 torch.mm loop of
 # benchmarks/reference_matmul.py, in the same run) under $OUT when it is set, else under a temporary directory,
-# and prints a short table last, with mldoctor's bf16 figure over the reference loop's and gpu-bench's wall time. Exit status: 0 when the NVIDIA checks (and gpu-bench's results) have no FAIL or ERROR,
+# and prints a short table last, with mldoctor's bf16 figure over the reference loop's and gpu-bench's wall time,
+# then the all-reduce across the GPUs (NCCL, busbw per size; world size 1 on a single GPU, which is said, not
+# failed) and the peer-access matrix with the slowest peer copy. Exit status: 0 when the NVIDIA checks (and gpu-bench's results) have no FAIL or ERROR,
 # 1 when they do, 2 when mldoctor produced no report (or one without NVIDIA results).
 # Usage: scripts/gpu-validate.sh            (from anywhere; no root needed)
 set -uo pipefail
@@ -84,6 +86,29 @@ if reference and bf16:
     ratio = bf16[0]["measured"] / reference["tflops"]
     print(f"  bf16 GPU 0: mldoctor {bf16[0]['measured']:.1f} TFLOP/s, reference loop {reference['tflops']:.1f}: "
           f"{ratio:.3f}x (target >= 0.97)")
+document = ((reports.get("gpu-bench") or {}).get("facts") or {}).get("probe", {}) or {}
+document = document.get("document") or {}
+bench = document.get("bench") or {}
+allreduce, p2p = bench.get("allreduce"), bench.get("p2p")
+if allreduce:
+    state = "HUNG: ranks %s killed at %s s" % (allreduce["unfinished"], allreduce["timeout_s"]) if allreduce["hung"] else "ok"
+    print(f"  all-reduce: {allreduce['backend']} on {allreduce['device']}, world size {allreduce['world_size']}"
+          f"{' (one GPU: no peers, busbw does not apply)' if allreduce['world_size'] == 1 else ''}, {state}, "
+          f"{allreduce['elapsed_s']} s{'; error: ' + allreduce['error'] if allreduce.get('error') else ''}")
+    for size in allreduce["sizes"]:
+        print(f"    {size['bytes'] >> 20:>5} MiB: busbw {size['busbw_gbps']:8.1f} GB/s, algbw {size['algbw_gbps']:8.1f}, "
+              f"{size['median_ms']:.3f} ms x {size['iters']}{'' if size['ok'] else ', WRONG SUMS'}")
+elif document.get("devices"):
+    print("  all-reduce: missing from the probe's document on a GPU host: the new path did not run")
+    bad += 1
+if p2p:
+    print(f"  peer access ({p2p['devices']} GPUs): " + " | ".join(
+        "".join("-" if v is None else "y" if v else "N" for v in row) for row in p2p["access"]))
+    if p2p["copies"]:
+        slow = min(p2p["copies"], key=lambda c: c["gbps"])
+        fast = max(c["gbps"] for c in p2p["copies"])
+        print(f"    peer copies: {len(p2p['copies'])} pairs, slowest {slow['src']}->{slow['dst']} "
+              f"{slow['gbps']:.1f} GB/s, fastest {fast:.1f}")
 with open(os.path.join(out, "runs.txt")) as handle:
     print("  " + handle.read().strip().replace("\n", "\n  "))
 sys.exit(1 if bad else 0)

@@ -92,6 +92,39 @@ def match_gpu(name: str, sm_count: int, memory_bytes: int) -> GpuSpec | None:
     return next((spec for spec in gpu_specs() if spec.matches(name, sm_count, memory_bytes)), None)
 
 
+def has_nvlink(sku: str) -> bool:
+    """The SKU's GPUs reach each other over NVLink (an SXM board): every pair should have peer access."""
+    return sku in _table()["nvlink_skus"]["skus"]
+
+
+def no_peer_access_by_design(spec: GpuSpec) -> bool:
+    """GeForce cards: the driver gives them no peer access, so NCCL goes through host memory on any node."""
+    return spec.klass in _table()["no_peer_access_classes"]["classes"]
+
+
+@dataclass(frozen=True)
+class AllreduceSpec:
+    """What a healthy node of `gpus` x `sku` reaches in an all-reduce at large sizes (nccl-tests' busbw)."""
+
+    sku: str
+    gpus: int
+    ring_gbps: float
+    nvls_gbps: float | None = None
+    note: str = ""
+
+
+def allreduce_pass_ratio() -> float:
+    return float(_table()["allreduce_busbw"]["pass_ratio"])
+
+
+def allreduce_expected(sku: str, gpus: int) -> AllreduceSpec | None:
+    """The expected all-reduce figure for this system (GPU model and count), or None when the table has none."""
+    for entry in _table()["allreduce_busbw"]["systems"]:
+        if sku in entry["skus"] and gpus in entry["gpus"]:
+            return AllreduceSpec(sku, gpus, float(entry["ring_gbps"]), entry.get("nvls_gbps"), entry.get("note", ""))
+    return None
+
+
 def min_driver_for_cuda(cuda: str) -> int | None:
     """The oldest driver branch that runs CUDA `cuda` (e.g. "12.4" -> 550), or None when unknown."""
     table = _table()["cuda_min_driver"]

@@ -171,11 +171,87 @@ class CpuBench:
 
 
 @dataclass
+class PeerCopy:
+    src: int = 0
+    dst: int = 0
+    gbps: float = 0.0
+    """Bytes counted once (one direction), from the median time of a copy."""
+    median_ms: float = 0.0
+    iters: int = 0
+    ok: bool = True
+    """The copied bytes matched the source."""
+
+
+@dataclass
+class PeerResults:
+    """Peer-to-peer between the container's GPUs: who can reach whom directly, and a copy over every pair."""
+
+    devices: int = 0
+    access: list[list[bool | None]] = field(default_factory=list)
+    """access[i][j]: torch.cuda.can_device_access_peer(i, j); None on the diagonal."""
+    copies: list[PeerCopy] = field(default_factory=list)
+    bytes: int = 0
+    skipped: int = 0
+    """Pairs left unmeasured when the time budget ran out."""
+    error: str | None = None
+
+
+@dataclass
+class AllreduceSize:
+    bytes: int = 0
+    median_ms: float = 0.0
+    """The slowest rank's median time of one all-reduce."""
+    iters: int = 0
+    algbw_gbps: float = 0.0
+    busbw_gbps: float = 0.0
+    """algbw x 2(n-1)/n, as nccl-tests defines it."""
+    ok: bool = True
+    """Every element held the expected sum after the first call."""
+
+
+@dataclass
+class AllreduceRank:
+    rank: int = 0
+    stage: str = ""
+    """Where the rank was last: not started, started, stalled, init, joined, allreduce, done or error."""
+    exit_code: int | None = None
+    joined: bool = False
+    """It got through init_process_group (every rank reached the rendezvous)."""
+    killed: bool = False
+    """Still running at the deadline: killed (with its process group)."""
+    error: str | None = None
+    stderr_tail: str = ""
+
+
+@dataclass
+class AllreduceResults:
+    """An all-reduce across the local GPUs (NCCL, one process per GPU), or across two CPU processes (gloo)."""
+
+    backend: str = ""
+    device: str = ""
+    world_size: int = 0
+    timeout_s: float = 0.0
+    elapsed_s: float = 0.0
+    sizes: list[AllreduceSize] = field(default_factory=list)
+    hung: bool = False
+    """Some rank had not finished at the deadline."""
+    unfinished: list[int] = field(default_factory=list)
+    ranks: list[AllreduceRank] = field(default_factory=list)
+    error: str | None = None
+    nccl_env: dict[str, str] = field(default_factory=dict)
+    """NCCL settings in the probe's environment (an allowlist): NCCL_P2P_DISABLE=1 is the confirming test."""
+    p2p_disabled: bool = False
+    """NCCL_P2P_DISABLE was set (to anything but 0) for an NCCL run: peer-to-peer off, through host memory."""
+
+
+@dataclass
 class BenchResults:
     duration_s: float = 0.0
     elapsed_s: float = 0.0
     gpus: list[GpuBench] = field(default_factory=list)
     cpu: CpuBench | None = None
+    p2p: PeerResults | None = None
+    allreduce: AllreduceResults | None = None
 
 
 @dataclass

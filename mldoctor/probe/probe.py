@@ -8,7 +8,14 @@ but the JSON document reaches stdout: fd 1 is pointed at stderr before anything 
 It records facts and measurements only; judging them (expected figures, thresholds, fixes) is mldoctor's job on
 the host, so an old report can be re-graded with a newer GPU table.
 
-Usage: python3 probe.py [--duration SECONDS] [--no-bench] [--dtypes fp32,bf16,...]
+Usage: python3 probe.py [--duration SECONDS] [--no-bench] [--dtypes fp32,bf16,...] [--no-allreduce]
+                       [--allreduce-timeout SECONDS]
+
+With several GPUs it also records which pairs can reach each other (peer access) and the copy bandwidth of each
+pair, and runs an all-reduce across the local GPUs (NCCL, one process per GPU); without a GPU the same all-reduce
+runs with gloo across two processes on the CPU. Those processes re-run this program in a worker mode
+(`--allreduce-worker CONFIG`): their stdout is a pipe to this process, never the document's stdout, and every one
+of them is killed at the all-reduce's deadline.
 """
 
 from __future__ import annotations
@@ -17,8 +24,12 @@ import json
 import os
 import platform
 import shutil
+import signal
+import socket
 import statistics
+import subprocess
 import sys
+import threading
 import time
 import warnings
 
@@ -55,12 +66,30 @@ MAX_PACKAGE_BYTES = 256 << 10
 """Bounds on the image's package list: a few thousand names, each cut to these lengths (PyPI's longest names are
 under 100 characters), at most this much of the document as JSON (a name of non-ASCII letters is written six bytes a
 character), so the document stays far below the 1 MiB of stdout the host reads."""
+P2P_BYTES = 256 << 20
+"""The most each peer copy moves (and twice this per GPU is allocated: a source and a destination buffer)."""
+ALLREDUCE_TIMEOUT = 60.0
+"""The all-reduce's hard deadline, from starting its processes to reading their results: then they are killed."""
+ALLREDUCE_SIZES = {"nccl": (1 << 20, 16 << 20, 128 << 20, 1 << 30), "gloo": (1 << 20, 4 << 20, 16 << 20, 64 << 20)}
+"""Bytes per all-reduce (float32 elements), each kept only where memory allows; the largest one is graded."""
+ALLREDUCE_BATCH = 10
+"""Calls between two synchronisations: the buffer is refilled between batches, so sums never overflow."""
+NCCL_ENV = ("NCCL_P2P_DISABLE", "NCCL_P2P_LEVEL", "NCCL_SHM_DISABLE", "NCCL_NVLS_ENABLE", "NCCL_ALGO", "NCCL_PROTO",
+            "NCCL_IB_DISABLE", "NCCL_SOCKET_IFNAME", "NCCL_DEBUG")  # fmt: skip
+"""NCCL settings recorded with the all-reduce (an allowlist, as ENV_KEYS): NCCL_P2P_DISABLE=1 is the confirming test
+of a peer-to-peer hang."""
+ALLREDUCE_MAX_ITERS = 200
 
 
 def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) == 2 and argv[0] == "--allreduce-worker":
+        _allreduce_worker(json.loads(argv[1]))
+        return
     out = _claim_stdout()
     started = time.monotonic()
-    args = _parse_args(sys.argv[1:] if argv is None else argv)
+    args = _parse_args(argv)
+    args.update(_allreduce_args(argv))
     doc = {"schema": SCHEMA, "schema_version": SCHEMA_VERSION, "errors": []}
     try:
         collect(doc, args)
@@ -96,6 +125,18 @@ def _parse_args(argv):
     return args
 
 
+def _allreduce_args(argv):
+    """The all-reduce's options: --no-allreduce, --allreduce-timeout SECONDS, and for tests only
+    --allreduce-stall-rank N (that rank never joins, as a rank stuck behind a broken peer path)."""
+    args = {"allreduce": "--no-allreduce" not in argv, "allreduce_timeout": ALLREDUCE_TIMEOUT, "stall_rank": None}
+    for i, word in enumerate(argv[:-1]):
+        if word == "--allreduce-timeout":
+            args["allreduce_timeout"] = max(1.0, float(argv[i + 1]))
+        elif word == "--allreduce-stall-rank":
+            args["stall_rank"] = int(argv[i + 1])
+    return args
+
+
 def _section(doc, name, fn, *args):
     """Run one part of the probe; a failure there is recorded and the rest still runs."""
     try:
@@ -125,7 +166,13 @@ def collect(doc, args):
     doc["cuda"] = _section(doc, "cuda", _cuda, torch)
     doc["devices"] = _section(doc, "devices", _devices, torch) or []
     if args["bench"]:
+        # The all-reduce first: its processes get the GPUs' memory whole, and they are gone before the matmul
+        # benchmarks start torch's CPU thread pool here (threads count against the container's pids limit).
+        allreduce = _section(doc, "allreduce", _allreduce, torch, doc, args) if args["allreduce"] else None
+        p2p = _section(doc, "p2p", _p2p, torch, doc["devices"], min(args["duration"], 10.0)) if doc["devices"] else None
         doc["bench"] = _section(doc, "bench", _bench, torch, doc["devices"], args["duration"], args["dtypes"])
+        if doc["bench"] is not None:
+            doc["bench"]["p2p"], doc["bench"]["allreduce"] = p2p, allreduce
 
 
 def _system():
@@ -645,6 +692,341 @@ def _bench_cpu(torch, budget):
         if not result["ok"]:
             break
     return best
+
+
+def _p2p(torch, devices, seconds):
+    """Which GPU pairs can reach each other directly (peer access), and a copy from every GPU to every other one:
+    bytes counted once, timed on the host clock between synchronisations of both GPUs, within `seconds`."""
+    n = len(devices)
+    result = {"devices": n, "access": [], "copies": [], "bytes": 0, "skipped": 0, "error": None}
+    for i in range(n):
+        result["access"].append([None if i == j else bool(torch.cuda.can_device_access_peer(i, j)) for j in range(n)])
+    if n < 2:
+        return result
+    free = min(torch.cuda.mem_get_info(i)[0] for i in range(n))
+    nbytes = int(min(P2P_BYTES, free / 8)) // 4096 * 4096
+    result["bytes"] = nbytes
+    check = min(nbytes, 1 << 20)
+    sources = [torch.randint(0, 256, (nbytes,), dtype=torch.uint8, device=f"cuda:{i}") for i in range(n)]
+    targets = [torch.empty(nbytes, dtype=torch.uint8, device=f"cuda:{i}") for i in range(n)]
+    pairs = [(i, j) for i in range(n) for j in range(n) if i != j]
+    budget, hard = Budget(seconds), Budget(3 * seconds)  # every pair gets its few copies unless far past budget
+    try:
+        for index, (i, j) in enumerate(pairs):
+            share = budget.left() / (len(pairs) - index)
+            if hard.left() <= 0:
+                result["skipped"] += 1
+                continue
+
+            def sync(i=i, j=j):
+                torch.cuda.synchronize(i)
+                torch.cuda.synchronize(j)
+
+            dst, src = targets[j], sources[i]
+            sync()
+            started = time.perf_counter()
+            dst.copy_(src)
+            sync()
+            one = max(time.perf_counter() - started, 1e-6)
+            ok = bool(torch.equal(dst[:check].cpu(), src[:check].cpu()))
+            times, spent = [], time.monotonic()
+            while len(times) < 3 or (time.monotonic() - spent < share and len(times) < MAX_ITERS):
+                started = time.perf_counter()
+                dst.copy_(src)
+                sync()
+                times.append(time.perf_counter() - started)
+                if one * 3 > share and len(times) >= 3:
+                    break
+            median = statistics.median(times)
+            result["copies"].append(
+                {
+                    "src": i,
+                    "dst": j,
+                    "gbps": nbytes / median / 1e9,
+                    "median_ms": median * 1e3,
+                    "iters": len(times),
+                    "ok": ok,
+                }
+            )
+    finally:
+        del sources, targets
+        torch.cuda.empty_cache()
+    return result
+
+
+def _own_source():
+    """This program's text, for the all-reduce's worker processes: from its file when it was run as one, else from
+    this process's command line (`python3 -c SOURCE`, the way mldoctor injects it)."""
+    path = globals().get("__file__")
+    if path and os.path.isfile(path):
+        with open(path, encoding="utf-8") as handle:
+            return handle.read()
+    try:
+        with open("/proc/self/cmdline", "rb") as handle:
+            words = handle.read().split(b"\0")
+    except OSError:
+        return None
+    for index, word in enumerate(words[:-1]):
+        if word == b"-c":
+            source = words[index + 1].decode("utf-8", errors="replace")
+            return source if SCHEMA in source and "_allreduce_worker" in source else None
+    return None
+
+
+def _free_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _memory_available():
+    """Bytes this process may still use: MemAvailable, bounded by the cgroup's limit."""
+    available = None
+    text = _read("/proc/meminfo") or ""
+    for line in text.splitlines():
+        if line.startswith("MemAvailable:"):
+            available = int(line.split()[1]) * 1024
+    limit = (_cgroup() or {}).get("memory_limit_bytes")
+    if limit:
+        available = min(available or limit, limit)
+    return available
+
+
+def allreduce_sizes(backend, world, devices, memory_available):
+    """The sizes that fit: a quarter of the smallest GPU's free memory (NCCL), or of the memory each CPU process may
+    take (gloo); the smallest one always."""
+    sizes = ALLREDUCE_SIZES[backend]
+    if backend == "nccl":
+        room = min(d.get("free_bytes") or d.get("memory_bytes") or 0 for d in devices) / 4
+    else:
+        room = (memory_available or (1 << 30)) / (4 * world)
+    return [b for b in sizes if b <= room] or [sizes[0]]
+
+
+def busbw_factor(world):
+    """nccl-tests' bus bandwidth for all-reduce: algbw x 2(n-1)/n, comparable whatever the number of ranks."""
+    return 2.0 * (world - 1) / world
+
+
+def _allreduce(torch, doc, args):
+    """An all-reduce across the local GPUs (NCCL, one process per GPU) or, without a GPU, across two processes on
+    the CPU (gloo): algbw and busbw per size; every process is killed at the deadline, and a hang says which ranks
+    did not finish and where each stopped."""
+    devices = doc.get("devices") or []
+    backend = "nccl" if devices else "gloo"
+    world = len(devices) if devices else 2
+    timeout = args["allreduce_timeout"]
+    result = {
+        "backend": backend, "device": "cuda" if devices else "cpu", "world_size": world, "timeout_s": timeout,
+        "sizes": [], "hung": False, "unfinished": [], "ranks": [], "error": None, "elapsed_s": 0.0,
+        "nccl_env": {k: os.environ[k] for k in NCCL_ENV if k in os.environ},
+        "p2p_disabled": os.environ.get("NCCL_P2P_DISABLE", "0").strip() not in ("", "0") and bool(devices),
+    }  # fmt: skip
+    dist = getattr(torch, "distributed", None)
+    if dist is None or not dist.is_available():
+        result["error"] = "torch.distributed is not available in this torch build"
+        return result
+    if backend == "nccl" and not dist.is_nccl_available():
+        result["error"] = "this torch build has no NCCL (torch.distributed.is_nccl_available() is False)"
+        return result
+    source = _own_source()
+    if source is None:
+        result["error"] = "cannot start worker processes: the probe's source is not readable from this process"
+        return result
+    if devices:
+        for device in devices:
+            device["free_bytes"] = torch.cuda.mem_get_info(device["index"])[0]
+    sizes = allreduce_sizes(backend, world, devices, None if devices else _memory_available())
+    for device in devices:
+        device.pop("free_bytes", None)
+    started = time.monotonic()
+    deadline = started + timeout
+    config = {
+        "backend": backend, "world": world, "port": _free_port(), "sizes": sizes, "deadline": deadline,
+        "seconds": max(0.5, min(args["duration"], timeout / 4, 10.0 if devices else 3.0)), "parent": os.getpid(),
+        "stall_rank": args.get("stall_rank"),
+    }  # fmt: skip
+    env = dict(os.environ)
+    for key, value in (("OMP_NUM_THREADS", "1"), ("GLOO_SOCKET_IFNAME", "lo"), ("NCCL_SOCKET_IFNAME", "lo")):
+        env.setdefault(key, value)
+    procs, outputs, readers = [], {}, []
+    try:
+        for rank in range(world):
+            config["rank"] = rank
+            proc = subprocess.Popen(
+                [sys.executable, "-c", source, "--allreduce-worker", json.dumps(config)],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                env=env,
+                start_new_session=True,  # its own process group: killed with whatever it started
+            )
+            procs.append(proc)
+
+            def read(proc=proc, rank=rank):
+                outputs[rank] = proc.communicate()
+
+            reader = threading.Thread(target=read, daemon=True)
+            reader.start()
+            readers.append(reader)
+        for reader in readers:
+            reader.join(max(0.0, deadline - time.monotonic()))
+    finally:
+        killed = []
+        for rank, proc in enumerate(procs):
+            if proc.poll() is None:
+                killed.append(rank)
+                try:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                except OSError:
+                    proc.kill()
+        for proc in procs:
+            proc.wait()
+        for reader in readers:
+            reader.join(5.0)
+    result["elapsed_s"] = round(time.monotonic() - started, 3)
+    per_rank = []
+    for rank, proc in enumerate(procs):
+        stdout, stderr = outputs.get(rank, (b"", b""))
+        lines = [json.loads(line) for line in stdout.decode("utf-8", "replace").splitlines() if line.startswith("{")]
+        last = lines[-1] if lines else {}
+        per_rank.append([line["size"] for line in lines if line.get("stage") == "size"])
+        result["ranks"].append({
+            "rank": rank, "stage": last.get("stage", "not started"), "exit_code": proc.returncode,
+            "joined": any(line.get("stage") == "joined" for line in lines),
+            "killed": rank in killed, "error": last.get("error"),
+            "stderr_tail": stderr.decode("utf-8", "replace").strip()[-1000:] if last.get("stage") != "done" else "",
+        })  # fmt: skip
+    result["unfinished"] = killed
+    result["hung"] = bool(killed)
+    errors = [f"rank {r['rank']}: {r['error']}" for r in result["ranks"] if r["error"]]
+    if errors:
+        result["error"] = "; ".join(errors)[:2000]
+    elif not killed and any(r["stage"] != "done" for r in result["ranks"]):
+        r = next(r for r in result["ranks"] if r["stage"] != "done")
+        tail = r["stderr_tail"][-300:] or "no message"
+        result["error"] = f"rank {r['rank']} exited with code {r['exit_code']} at stage {r['stage']}: {tail}"
+    factor = busbw_factor(world)
+    for index, nbytes in enumerate(sizes):
+        measured = [sizes_of_rank[index] for sizes_of_rank in per_rank if len(sizes_of_rank) > index]
+        if len(measured) < world:
+            break
+        seconds = max(m["median_s"] for m in measured)  # the slowest rank's time is the collective's
+        algbw = nbytes / seconds / 1e9
+        result["sizes"].append({
+            "bytes": nbytes, "median_ms": seconds * 1e3, "iters": min(m["iters"] for m in measured),
+            "algbw_gbps": algbw, "busbw_gbps": algbw * factor, "ok": all(m["ok"] for m in measured),
+        })  # fmt: skip
+    return result
+
+
+def _die_with_parent(parent):
+    """Linux: this process gets SIGKILL when the probe that started it dies (killed at mldoctor's deadline)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+    except Exception:
+        pass
+    if os.getppid() != parent:  # the probe died before the call above
+        os._exit(1)
+
+
+def _allreduce_worker(config):
+    """One rank of the all-reduce: progress and results as JSON lines on stdout (a pipe to the probe); whatever
+    torch or NCCL print goes to stderr. Exits hard (os._exit) at its end: NCCL's teardown can hang too."""
+    out = _claim_stdout()
+    rank = config["rank"]
+
+    def say(stage, **data):
+        data.update(rank=rank, stage=stage)
+        out.write(json.dumps(data) + "\n")
+        out.flush()
+
+    _die_with_parent(config["parent"])
+
+    def watchdog():  # the probe kills this process at the deadline; this is for when it could not
+        time.sleep(max(0.0, config["deadline"] - time.monotonic()) + 30.0)
+        os._exit(3)
+
+    threading.Thread(target=watchdog, daemon=True).start()
+    say("started")
+    if config.get("stall_rank") == rank:  # tests: a rank that never joins
+        say("stalled")
+        time.sleep(max(0.0, config["deadline"] - time.monotonic()) + 3600.0)
+    try:
+        _allreduce_rank(config, say)
+        say("done")
+    except BaseException as exc:
+        say("error", error=f"{type(exc).__name__}: {str(exc)[:1000]}")
+    os._exit(0)
+
+
+def _allreduce_rank(config, say):
+    import datetime
+
+    import torch
+    import torch.distributed as dist
+
+    rank, world, backend = config["rank"], config["world"], config["backend"]
+    torch.set_num_threads(1)
+    if backend == "nccl":
+        torch.cuda.set_device(rank)
+        dev = torch.device("cuda", rank)
+    else:
+        dev = torch.device("cpu")
+
+    def sync():
+        if backend == "nccl":
+            torch.cuda.synchronize(dev)
+
+    say("init")
+    grace = datetime.timedelta(seconds=max(1.0, config["deadline"] - time.monotonic()) + 10.0)
+    dist.init_process_group(
+        backend, init_method=f"tcp://127.0.0.1:{config['port']}", rank=rank, world_size=world, timeout=grace
+    )
+    say("joined")
+    flag = torch.ones(1, device=dev)
+
+    def barrier():  # a tiny all-reduce, waited for: every rank starts a batch together
+        flag.fill_(1.0)
+        dist.all_reduce(flag)
+        sync()
+
+    expected = world * (world + 1) / 2.0
+    sizes = config["sizes"]
+    weights = [max(1.0, b / sizes[-1] * 4) for b in sizes]  # the largest size gets the most time
+    for nbytes, weight in zip(sizes, weights):
+        say("allreduce", bytes=nbytes)
+        share = config["seconds"] * weight / sum(weights)
+        data = torch.empty(nbytes // 4, dtype=torch.float32, device=dev)
+        data.fill_(rank + 1.0)
+        barrier()
+        dist.all_reduce(data)  # warm-up, and the correctness check: every element is 1 + 2 + ... + world
+        sync()
+        ok = bool((data == expected).all())
+        data.fill_(rank + 1.0)
+        barrier()
+        started = time.perf_counter()
+        dist.all_reduce(data)
+        sync()
+        one = max(time.perf_counter() - started, 1e-6)
+        want = torch.tensor([max(1, min(ALLREDUCE_MAX_ITERS, int(share / one)))], dtype=torch.float32, device=dev)
+        dist.all_reduce(want, op=dist.ReduceOp.MIN)  # every rank must make the same number of calls
+        iters, times = int(want.item()), []
+        while iters > 0:
+            batch = min(ALLREDUCE_BATCH, iters)
+            data.fill_(rank + 1.0)
+            barrier()
+            started = time.perf_counter()
+            for _ in range(batch):
+                dist.all_reduce(data)
+            sync()
+            times.append((time.perf_counter() - started) / batch)
+            iters -= batch
+        say("size", size={"bytes": nbytes, "median_s": statistics.median(times), "iters": int(want.item()), "ok": ok})
+        del data
+    dist.destroy_process_group()
 
 
 if __name__ == "__main__":
