@@ -7,6 +7,9 @@ from dataclasses import dataclass, field
 
 from mldoctor.policy import Policy
 
+ALLREDUCE_S, PEER_COPIES_S, GLOO_S = 60.0, 10.0, 10.0
+"""What the probe's collectives may take: its all-reduce deadline and peer copies on GPUs; gloo on the CPU."""
+
 
 @dataclass(frozen=True)
 class ProbeOptions:
@@ -24,7 +27,12 @@ class ProbeOptions:
     """Matmul dtypes to benchmark (among those the GPU supports); empty: all of them."""
 
     def deadline(self, devices: int) -> float:
-        return self.timeout + (self.duration * max(1, devices) if self.bench else 0.0)
+        """Start, imports and teardown (`timeout`), the matmul budget per device, and the all-reduce with the peer
+        copies (its own 60 s deadline and 10 s of copies on several GPUs; a few seconds of gloo on one or a CPU)."""
+        if not self.bench:
+            return self.timeout
+        collectives = ALLREDUCE_S + PEER_COPIES_S if devices >= 2 else GLOO_S
+        return self.timeout + self.duration * max(1, devices) + collectives
 
     def probe_args(self) -> tuple[str, ...]:
         """The probe program's command line for these options."""

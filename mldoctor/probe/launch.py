@@ -49,7 +49,7 @@ STDOUT_LIMIT = 1 << 20
 whatever an image printed before it."""
 STDERR_TAIL = 4000
 IMAGE_ENV_PREFIXES = ("NVIDIA_", "CUDA_VERSION")
-PIDS_LIMIT = 256
+PIDS_LIMIT = 1024
 """Processes the probe container may have: the probe needs a handful (torch's thread pools are threads, not
 processes); a fork bomb in a user's image stops here."""
 
@@ -231,6 +231,15 @@ def remove_leftovers(client: Any) -> list[str]:
     return removed
 
 
+NCCL_FORWARDED = ("NCCL_P2P_DISABLE", "NCCL_SHM_DISABLE", "NCCL_IB_DISABLE", "NCCL_DEBUG", "NCCL_ALGO", "NCCL_PROTO")
+"""NCCL settings passed from the user's environment into the probe container, so `NCCL_P2P_DISABLE=1 mldoctor
+gpu-bench` is the confirming test of a hang in the container too (interface names are the host's: not passed)."""
+
+
+def _nccl_settings() -> dict[str, str]:
+    return {name: os.environ[name][:100] for name in NCCL_FORWARDED if name in os.environ}
+
+
 def _read_tail(chunks: Iterator[bytes], limit: int) -> tuple[bytes, int]:
     """The last `limit` bytes of a stream and its whole length: read as it streams, so an image that prints
     gigabytes before the probe's document costs about twice `limit` of memory, not gigabytes."""
@@ -281,7 +290,7 @@ def run_in_container(request: LaunchRequest) -> LaunchResult:
             command=["-c", probe_source(), *request.args],
             name=name,
             labels={LABEL: "1", **_owner_labels()},
-            environment={"PYTHONDONTWRITEBYTECODE": "1", "PYTHONUNBUFFERED": "1"},
+            environment={"PYTHONDONTWRITEBYTECODE": "1", "PYTHONUNBUFFERED": "1", **_nccl_settings()},
             host_config=host_config,
         )
         result.stage = "start"

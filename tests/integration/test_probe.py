@@ -89,7 +89,7 @@ def test_torch_image_runs_the_cpu_benchmark_and_passes():
     assert document["shm"]["total_bytes"] == 2 << 30
     cpu = document["bench"]["cpu"]
     assert cpu["ok"] and cpu["gflops"] > 10 and cpu["threads"] >= 1
-    (row,) = report["benchmarks"]
+    (row,) = [r for r in report["benchmarks"] if r["gpu"] == "cpu"]  # the all-reduce adds its own rows
     assert (row["gpu"], row["metric"], row["status"]) == ("cpu", "fp32", "PASS")
     assert row["measured"] == pytest.approx(cpu["gflops"])
 
@@ -301,7 +301,7 @@ def test_the_probe_container_has_pids_and_memory_limits():
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=30)
-    assert host_config["PidsLimit"] == 256
+    assert host_config["PidsLimit"] == 1024
     assert 0 < host_config["Memory"] <= 16 << 30
     assert host_config["NetworkMode"] == "none" and host_config["CapDrop"] == ["ALL"]
     assert "no-new-privileges" in host_config["SecurityOpt"]

@@ -226,7 +226,10 @@ def test_decide_gpus_auto():
 
 
 def test_deadline_is_the_timeout_plus_the_benchmark_budget():
-    assert ProbeOptions(timeout=60, duration=10).deadline(8) == 140
+    """Matmul per device, plus the all-reduce's own 60 s deadline and 10 s of peer copies on several GPUs (so a hung
+    all-reduce is bench.allreduce's FAIL, not a probe timeout), or 10 s of gloo on one GPU or the CPU."""
+    assert ProbeOptions(timeout=60, duration=10).deadline(8) == 60 + 80 + 70
+    assert ProbeOptions(timeout=60, duration=10).deadline(1) == 60 + 10 + 10
     assert ProbeOptions(timeout=60, duration=10, bench=False).deadline(8) == 60
 
 
