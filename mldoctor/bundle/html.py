@@ -98,6 +98,11 @@ footer { margin-top: 40px; padding-top: 12px; border-top: 1px solid var(--line);
 }
 @media print { main { padding: 0; } .grid { display: block; } .card { margin-bottom: 12px; break-inside: avoid; }
   #problems-only, .filter { display: none; } }
+table.peers td.peer { text-align:center; min-width:4em; }
+table.peers td.yes { color:var(--pass); background:var(--pass-bg); }
+table.peers td.no { color:var(--fail); background:var(--fail-bg); }
+table.peers td.self { color:var(--muted); }
+div.scroll { overflow-x:auto; }
 """
 
 BAR_COLOURS = {
@@ -213,7 +218,7 @@ def render(report: Report) -> str:
     sections = (
         ("checks", "Checks", _checks(report.results)),
         ("gpus", "GPUs", _gpus(report)),
-        ("bench", "Benchmarks", _benchmarks(report.benchmarks)),
+        ("bench", "Benchmarks", _benchmarks(report.benchmarks) + _peers(report)),
         ("setup", "Docker and NVIDIA setup", _setup(report)),
         ("host", "Host", _host(report)),
     )
@@ -546,10 +551,13 @@ def _benchmarks(rows: list[BenchRow]) -> str:
         return '<p class="note">No benchmark ran (no probe, or <code>--duration 0</code>).</p>'
     groups: dict[tuple[str, str, bool], list[BenchRow]] = {}
     for row in rows:
-        groups.setdefault((row.metric, row.unit, _graded(row)), []).append(row)
+        metric = "allreduce" if row.metric.startswith("allreduce") else row.metric  # one chart: busbw by size
+        groups.setdefault((metric, row.unit, _graded(row)), []).append(row)
     charts = []
     for (metric, unit, graded), group in groups.items():
         title = f"{METRIC_TITLES.get(metric, metric)} · {unit}" + ("" if graded else " · CPU, not graded")
+        if metric == "allreduce":
+            title = f"All-reduce bus bandwidth by size · {unit} (busbw = algbw × 2(n−1)/n)"
         charts.append(f'<div class="card chart"><h3>{escape(title)}</h3>{_chart(group)}</div>')
     notes = []
     if any(_graded(r) for r in rows):
@@ -585,6 +593,38 @@ def _benchmarks(rows: list[BenchRow]) -> str:
     return f'{legend}\n<div class="grid charts">\n' + "\n".join(charts) + f"\n</div>\n{problems}"
 
 
+def _peers(report: Report) -> str:
+    """The peer-access matrix the probe saw (torch.cuda.can_device_access_peer), with each pair's copy bandwidth:
+    a hole in it is a pair that cannot talk directly (ACS, IOMMU, a PCIe topology without P2P)."""
+    probe = report.facts.probe
+    doc = probe.document if probe is not None else None
+    peers = doc.bench.p2p if doc is not None and doc.bench is not None else None
+    if peers is None or not peers.access:
+        return ""
+    speed = {(c.src, c.dst): c for c in peers.copies}
+    header = "".join(f"<th>GPU {j}</th>" for j in range(len(peers.access)))
+    rows = []
+    for i, line in enumerate(peers.access):
+        cells = []
+        for j, reachable in enumerate(line):
+            copy = speed.get((i, j))
+            figure = f"<br><small>{copy.gbps:.0f} GB/s</small>" if copy is not None and copy.ok else ""
+            if reachable is None:
+                cells.append('<td class="peer self">—</td>')
+            else:
+                mark, kind = ("✓", "yes") if reachable else ("✗", "no")
+                cells.append(f'<td class="peer {kind}">{mark}{figure}</td>')
+        rows.append(f"<tr><th>GPU {i}</th>{''.join(cells)}</tr>")
+    note = (
+        '<p class="note">✓ the pair reaches each other directly (peer-to-peer); ✗ it goes through host memory '
+        "(nvidia.p2p names ACS or the IOMMU when they are the cause). Figures: one-direction copy bandwidth.</p>"
+    )
+    return (
+        f'<h3>Peer-to-peer access</h3>{note}<div class="scroll"><table class="peers"><thead><tr><th></th>{header}'
+        f"</tr></thead><tbody>{''.join(rows)}</tbody></table></div>"
+    )
+
+
 def _number(value: float | None, unit: str = "") -> str | None:
     if value is None:
         return None
@@ -606,7 +646,13 @@ def _chart(rows: list[BenchRow]) -> str:
     for i, row in enumerate(rows):
         y = 2 + i * row_h
         graded = _graded(row)
-        label = "CPU" if row.gpu == "cpu" else f"GPU {row.gpu}"
+        label = (
+            row.metric.removeprefix("allreduce ").strip() or "all"
+            if row.metric.startswith("allreduce")
+            else "CPU"
+            if row.gpu == "cpu"
+            else f"GPU {row.gpu}"
+        )
         out.append(f'<text x="{label_w - 8}" y="{y + 15}" text-anchor="end" fill="#1f2328">{escape(label)}</text>')
         out.append(f'<rect x="{label_w}" y="{y + 4}" width="{plot_w}" height="14" fill="#f6f8fa"/>')
         if row.measured is not None:

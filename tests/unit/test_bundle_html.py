@@ -468,3 +468,24 @@ def test_the_page_renders_with_any_host_fact_missing(fact):
     page = html.render(report)
     text = "".join(parse(page).text)
     assert none_on(page) == [] and "This machine" in text and "not readable" in text
+
+
+def test_the_peer_matrix_and_the_all_reduce_by_size():
+    """Issue 16: the page shows who reaches whom peer to peer (a hole in red) and one busbw chart over sizes."""
+    from dataclasses import replace
+
+    from mldoctor.facts.probe import AllreduceResults, AllreduceSize, PeerCopy, PeerResults
+
+    report = gpu_report()
+    doc = report.facts.probe.document
+    access = [[None, True, False], [True, None, True], [False, True, None]]
+    peers = PeerResults(devices=3, access=access, copies=[PeerCopy(src=0, dst=1, gbps=180.0, ok=True)])
+    sizes = [AllreduceSize(bytes=n << 20, busbw_gbps=b, algbw_gbps=b * 0.57) for n, b in ((1, 40.0), (1024, 360.0))]
+    reduce = AllreduceResults(backend="nccl", device="NVIDIA H100 80GB HBM3", world_size=8, sizes=sizes)
+    report.facts.probe.document = replace(doc, bench=replace(doc.bench, p2p=peers, allreduce=reduce))
+    from mldoctor.runner import _benchmarks
+
+    report.benchmarks = _benchmarks(report.facts, report.policy)
+    text = "".join(parse(html.render(report)).text)
+    assert "Peer-to-peer access" in text and text.count("✗") >= 2 and "180 GB/s" in text
+    assert text.count("All-reduce bus bandwidth by size") == 1
