@@ -120,3 +120,27 @@ def test_gpus_without_nvlink_skip():
     nv = nvidia_facts(gpus=2)
     pcie = replace(nv, nvml=replace(nv.nvml, gpus=[replace(g, nvlinks=None) for g in nv.nvml.gpus]))
     assert result(facts(nvidia=pcie), "nvidia.nvlink").status is Status.SKIP
+
+
+def test_each_iommu_mode_is_told_apart(tmp_path: Path):
+    from mldoctor.facts.nvidia import Root, _iommu_mode
+
+    def mode(cmdline: list[str], group_type: str | None = None, units: list[str] | None = None) -> str:
+        root = tmp_path / f"root{len(list(tmp_path.iterdir()))}"
+        if group_type is not None:
+            (root / "sys/bus/pci/devices" / GPUS[0] / "iommu_group").mkdir(parents=True)
+            (root / "sys/bus/pci/devices" / GPUS[0] / "iommu_group/type").write_text(group_type + "\n")
+        if units is not None:
+            (root / "sys/class/iommu").mkdir(parents=True)
+            for unit in units:
+                (root / "sys/class/iommu" / unit).mkdir()
+        root.mkdir(exist_ok=True)
+        return _iommu_mode(Root(str(root)), GPUS[:1], cmdline)
+
+    assert mode([], group_type="identity") == "passthrough"
+    assert mode([], group_type="DMA-FQ") == "translated"
+    assert mode(["iommu=pt"]) == "passthrough"
+    assert mode(["intel_iommu=off"]) == "off"
+    assert mode([], units=["dmar0"]) == "translated"
+    assert mode([], units=[]) == "off"
+    assert mode([]) == "unknown"
