@@ -448,6 +448,8 @@ def gather(options: ProbeOptions, docker: DockerFacts | None, nvidia: NvidiaFact
         def stage(reached: str) -> None:
             if reached == "wait":
                 say(f"waiting for the probe in {image}: it imports torch{then}", extra=usual)
+            elif reached.startswith("step:"):  # what the probe says it is doing: importing torch, GPU 3/8 bf16
+                say(f"the probe in {image}: {reached.removeprefix('step:')}", extra=usual)
 
         request = launch.LaunchRequest(
             image=image,

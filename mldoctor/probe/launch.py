@@ -240,6 +240,28 @@ def _nccl_settings() -> dict[str, str]:
     return {name: os.environ[name][:100] for name in NCCL_FORWARDED if name in os.environ}
 
 
+STEP = "@mldoctor-step "
+"""The probe's step lines on stderr (mldoctor/probe/probe.py): what it is doing, for the progress display."""
+
+
+def _follow_steps(client: Any, name: str, progress: Callable[[str], None]) -> None:
+    """Pass the probe's step lines on while it runs, from a thread that reads the container's stderr as it comes
+    (the stream ends when the container does; errors only cost the display its detail)."""
+
+    def follow() -> None:
+        with contextlib.suppress(Exception):
+            pending = b""
+            for chunk in client.logs(name, stdout=False, stderr=True, stream=True, follow=True):
+                pending = (pending + chunk)[-65536:]
+                *lines, pending = pending.split(b"\n")
+                for line in lines:
+                    text = line.decode("utf-8", "replace")
+                    if text.startswith(STEP):
+                        progress("step:" + text[len(STEP) :][:120])
+
+    threading.Thread(target=follow, name="probe-steps", daemon=True).start()
+
+
 def _read_tail(chunks: Iterator[bytes], limit: int) -> tuple[bytes, int]:
     """The last `limit` bytes of a stream and its whole length: read as it streams, so an image that prints
     gigabytes before the probe's document costs about twice `limit` of memory, not gigabytes."""
@@ -298,6 +320,7 @@ def run_in_container(request: LaunchRequest) -> LaunchResult:
         result.stage = "wait"
         if request.progress is not None:
             request.progress(result.stage)
+            _follow_steps(client, name, request.progress)
         remaining = request.deadline_s - (time.monotonic() - started)
         try:
             result.exit_code = client.wait(name, timeout=max(1.0, remaining))["StatusCode"]

@@ -146,6 +146,18 @@ def _section(doc, name, fn, *args):
         return None
 
 
+STEP = "@mldoctor-step "
+"""A line on stderr that says what the probe is doing, for the host's progress display (stdout is the document)."""
+
+
+def _step(text):
+    try:
+        sys.__stderr__.write("\n" + STEP + text + "\n")
+        sys.__stderr__.flush()
+    except (OSError, ValueError, AttributeError):  # no stderr: nobody is watching
+        pass
+
+
 def collect(doc, args):
     doc["python"] = {
         "version": platform.python_version(),
@@ -160,6 +172,7 @@ def collect(doc, args):
     listed = _section(doc, "packages", _packages)
     if listed is not None:
         doc["packages"], doc["packages_omitted"] = listed
+    _step("importing torch")
     torch, doc["torch"] = _import_torch()
     if torch is None:
         return
@@ -168,6 +181,8 @@ def collect(doc, args):
     if args["bench"]:
         # The all-reduce first: its processes get the GPUs' memory whole, and they are gone before the matmul
         # benchmarks start torch's CPU thread pool here (threads count against the container's pids limit).
+        if args["allreduce"]:
+            _step("all-reduce across " + (f"{len(doc['devices'])} GPUs" if doc["devices"] else "2 CPU processes"))
         allreduce = _section(doc, "allreduce", _allreduce, torch, doc, args) if args["allreduce"] else None
         p2p = _section(doc, "p2p", _p2p, torch, doc["devices"], min(args["duration"], 10.0)) if doc["devices"] else None
         doc["bench"] = _section(doc, "bench", _bench, torch, doc["devices"], args["duration"], args["dtypes"])
@@ -402,8 +417,10 @@ def _bench(torch, devices, duration, wanted):
     result = {"duration_s": duration, "gpus": [], "cpu": None, "elapsed_s": 0.0}
     if devices:
         for device in devices:
+            _step(f"benchmarking GPU {device['index'] + 1}/{len(devices)}")
             result["gpus"].append(_bench_gpu(torch, device, Budget(duration), wanted))
     else:
+        _step("benchmarking the CPU")
         result["cpu"] = _bench_cpu(torch, Budget(duration))
     result["elapsed_s"] = round(time.monotonic() - started, 3)
     return result
@@ -450,6 +467,7 @@ def _bench_gpu(torch, device, budget, wanted):
     matmul_s = budget.seconds * SHARES["matmul"]
     total_weight = sum(WEIGHT[d] for d in dtypes)
     for dtype in dtypes:
+        _step(f"benchmarking GPU {index} {dtype}")
         seconds = min(matmul_s * WEIGHT[dtype] / total_weight, budget.left())
         try:
             out["matmul"].append(_matmul_sweep(torch, dev, dtype, seconds, free, flush))

@@ -365,3 +365,17 @@ def test_an_image_that_floods_stdout_costs_bounded_memory(tmp_path):
         assert any(note.startswith("stdout was 134") and "only its last 1048576" in note for note in notes), notes
     finally:
         client.images.remove(image.id, force=True)
+
+
+def test_progress_names_the_probe_s_steps_as_they_happen():
+    """Issue 14: slow work says what it is doing: the probe's own steps (importing torch, the all-reduce, the
+    benchmark of each device) reach the --ci progress lines while the container runs; stdout stays the report."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "mldoctor", "check", "--ci", "--only", "probe,bench", "--image", TORCH_IMAGE,
+         "--duration", "1", "--format", "json"],
+        capture_output=True, text=True, timeout=180,
+    )  # fmt: skip
+    assert json.loads(proc.stdout)["results"]
+    marker = f"the probe in {TORCH_IMAGE}: "
+    steps = [line.partition(marker)[2] for line in proc.stderr.splitlines() if marker in line]
+    assert steps[:1] == ["importing torch"] and "benchmarking the CPU" in steps, proc.stderr
