@@ -7,6 +7,7 @@ tests skip with the command that builds them, except in CI (CI=true), where a mi
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -377,5 +378,7 @@ def test_progress_names_the_probe_s_steps_as_they_happen():
     )  # fmt: skip
     assert json.loads(proc.stdout)["results"]
     marker = f"the probe in {TORCH_IMAGE}: "
-    steps = [line.partition(marker)[2] for line in proc.stderr.splitlines() if marker in line]
+    steps = [
+        line.partition(marker)[2] for line in proc.stderr.splitlines() if re.search(r"\ds " + re.escape(marker), line)
+    ]
     assert steps[:1] == ["importing torch"] and "benchmarking the CPU" in steps, proc.stderr
