@@ -192,7 +192,8 @@ def gather(timeout: float) -> DockerFacts:
 
 
 def _connect(endpoint: Endpoint, timeout: float, facts: DockerFacts) -> tuple[Connection, DaemonInfo | None]:
-    """Ask the daemon (one `/version`, one `/info`, and `/system/df` for the disk fix, all on one connection)."""
+    """Ask the daemon: one `/version`, then `/info`, `/system/df` (for the disk fix) and the bridge network side by
+    side (they do not depend on each other)."""
     from mldoctor.engine.client import open_client
     from mldoctor.engine.errors import classify_error, describe
 
@@ -202,11 +203,15 @@ def _connect(endpoint: Endpoint, timeout: float, facts: DockerFacts) -> tuple[Co
     try:
         connected = open_client(endpoint, timeout)
         try:
-            daemon = _daemon_info(connected.version, connected.client.info())
+            with ThreadPoolExecutor(max_workers=2) as pool:
+                df_future = pool.submit(_reclaimable, connected.client) if endpoint.socket_path is not None else None
+                bridge_future = pool.submit(_bridge, connected.client)
+                daemon = _daemon_info(connected.version, connected.client.info())
+                facts.bridge = bridge_future.result()
+                reclaimable = df_future.result() if df_future is not None else None
             if endpoint.socket_path is not None and daemon.docker_root_dir and "Desktop" not in daemon.operating_system:
                 facts.root_dir = disk_usage(daemon.docker_root_dir)
-                facts.reclaimable = _reclaimable(connected.client)
-            facts.bridge = _bridge(connected.client)
+                facts.reclaimable = reclaimable
         finally:
             connected.close()
     except Exception as exc:  # every failure to talk to the daemon is a fact to diagnose

@@ -9,7 +9,6 @@ and `mldoctor gpu-bench` prints the rows themselves.
 
 from __future__ import annotations
 
-import statistics
 from dataclasses import replace
 
 from mldoctor.data.gpus import (
@@ -235,9 +234,11 @@ def bench_outlier(facts: Facts, policy: Policy) -> Finding | None:
             rates[row.gpu] = max(rates.get(row.gpu, 0.0), row.measured)
     if len(rates) < 2:
         return None
+    from statistics import median  # imported only where several GPUs were measured
+
     slow = []
     for gpu, rate in rates.items():
-        others = statistics.median(r for g, r in rates.items() if g != gpu)
+        others = median(r for g, r in rates.items() if g != gpu)
         if rate < policy.outlier_ratio * others:
             slow.append(f"GPU {gpu}: {_figure(rate)} TFLOP/s, {rate / others:.2f}x the others' {_figure(others)}")
     if slow:
@@ -304,7 +305,9 @@ def p2p_rows(doc: ProbeDocument, p2p: PeerResults, policy: Policy) -> list[Bench
     """One row per source GPU: its slowest copy to another GPU, as information (no table of expected peer figures),
     WARN for a pair far below the node's median pair, FAIL for bytes that arrived wrong."""
     devices = {d.index: d for d in doc.devices}
-    median = statistics.median(c.gbps for c in p2p.copies) if p2p.copies else None
+    from statistics import median as middle  # only where peer copies were measured
+
+    median = middle(c.gbps for c in p2p.copies) if p2p.copies else None
     rows = []
     for src in dict.fromkeys(c.src for c in p2p.copies):
         copies = [c for c in p2p.copies if c.src == src]
