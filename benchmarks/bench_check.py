@@ -1,9 +1,9 @@
 """Speed of `mldoctor check` and `mldoctor --help`, as ratios against baselines measured in the same run.
 
-Targets (issue 2): the host + docker checks (`check --only docker,host`) <= 1.5x the import floor
-`python -c "import docker, rich, click, psutil"`; `--help` under 0.25 s; with a daemon that never answers,
-`check --timeout 2` back within 3 s. The NVIDIA checks (`--no-probe`) and the full check (the probe container
-too) are printed for reference.
+Targets: the host + docker checks (`check --only docker,host`) <= 1.3x the import floor
+`python -c "import docker, rich, click, psutil"`, the full check (`check --duration 0`: the probe container too,
+whose image may not be built) <= 1.5x; `--help` under 0.25 s; with a daemon that never answers, `check --timeout 2`
+back within 3 s. The NVIDIA checks alone (`--no-probe`) are printed for reference.
 Run by hand with a daemon up, against a regular install (`pip install .`, whose modules are byte-compiled):
 python benchmarks/bench_check.py [--runs N]. An editable install under PYTHONDONTWRITEBYTECODE=1 recompiles every
 mldoctor module on every run and reads about 0.1 s slower.
@@ -67,10 +67,10 @@ def main() -> None:
 
     print(f"mldoctor from {os.path.dirname(mldoctor.__file__)}, python {sys.executable}")
     print(f"import floor (docker, rich, click, psutil): {floor:.3f} s")
-    print(f"check --only docker,host (table): {check:.3f} s = {check / floor:.2f}x floor  (target <= 1.5x)")
+    print(f"check --only docker,host (table): {check:.3f} s = {check / floor:.2f}x floor  (target <= 1.3x)")
     print(f"check --only docker,host (json):  {check_json:.3f} s = {check_json / floor:.2f}x floor")
     print(f"check --no-probe (+ NVIDIA):      {no_probe:.3f} s = {no_probe / floor:.2f}x floor")
-    print(f"check --duration 0 (+ probe):     {full:.3f} s = {full / floor:.2f}x floor")
+    print(f"check --duration 0 (+ probe):     {full:.3f} s = {full / floor:.2f}x floor  (target <= 1.5x)")
     print(f"mldoctor --help:         {help_time:.3f} s  (target < 0.25 s)")
     print(f"check --timeout 2, daemon never answers: {hung:.3f} s  (target < 3 s)")
 
