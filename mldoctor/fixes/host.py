@@ -31,12 +31,19 @@ def is_root(host: HostFacts | None) -> bool:
     return host is not None and host.user is not None and host.user.uid == 0
 
 
-def for_host(command: str, host: HostFacts | None) -> str:
+AS_ROOT = "as root: "
+"""How a fix that needs root begins on a host without sudo (run what follows in a root shell)."""
+
+
+def for_host(command: str, host: HostFacts | None, sudo: bool | None = None) -> str:
     """A fix as this host's user types it: as root, every `sudo ` is dropped (root may have no sudo at all:
-    containers, CI runners, minimal images, where a `sudo` line exits 127)."""
-    if not is_root(host):
-        return command
-    return SUDO.sub(lambda m: m.group(1), command)
+    containers, CI runners, minimal images, where a `sudo` line exits 127); where the user is not root and the
+    facts say there is no sudo (`sudo` False), the steps are for root: "as root: ..." without the sudos."""
+    if is_root(host):
+        return SUDO.sub(lambda m: m.group(1), command)
+    if sudo is False and SUDO.search(command) and not command.startswith(AS_ROOT):
+        return AS_ROOT + SUDO.sub(lambda m: m.group(1), command)
+    return command
 
 
 def rendered(builder: Callable[..., str]) -> Callable[..., str]:

@@ -459,3 +459,17 @@ def test_an_api_open_without_tls_fails():
     assert r.status is Status.FAIL and "root on this host" in r.summary and "--tlsverify" in r.fix
     ok = result(facts(docker=docker(daemon=daemon(warnings=["WARNING: No swap limit support"]))), "docker.warnings")
     assert ok.status is Status.PASS and ok.details == ["WARNING: No swap limit support"]
+
+
+class TestWithoutSudo:
+    def test_not_in_group_without_sudo_is_for_root(self):
+        user = UserFacts(uid=1001, name="bob", active_groups=["bob"], member_of=["bob"])
+        d = docker(connection=down("permission").connection, daemon=None, sudo=False)
+        r = result(facts(host=host(user=user), docker=d), "docker.permission")
+        assert r.fix == "as root: usermod -aG docker bob   # then log out and back in"
+
+    def test_with_sudo_or_unknown_keeps_it(self):
+        user = UserFacts(uid=1001, name="bob", active_groups=["bob"], member_of=["bob"])
+        for sudo in (True, None):
+            d = docker(connection=down("permission").connection, daemon=None, sudo=sudo)
+            assert result(facts(host=host(user=user), docker=d), "docker.permission").fix.startswith("sudo usermod")
