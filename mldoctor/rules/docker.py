@@ -182,10 +182,11 @@ def _config_repair(docker: DockerFacts, host: HostFacts | None, then: str) -> st
     config = docker.config
     path = config.path if config is not None else docker.daemon_json()
     if config is not None and config.backups:
-        return for_host(f"sudo cp -p {config.backups[-1]} {path}", host) + f" && {then}"
+        restore = for_host(f"sudo cp -p {config.backups[-1]} {path}", host)
+        return f"{restore} && {then}" if then else f"{restore}   # the copy mldoctor fix kept; no restart needed"
     return (
         f"python3 -m json.tool {path}   # shows the line and column: correct it there (`{{}}` is a valid empty "
-        f"config), then: {then}"
+        "config)" + (f", then: {then}" if then else "; the daemon runs with what it started with: no restart needed")
     )
 
 
@@ -207,7 +208,7 @@ def docker_config(facts: Facts, policy: Policy) -> Finding:
     broken = _config_broken(docker)
     if broken:
         if running:
-            then = "mldoctor check   # no restart needed: the daemon runs with the configuration it started with"
+            then = ""
             consequence = "the daemon will not start again after its next restart"
         else:
             then = docker_service("enable --now", docker.flavour, facts.host)
