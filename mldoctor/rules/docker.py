@@ -77,7 +77,7 @@ def _daemon_failure(docker: DockerFacts, host: HostFacts | None, timeout_hint: s
         if endpoint.source == "context":
             return Finding.fail(
                 f"the docker context {endpoint.context!r} points at {url}, which does not exist",
-                fix="docker context use default   # or start the daemon that should listen there",
+                fix=f"{USE_DEFAULT_CONTEXT}   # or start the daemon that should listen there",
                 details=details,
             )
         if endpoint.source == "DOCKER_HOST":
@@ -118,6 +118,9 @@ def _daemon_failure(docker: DockerFacts, host: HostFacts | None, timeout_hint: s
     return Finding.fail(summary.format(**values), fix=fix.format(**values), details=details)
 
 
+USE_DEFAULT_CONTEXT = "unset DOCKER_CONTEXT; docker context use default"
+"""Back to the local daemon: DOCKER_CONTEXT, when set, overrides `docker context use`, so it goes first."""
+
 CAUSES = {
     "tls": (
         "the TLS handshake with {where} failed",
@@ -133,7 +136,7 @@ CAUSES = {
     ),
     "context_missing": (
         "the docker context {context!r} does not exist",
-        "docker context use default   # and unset DOCKER_CONTEXT if it is set",
+        USE_DEFAULT_CONTEXT + "   # DOCKER_CONTEXT first: while set, it overrides the current context",
     ),
     "unreachable": (
         "cannot reach {where}",

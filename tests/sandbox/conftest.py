@@ -8,6 +8,7 @@ fixes were applied and proven.
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 
@@ -31,8 +32,10 @@ def pytest_terminal_summary(terminalreporter):
     ):
         return
     ids = sorted({check_id for check_id, _ in PROVEN})
+    distinct = {(check_id, re.sub(r"\d+", "N", fix)) for check_id, fix in PROVEN}  # backups' times, pids
     terminalreporter.write_line(
-        f"sandbox: {len(PROVEN)} fixes applied and proven ({len(ids)} checks: {', '.join(ids) or 'none'})"
+        f"sandbox: {len(PROVEN)} fixes applied and proven ({len(distinct)} distinct, of {len(ids)} checks: "
+        f"{', '.join(ids) or 'none'})"
     )
 
 

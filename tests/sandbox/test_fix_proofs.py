@@ -178,3 +178,46 @@ def test_bridge_deleted(sandbox, proven):
     sandbox.wait_for_daemon()
     assert sandbox.check().status("docker.network") == "PASS"
     proven("docker.network", broken["fix"])
+
+
+def in_the_users_shell(sandbox, setup: str, fix: str = ""):
+    """mldoctor in a shell where `setup` ran (an exported variable), then the fix typed in that same shell, then
+    mldoctor again: the two reports."""
+    check = "mldoctor check --only 'docker.*' --format json --ci --timeout 5"
+    marker = "=====mldoctor-fix====="
+    typed = f"{{\n{fix}\n}} >&2" if fix else ""  # what the fix prints goes to stderr, apart from the reports
+    done = sandbox.sh(f"{setup}\n{check}\necho {marker}\n{typed}\n{check}")
+    before, _, after = done.stdout.partition(marker)
+    return json.loads(before), (json.loads(after) if fix else None), done
+
+
+@pytest.mark.parametrize(
+    "setup",
+    ["export DOCKER_HOST=unix:///run/nothing-here.sock", "export DOCKER_CONTEXT=gone"],
+    ids=["DOCKER_HOST-to-a-missing-socket", "DOCKER_CONTEXT-naming-a-missing-context"],
+)
+def test_endpoint_pointing_nowhere(sandbox, proven, setup):
+    """The fix is typed in the shell whose environment is wrong (an `unset` has no effect anywhere else)."""
+    sandbox.write(DAEMON_JSON, ROTATED)
+    sandbox.start_daemon()
+    before, _, _ = in_the_users_shell(sandbox, setup)
+    broken = next(r for r in before["results"] if r["status"] in ("FAIL", "WARN"))
+    assert broken["id"] == "docker.daemon" and broken["status"] == "FAIL", broken
+    _, after, done = in_the_users_shell(sandbox, setup, broken["fix"])
+    daemon = next(r for r in after["results"] if r["id"] == "docker.daemon")
+    assert daemon["status"] == "PASS", (daemon, done.stderr)
+    proven("docker.daemon", broken["fix"])
+
+
+def test_stale_socket(sandbox, proven):
+    """The daemon died (SIGKILL) and left its socket: connection refused; the printed restart brings it back."""
+    sandbox.write(DAEMON_JSON, ROTATED)
+    sandbox.start_daemon()
+    assert sandbox.sh("kill -9 $(cat /var/run/docker.pid) && sleep 0.5 && test -S /var/run/docker.sock").returncode == 0
+    broken = sandbox.check().first_broken()
+    assert broken["id"] == "docker.daemon" and "stale socket" in broken["summary"], broken
+    assert broken["fix"].startswith("service docker restart")
+    applied(sandbox, broken["fix"])
+    sandbox.wait_for_daemon()
+    assert sandbox.check().status("docker.daemon") == "PASS"
+    proven("docker.daemon", broken["fix"])

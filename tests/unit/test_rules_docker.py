@@ -73,7 +73,7 @@ class TestDaemon:
         endpoint = Endpoint(url="unix:///tmp/x.sock", source="context", context="elsewhere")
         r = result(facts(docker=down("missing_socket", endpoint=endpoint)), "docker.daemon")
         assert "context 'elsewhere' points at unix:///tmp/x.sock" in r.summary
-        assert r.fix.startswith("docker context use default")
+        assert r.fix.startswith("unset DOCKER_CONTEXT; docker context use default")
 
     def test_refused_is_a_stale_socket(self):
         r = result(facts(docker=down("refused")), "docker.daemon")
@@ -90,7 +90,7 @@ class TestDaemon:
             ("tls", "TLS handshake", "DOCKER_CERT_PATH"),
             ("ssh_no_paramiko", "paramiko", "docker[ssh]"),
             ("bad_host", "not a valid daemon address", "unset DOCKER_HOST"),
-            ("context_missing", "does not exist", "docker context use default"),
+            ("context_missing", "does not exist", "unset DOCKER_CONTEXT; docker context use default"),
             ("unreachable", "cannot reach", "network"),
             ("api_error", "answered with an error", "restart docker"),
             ("other", "could not talk", "docker version"),
