@@ -221,3 +221,28 @@ def test_stale_socket(sandbox, proven):
     sandbox.wait_for_daemon()
     assert sandbox.check().status("docker.daemon") == "PASS"
     proven("docker.daemon", broken["fix"])
+
+
+def test_socket_of_no_usable_group(sandbox, proven):
+    """No docker group when the daemon started (by hand): its socket is root:root and no group may use it. The
+    printed fix creates the group and restarts this daemon by hand (its own command line); the next broken link is
+    then the user's membership, whose printed fix and a new login make it PASS."""
+    sandbox.write(DAEMON_JSON, ROTATED)
+    assert sandbox.sh("groupdel docker && useradd -m -s /bin/sh trainee").returncode == 0
+    started = sandbox.sh("(setsid $(command -v dockerd) >>/var/log/dockerd.log 2>&1 </dev/null &)")
+    assert started.returncode == 0
+    sandbox.wait_for_daemon()
+    assert sandbox.sh("stat -c %U:%G /var/run/docker.sock").stdout.strip() == "root:root"
+
+    broken = sandbox.check(user="trainee").first_broken()
+    assert broken["id"] == "docker.permission" and "no group may use it" in broken["summary"], broken
+    assert broken["fix"].startswith("as root: groupadd -f docker && sh -c 'kill ")
+    applied(sandbox, broken["fix"], user="trainee")
+    sandbox.wait_for_daemon()
+    assert sandbox.sh("stat -c %U:%G /var/run/docker.sock").stdout.strip() == "root:docker"
+    proven("docker.permission", broken["fix"])
+
+    following = sandbox.check(user="trainee").first_broken()
+    assert following["id"] == "docker.permission" and "belongs to group docker" in following["summary"], following
+    applied(sandbox, following["fix"], user="trainee")
+    assert sandbox.check(user="trainee").status("docker.permission") == "PASS"
