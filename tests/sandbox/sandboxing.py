@@ -215,7 +215,7 @@ mount --bind /run/.sandbox/root-home/{shlex.quote(os.path.relpath(python_home, "
             timeout=timeout + 5,
         )
         if waited.returncode != 0:
-            log = self.sh("tail -n 20 /var/log/docker.log").stdout
+            log = self.sh("tail -n 20 /var/log/docker.log /var/log/dockerd.log 2>/dev/null").stdout
             raise AssertionError(f"the sandbox's daemon did not answer within {timeout} s; its log:\n{log}")
 
     def write(self, path: str, text: str) -> None:

@@ -246,3 +246,25 @@ def test_socket_of_no_usable_group(sandbox, proven):
     assert following["id"] == "docker.permission" and "belongs to group docker" in following["summary"], following
     applied(sandbox, following["fix"], user="trainee")
     assert sandbox.check(user="trainee").status("docker.permission") == "PASS"
+
+
+def test_logging_for_a_daemon_started_with_its_own_config_file(sandbox, proven):
+    """The daemon in use reads --config-file, not daemon.json: the fix merges into that file, restarts
+    that daemon by hand with its own command line, and leaves /etc/docker/daemon.json alone."""
+    custom = "/etc/docker/custom.json"
+    sandbox.write(custom, '{"debug": false}')  # dockerd refuses a --config-file that does not exist
+    started = sandbox.sh(
+        f"(setsid $(command -v dockerd) --config-file {custom} >>/var/log/dockerd.log 2>&1 </dev/null &)"
+    )
+    assert started.returncode == 0
+    sandbox.wait_for_daemon()
+    report = sandbox.check()
+    broken = report.first_broken()
+    assert broken["id"] == "docker.logging" and custom in broken["summary"], broken
+    applied(sandbox, broken["fix"])
+    after = sandbox.check()
+    assert after.status("docker.logging") == "PASS" and after.status("docker.config") == "PASS", after["docker.config"]
+    assert json.loads(sandbox.read(custom))["log-opts"]["max-size"] == "100m"
+    assert sandbox.sh(f"test -e {DAEMON_JSON}").returncode == 1
+    assert sandbox.sh("pgrep -c -x dockerd").stdout.strip() == "1"
+    proven("docker.logging", broken["fix"])
