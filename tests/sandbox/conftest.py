@@ -16,8 +16,9 @@ import pytest
 from provided import absent
 from sandboxing import Sandbox, missing, sandbox_dir
 
-PROVEN: list[tuple[str, str]] = []
-"""(check id, the fix as printed) for every fix a test applied and saw the check PASS after."""
+PROVEN: list[tuple[str, str, str]] = []
+"""(check id, the fix as printed, the situation when the same command fixes another one) for every fix a test
+applied and saw the check PASS after."""
 
 REMEDY = "as root on Debian: apt-get install -y docker.io util-linux iproute2 (what .ci/run installs)"
 
@@ -31,9 +32,9 @@ def pytest_terminal_summary(terminalreporter):
         "sandbox" in getattr(r, "keywords", {}) for rs in terminalreporter.stats.values() for r in rs
     ):
         return
-    ids = sorted({check_id for check_id, _ in PROVEN})
+    ids = sorted({check_id for check_id, _, _ in PROVEN})
     # one fix whatever its comment names, whatever backup time or pid it carries
-    distinct = {(check_id, re.sub(r"\d+", "N", fix.split("   #")[0])) for check_id, fix in PROVEN}
+    distinct = {(check_id, re.sub(r"\d+", "N", fix.split("   #")[0]), why) for check_id, fix, why in PROVEN}
     terminalreporter.write_line(
         f"sandbox: {len(PROVEN)} fixes applied and proven ({len(distinct)} distinct, of {len(ids)} checks: "
         f"{', '.join(ids) or 'none'})"
@@ -74,7 +75,7 @@ def sandbox():
 def proven():
     """Record a fix as proven: call it once the check PASSes after the fix was applied."""
 
-    def record(check_id: str, fix: str) -> None:
-        PROVEN.append((check_id, fix))
+    def record(check_id: str, fix: str, situation: str = "") -> None:
+        PROVEN.append((check_id, fix, situation))
 
     return record

@@ -189,8 +189,8 @@ mount --bind /run/.sandbox/root-home/{shlex.quote(os.path.relpath(python_home, "
             return self.sh(fix[len(AS_ROOT) :])
         return self.sh(fix) if user == "root" else self.as_user(user, fix)
 
-    def check(self, user: str = "root", only: str = "docker.*") -> Report:
-        command = f"mldoctor check --only {shlex.quote(only)} --format json --ci --timeout 5"
+    def check(self, user: str = "root", only: str = "docker.*", timeout: float = 5) -> Report:
+        command = f"mldoctor check --only {shlex.quote(only)} --format json --ci --timeout {timeout:g}"
         done = self.sh(command) if user == "root" else self.as_user(user, command)
         try:
             document = json.loads(done.stdout)

@@ -268,3 +268,18 @@ def test_logging_for_a_daemon_started_with_its_own_config_file(sandbox, proven):
     assert sandbox.sh(f"test -e {DAEMON_JSON}").returncode == 1
     assert sandbox.sh("pgrep -c -x dockerd").stdout.strip() == "1"
     proven("docker.logging", broken["fix"])
+
+
+def test_hung_daemon(sandbox, proven):
+    """A daemon that accepts and never answers (stopped with SIGSTOP): the printed restart (the init script's stop
+    escalates to SIGKILL) brings an answering one back."""
+    sandbox.write(DAEMON_JSON, ROTATED)
+    sandbox.start_daemon()
+    assert sandbox.sh("kill -STOP $(cat /var/run/docker.pid)").returncode == 0
+    broken = sandbox.check(timeout=2).first_broken()
+    assert broken["id"] == "docker.daemon" and "did not answer" in broken["summary"], broken
+    assert broken["fix"].startswith("service docker restart")
+    applied(sandbox, broken["fix"])
+    sandbox.wait_for_daemon()
+    assert sandbox.check().status("docker.daemon") == "PASS"
+    proven("docker.daemon", broken["fix"], "hung")
