@@ -17,6 +17,31 @@ class DaemonProcess:
     started_at: float | None = None
     """Unix time the process started."""
     error: str | None = None
+    systemd_unit: str = ""
+    """The systemd unit it runs in (`docker.service`), when systemd started it."""
+    init_script: bool = False
+    """Started by the distro's init script (`service docker start`: its pid file names this process)."""
+    rootless: bool = False
+    """Started by rootlesskit (a rootless daemon: `systemctl --user`)."""
+    snap: bool = False
+
+    @property
+    def by_hand(self) -> bool:
+        """Started by none of the above: restarted by stopping it and running its own command line again."""
+        return bool(self.pid) and not (self.systemd_unit or self.init_script or self.rootless or self.snap)
+
+    @property
+    def how(self) -> str:
+        """How it was started, in words (for a fix's details)."""
+        if self.systemd_unit:
+            return f"systemd unit {self.systemd_unit}"
+        if self.init_script:
+            return "the init script (service docker)"
+        if self.rootless:
+            return "rootlesskit"
+        if self.snap:
+            return "the snap"
+        return "by hand" if self.pid else "unknown"
 
 
 def peer_pid(path: str, timeout: float) -> int:
@@ -43,10 +68,53 @@ def daemon_process(path: str, timeout: float) -> DaemonProcess:
         started = os.stat(f"/proc/{pid}").st_mtime
     except OSError as exc:
         return DaemonProcess(pid=pid, error=f"/proc/{pid}: {exc.strerror or exc}")
-    return DaemonProcess(pid=pid, command_line=argv, started_at=_start_time(pid) or started)
+    return DaemonProcess(
+        pid=pid, command_line=argv, started_at=process_start_time(pid) or started, **started_by(pid, argv)
+    )
 
 
-def _start_time(pid: int) -> float | None:
+ROOTLESSKIT = os.fsencode("rootlesskit")
+SERVICE_PID_FILES = ("/run/docker-ssd.pid", "/var/run/docker-ssd.pid")
+"""Where Debian's init script (start-stop-daemon) records the daemon it started; dockerd's own pid file
+(/var/run/docker.pid) says nothing, a daemon started by hand writes it too."""
+
+
+def started_by(pid: int, argv: list[str]) -> dict[str, object]:
+    """How the process `pid` was started (DaemonProcess fields): its systemd unit (its cgroup), a snap,
+    rootlesskit (its parent), or an init script's pid file naming it; none of them: by hand."""
+    if argv and argv[0].startswith("/snap/"):
+        return {"snap": True}
+    try:
+        with open(f"/proc/{pid}/cgroup", encoding="utf-8") as handle:
+            cgroups = handle.read()
+    except OSError:
+        cgroups = ""
+    for line in cgroups.splitlines():
+        path = line.rpartition(":")[2]
+        unit = path.rstrip("/").rpartition("/")[2]
+        if unit.endswith(".service") and os.path.isdir("/run/systemd/system"):
+            return {"rootless": True} if "/user@" in path else {"systemd_unit": unit}
+    try:
+        with open(f"/proc/{pid}/status", encoding="utf-8") as handle:
+            ppid = next((int(line.split()[1]) for line in handle if line.startswith("PPid:")), 0)
+        with open(f"/proc/{ppid}/cmdline", "rb") as handle:
+            parent = handle.read().split(b"\0")[0]
+        if os.path.basename(parent) == ROOTLESSKIT:
+            return {"rootless": True}
+    except (OSError, ValueError):
+        pass
+    for path in SERVICE_PID_FILES:
+        try:
+            with open(path, encoding="utf-8") as handle:
+                recorded = handle.read().strip()
+        except OSError:
+            continue
+        if recorded == str(pid) and os.path.exists("/etc/init.d/docker"):
+            return {"init_script": True}
+    return {}
+
+
+def process_start_time(pid: int) -> float | None:
     """From /proc/PID/stat's starttime (clock ticks since boot) and the boot time in /proc/stat."""
     try:
         with open(f"/proc/{pid}/stat", encoding="utf-8") as handle:

@@ -8,6 +8,8 @@ re-diagnosed on another machine gives the same verdicts and the same fixes.
 
 from __future__ import annotations
 
+import contextlib
+import glob
 import json
 import os
 import stat
@@ -16,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from mldoctor.engine.daemon import DaemonProcess, daemon_process
+from mldoctor.engine.daemon import DaemonProcess, daemon_process, process_start_time, started_by
 from mldoctor.engine.endpoint import DEFAULT_SOCKET, Endpoint, resolve_endpoint
 from mldoctor.facts.common import CommandOutput, DiskUsage, disk_usage, read_text, run_command
 
@@ -101,6 +103,12 @@ class DaemonConfig:
     """The daemon.json keys mldoctor reads (log-driver, log-opts, runtimes, default-runtime, exec-opts,
     data-root, storage-driver, features); nothing else is kept, so no credentials travel in reports."""
     command_line: list[str] = field(default_factory=list)
+    json_error: str | None = None
+    """The file exists but is not a JSON object (the parser's message): dockerd refuses to start with it."""
+    modified_at: float | None = None
+    """The file's modification time (Unix time), to compare with the daemon's start time."""
+    backups: list[str] = field(default_factory=list)
+    """Copies `mldoctor fix` kept before editing it (`PATH.mldoctor-backup-TIME`), oldest first."""
 
 
 @dataclass
@@ -137,11 +145,17 @@ class DockerFacts:
     process: DaemonProcess | None = None
     """The process behind the socket in use (SO_PEERCRED), for a daemon on this host."""
     bridge: BridgeFacts | None = None
+    sudo: bool | None = None
+    """Whether a `sudo` command is on this host (fixes say "as root:" instead where it is not); None in reports
+    from before it was recorded. A host fact, kept here next to the fixes that need it."""
 
     def daemon_json(self) -> str:
         """The configuration file to name in a fix (an older report may lack it: then the generic name)."""
         return self.config_path or (self.config.path if self.config and self.config.path else None) or "daemon.json"
 
+
+BACKUP_SUFFIX = ".mldoctor-backup-"
+"""`mldoctor fix` keeps the file it edits as PATH.mldoctor-backup-TIME."""
 
 KEPT_SETTINGS = (
     "log-driver",
@@ -175,6 +189,11 @@ def gather(timeout: float) -> DockerFacts:
     facts.dockerd_installed = any(
         os.access(os.path.join(d, "dockerd"), os.X_OK)
         for d in [*os.environ.get("PATH", "").split(os.pathsep), "/usr/bin", "/usr/sbin", "/snap/bin"]
+        if d
+    )
+    facts.sudo = any(
+        os.access(os.path.join(d, "sudo"), os.X_OK)
+        for d in [*os.environ.get("PATH", "").split(os.pathsep), "/usr/bin", "/usr/sbin", "/bin"]
         if d
     )
     rootless = os.path.join(os.environ.get("XDG_RUNTIME_DIR", f"/run/user/{os.getuid()}"), "docker.sock")
@@ -340,9 +359,12 @@ def _daemon_config(path: str | None, command_line: list[str]) -> DaemonConfig:
     config = DaemonConfig(path=path, command_line=command_line)
     if path is None:
         return config
+    config.backups = sorted(glob.glob(glob.escape(path) + BACKUP_SUFFIX + "*"))
     if not os.path.exists(path):
         return config
     config.found = True
+    with contextlib.suppress(OSError):
+        config.modified_at = os.stat(path).st_mtime
     text = read_text(path)
     if text is None:
         config.error = "not readable by this user"
@@ -350,9 +372,11 @@ def _daemon_config(path: str | None, command_line: list[str]) -> DaemonConfig:
     try:
         data = json.loads(text) if text.strip() else {}
     except json.JSONDecodeError as exc:
+        config.json_error = str(exc)
         config.error = f"invalid JSON: {exc}"
         return config
     if not isinstance(data, dict):
+        config.json_error = f"a JSON {type(data).__name__}, not an object"
         config.error = "not a JSON object"
         return config
     config.settings = {k: v for k, v in data.items() if k in KEPT_SETTINGS}
@@ -371,7 +395,10 @@ def _dockerd_by_name(behind_socket: DaemonProcess | None) -> DaemonProcess:
     if len(pids) != 1:
         return DaemonProcess(error=why or f"{len(pids)} dockerd processes on this host")
     argv = [arg for arg in (read_text(f"/proc/{pids[0]}/cmdline") or "").split("\0") if arg]
-    return DaemonProcess(pid=int(pids[0]), command_line=argv, error=why)
+    pid = int(pids[0])
+    return DaemonProcess(
+        pid=pid, command_line=argv, error=why, started_at=process_start_time(pid), **started_by(pid, argv)
+    )
 
 
 def _socket(path: str) -> SocketFacts:

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
+import re
+from collections.abc import Callable
+
 from mldoctor.facts.host import HostFacts
+
+SUDO = re.compile(r"(^|[\s;&|(`]|\$\()sudo\s+(?:-E\s+)?", re.MULTILINE)
 
 FAMILIES = {
     "debian": ("debian", "ubuntu"),
@@ -17,6 +24,38 @@ INSTALL = {
     "suse": "sudo zypper install -y {}",
     "arch": "sudo pacman -S --noconfirm {}",
 }
+
+
+def is_root(host: HostFacts | None) -> bool:
+    """Whether the facts were gathered as root (uid 0): then a fix is typed as is, without `sudo`."""
+    return host is not None and host.user is not None and host.user.uid == 0
+
+
+AS_ROOT = "as root: "
+"""How a fix that needs root begins on a host without sudo (run what follows in a root shell)."""
+
+
+def for_host(command: str, host: HostFacts | None, sudo: bool | None = None) -> str:
+    """A fix as this host's user types it: as root, every `sudo ` is dropped (root may have no sudo at all:
+    containers, CI runners, minimal images, where a `sudo` line exits 127); where the user is not root and the
+    facts say there is no sudo (`sudo` False), the steps are for root: "as root: ..." without the sudos."""
+    if is_root(host):
+        return SUDO.sub(lambda m: m.group(1), command)
+    if sudo is False and SUDO.search(command) and not command.startswith(AS_ROOT):
+        return AS_ROOT + SUDO.sub(lambda m: m.group(1), command)
+    return command
+
+
+def rendered(builder: Callable[..., str]) -> Callable[..., str]:
+    """A fix builder whose text is rendered for the host passed to it (its `host` argument): `for_host`."""
+    signature = inspect.signature(builder)
+
+    @functools.wraps(builder)
+    def build(*args, **kwargs) -> str:
+        host = signature.bind(*args, **kwargs).arguments.get("host")
+        return for_host(builder(*args, **kwargs), host)
+
+    return build
 
 
 def distro_family(host: HostFacts | None) -> str:
@@ -38,7 +77,7 @@ def install(host: HostFacts | None, packages: dict[str, str], docs: str) -> str:
     """The install command for this distro family, or the docs page when the family is unknown."""
     family = distro_family(host)
     if family in packages and family in INSTALL:
-        return INSTALL[family].format(packages[family])
+        return for_host(INSTALL[family].format(packages[family]), host)
     return f"see {docs}"
 
 
@@ -50,17 +89,17 @@ def uses_systemd(host: HostFacts | None) -> bool:
 def enable_service(name: str, host: HostFacts | None) -> str:
     """Start a system service now and at every boot, with the init system that is there."""
     if uses_systemd(host):
-        return f"sudo systemctl enable --now {name}"
-    return f"sudo service {name} start"
+        return for_host(f"sudo systemctl enable --now {name}", host)
+    return for_host(f"sudo service {name} start", host)
 
 
 def restart_service(name: str, host: HostFacts | None) -> str:
     if uses_systemd(host):
-        return f"sudo systemctl restart {name}"
-    return f"sudo service {name} restart"
+        return for_host(f"sudo systemctl restart {name}", host)
+    return for_host(f"sudo service {name} restart", host)
 
 
 def service_log(name: str, host: HostFacts | None) -> str:
     if uses_systemd(host):
-        return f"sudo journalctl -u {name} -n 50"
+        return for_host(f"sudo journalctl -u {name} -n 50", host)
     return f"/var/log/{name}.log"

@@ -1,16 +1,36 @@
-"""Docker checks: CLI, daemon, socket permission, version, flavour, storage, disk, logging, compose."""
+"""Docker checks: CLI, daemon, its configuration file, socket permission, version, flavour, storage, disk, logging,
+network, warnings, compose."""
 
 from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Callable
 
 from mldoctor.facts import Facts
 from mldoctor.facts.docker import DockerFacts
 from mldoctor.facts.host import HostFacts
 from mldoctor.fixes.docker import COMPOSE_DOCS, ENGINE_DOCS, docker_logs_hint, docker_service
-from mldoctor.fixes.host import install
+from mldoctor.fixes.host import for_host, install
 from mldoctor.model import Finding
 from mldoctor.policy import Policy
 from mldoctor.rules.registry import check
 from mldoctor.text import gib, version_tuple
+
+
+def for_this_host(rule: Callable[[Facts, Policy], Finding]) -> Callable[[Facts, Policy], Finding]:
+    """Render the rule's fix for the host it was found on: no sudo as root, "as root:" where there is no sudo."""
+
+    @functools.wraps(rule)
+    def rendered(facts: Facts, policy: Policy) -> Finding:
+        finding = rule(facts, policy)
+        sudo = facts.docker.sudo if facts.docker is not None else None
+        if finding.fix:
+            return dataclasses.replace(finding, fix=for_host(finding.fix, facts.host, sudo))
+        return finding
+
+    return rendered
+
 
 ROOT_EQUIVALENT = (
     "Membership of the docker group is root-equivalent: anyone in it can start a container that mounts / "
@@ -19,6 +39,7 @@ ROOT_EQUIVALENT = (
 
 
 @check("docker.cli", "Docker CLI", facts=("docker", "host"))
+@for_this_host
 def docker_cli(facts: Facts, policy: Policy) -> Finding:
     cli = facts.docker.cli
     if cli.path is None:
@@ -43,7 +64,7 @@ def _daemon_failure(docker: DockerFacts, host: HostFacts | None, timeout_hint: s
     kind, url, error = connection.error_kind, endpoint.url, connection.error or ""
     where = f"{url} (from {endpoint.source})" if endpoint.source != "default" else url
     start = docker_service("enable --now", docker.flavour, host)
-    restart = docker_service("restart", docker.flavour, host)
+    restart = docker_service("restart", docker.flavour, host, docker.process)
     logs = docker_logs_hint(docker.flavour, host)
     details = (f"error: {error}",) if error else ()
     if kind == "missing_socket":
@@ -56,7 +77,7 @@ def _daemon_failure(docker: DockerFacts, host: HostFacts | None, timeout_hint: s
         if endpoint.source == "context":
             return Finding.fail(
                 f"the docker context {endpoint.context!r} points at {url}, which does not exist",
-                fix="docker context use default   # or start the daemon that should listen there",
+                fix=f"{USE_DEFAULT_CONTEXT}   # or start the daemon that should listen there",
                 details=details,
             )
         if endpoint.source == "DOCKER_HOST":
@@ -70,6 +91,13 @@ def _daemon_failure(docker: DockerFacts, host: HostFacts | None, timeout_hint: s
                 f"Docker Engine is not installed (no dockerd, no socket at {url})",
                 fix=install(host, {"debian": "docker.io", "rhel": "docker-ce", "arch": "docker"}, ENGINE_DOCS)
                 + f" && {start}",
+                details=details,
+            )
+        broken = _config_broken(docker)
+        if broken:
+            return Finding.fail(
+                f"the Docker daemon is not running (no socket at {url}), and it cannot start: {broken}",
+                fix=_config_repair(docker, host, start),
                 details=details,
             )
         return Finding.fail(f"the Docker daemon is not running (no socket at {url})", fix=start, details=details)
@@ -90,6 +118,9 @@ def _daemon_failure(docker: DockerFacts, host: HostFacts | None, timeout_hint: s
     return Finding.fail(summary.format(**values), fix=fix.format(**values), details=details)
 
 
+USE_DEFAULT_CONTEXT = "unset DOCKER_CONTEXT; docker context use default"
+"""Back to the local daemon: DOCKER_CONTEXT, when set, overrides `docker context use`, so it goes first."""
+
 CAUSES = {
     "tls": (
         "the TLS handshake with {where} failed",
@@ -105,7 +136,7 @@ CAUSES = {
     ),
     "context_missing": (
         "the docker context {context!r} does not exist",
-        "docker context use default   # and unset DOCKER_CONTEXT if it is set",
+        USE_DEFAULT_CONTEXT + "   # DOCKER_CONTEXT first: while set, it overrides the current context",
     ),
     "unreachable": (
         "cannot reach {where}",
@@ -122,6 +153,7 @@ CAUSES = {
 
 
 @check("docker.daemon", "Docker daemon", facts=("docker", "host"))
+@for_this_host
 def docker_daemon(facts: Facts, policy: Policy) -> Finding:
     docker = facts.docker
     if docker.connection.ok:
@@ -140,7 +172,74 @@ def docker_daemon(facts: Facts, policy: Policy) -> Finding:
     return _daemon_failure(docker, facts.host, "the timeout")
 
 
+def _config_broken(docker: DockerFacts) -> str | None:
+    """Why the daemon's configuration file would stop it from starting (None when it would not)."""
+    config = docker.config
+    if config is None or not config.found or not config.json_error:
+        return None
+    return f"{config.path} is not valid JSON ({config.json_error})"
+
+
+def _config_repair(docker: DockerFacts, host: HostFacts | None, then: str) -> str:
+    """Put the configuration file back: the newest backup `mldoctor fix` kept, else correct it by hand."""
+    config = docker.config
+    path = config.path if config is not None else docker.daemon_json()
+    if config is not None and config.backups:
+        restore = for_host(f"sudo cp -p {config.backups[-1]} {path}", host)
+        return f"{restore} && {then}" if then else f"{restore}   # the copy mldoctor fix kept; no restart needed"
+    return (
+        f"python3 -m json.tool {path}   # shows the line and column: correct it there (`{{}}` is a valid empty "
+        "config)" + (f", then: {then}" if then else "; the daemon runs with what it started with: no restart needed")
+    )
+
+
+@check("docker.config", "Docker daemon configuration", facts=("docker", "host"))
+@for_this_host
+def docker_config(facts: Facts, policy: Policy) -> Finding:
+    """The configuration file of the daemon in use: one it could not start with, and one edited since it started
+    (not applied yet). Judged whether or not the daemon answers: a broken file is often why it does not."""
+    docker = facts.docker
+    config = docker.config
+    if config is None or not docker.local:
+        return Finding.skip(f"the daemon is not on this host ({docker.endpoint.url}): its configuration is not here")
+    if config.path is None:
+        return Finding.ok(f"no configuration file for {docker.flavour}")
+    if not config.found:
+        return Finding.ok(f"{config.path} absent: the daemon's defaults")
+    process = docker.process
+    running = docker.connection.ok and process is not None and bool(process.pid)
+    broken = _config_broken(docker)
+    if broken:
+        if running:
+            then = ""
+            consequence = "the daemon will not start again after its next restart"
+        else:
+            then = docker_service("enable --now", docker.flavour, facts.host)
+            consequence = "the daemon cannot start with it"
+        return Finding.fail(
+            f"{broken}: {consequence}",
+            fix=_config_repair(docker, facts.host, then),
+            details=(f"{config.path}: {config.json_error}",),
+        )
+    if config.error:
+        return Finding.skip(f"cannot read {config.path}: {config.error}")
+    if running and config.modified_at and process.started_at and config.modified_at > process.started_at + 1:
+        restart = docker_service("restart", docker.flavour, facts.host, process)
+        return Finding.warn(
+            f"{config.path} edited but not applied yet: restart to apply",
+            fix=restart,
+            details=(
+                f"{config.path} changed {config.modified_at - process.started_at:.0f} s after the daemon "
+                f"(pid {process.pid}) started, {process.how}",
+                "until it restarts the daemon runs with the old settings; a restart stops running containers "
+                "unless live-restore is set",
+            ),
+        )
+    return Finding.ok(f"{config.path}: valid" + (" and applied" if running else ""))
+
+
 @check("docker.permission", "Docker socket permission", facts=("docker", "host.user"))
+@for_this_host
 def docker_permission(facts: Facts, policy: Policy) -> Finding:
     docker, user = facts.docker, facts.host.user
     sock = docker.socket
@@ -165,9 +264,12 @@ def docker_permission(facts: Facts, policy: Policy) -> Finding:
     if not sock.mode & 0o060 or sock.group in ("root", ""):
         return Finding.fail(
             f"{sock.path} is {sock.owner}:{sock.group} mode {mode}: no group may use it",
-            fix="sudo groupadd -f docker && "
-            + docker_service("restart", docker.flavour, facts.host)
-            + f"   # dockerd gives its socket to the docker group; then: sudo usermod -aG docker {user.name}",
+            fix=for_host(
+                "sudo groupadd -f docker && "
+                + docker_service("restart", docker.flavour, facts.host, docker.process)
+                + f"   # dockerd gives its socket to the docker group; then: sudo usermod -aG docker {user.name}",
+                facts.host,
+            ),
             details=details,
         )
     if sock.group in user.member_of:
@@ -178,12 +280,13 @@ def docker_permission(facts: Facts, policy: Policy) -> Finding:
         )
     return Finding.fail(
         f"{user.name} may not use {sock.path} (it belongs to group {sock.group})",
-        fix=f"sudo usermod -aG {sock.group} {user.name}   # then log out and back in",
+        fix=for_host(f"sudo usermod -aG {sock.group} {user.name}   # then log out and back in", facts.host),
         details=details,
     )
 
 
 @check("docker.version", "Docker version", facts=("docker",), requires=("docker.daemon",))
+@for_this_host
 def docker_version(facts: Facts, policy: Policy) -> Finding:
     daemon = facts.docker.daemon
     api = version_tuple(daemon.api_version)
@@ -210,6 +313,7 @@ FLAVOURS = {
 
 
 @check("docker.flavour", "Docker flavour", facts=("docker", "host"), requires=("docker.daemon",))
+@for_this_host
 def docker_flavour(facts: Facts, policy: Policy) -> Finding:
     docker = facts.docker
     flavour = docker.flavour
@@ -224,8 +328,11 @@ def docker_flavour(facts: Facts, policy: Policy) -> Finding:
     if flavour == "podman":
         return Finding.warn(
             f"{name}: GPU containers there go through CDI, not Docker's --gpus",
-            fix="sudo nvidia-ctk cdi generate --output=/etc/cdi/nvidia.yaml"
-            "   # then: podman run --device nvidia.com/gpu=all ...",
+            fix=for_host(
+                "sudo nvidia-ctk cdi generate --output=/etc/cdi/nvidia.yaml"
+                "   # then: podman run --device nvidia.com/gpu=all ...",
+                facts.host,
+            ),
             details=details,
         )
     if docker.rootless_socket and flavour != "rootless":
@@ -247,6 +354,7 @@ DISCOURAGED_STORAGE = {
 
 
 @check("docker.storage", "Docker storage and cgroups", facts=("docker", "host"), requires=("docker.daemon",))
+@for_this_host
 def docker_storage(facts: Facts, policy: Policy) -> Finding:
     docker = facts.docker
     daemon = docker.daemon
@@ -260,7 +368,7 @@ def docker_storage(facts: Facts, policy: Policy) -> Finding:
         return Finding.warn(
             f"{summary}: {daemon.storage_driver} {why}",
             fix=f'set "storage-driver": "overlay2" in {docker.daemon_json()}, then '
-            + docker_service("restart", docker.flavour, facts.host)
+            + docker_service("restart", docker.flavour, facts.host, docker.process)
             + "   # existing images stay with the old driver: `docker save` what you need first",
             details=details,
         )
@@ -285,6 +393,7 @@ def _reclaim_fix(docker: DockerFacts) -> str:
 
 
 @check("docker.disk", "Docker disk space", facts=("docker",), requires=("docker.daemon",))
+@for_this_host
 def docker_disk(facts: Facts, policy: Policy) -> Finding:
     docker = facts.docker
     if not docker.local or docker.root_dir is None:
@@ -324,7 +433,17 @@ def _log_max_size(docker: DockerFacts) -> str | None:
     return None
 
 
+def _fix_command(check_id: str, docker: DockerFacts, host: HostFacts | None) -> str:
+    """`mldoctor fix CHECK_ID`, as the user who can write the daemon's configuration: root for a system daemon
+    (through sudo by mldoctor's full path: sudo's PATH does not have a virtualenv's), the user for a rootless one."""
+    command = f"fix {check_id} --yes --restart"
+    if docker.flavour == "rootless" or (host is not None and host.user is not None and host.user.uid == 0):
+        return f"mldoctor {command}"
+    return f'sudo "$(command -v mldoctor)" {command}'
+
+
 @check("docker.logging", "Docker container logs", facts=("docker", "host"), requires=("docker.daemon",))
+@for_this_host
 def docker_logging(facts: Facts, policy: Policy) -> Finding:
     docker = facts.docker
     driver = docker.daemon.logging_driver
@@ -334,20 +453,27 @@ def docker_logging(facts: Facts, policy: Policy) -> Finding:
     config = docker.config
     if config is None:
         return Finding.skip("the daemon is not on this host: its configuration cannot be read here")
+    if config.json_error:
+        return Finding.skip(f"skipped: {config.path} is not valid JSON (see docker.config)", blocked_by="docker.config")
     if config.error:
         return Finding.skip(f"cannot read {config.path}: {config.error}")
     max_size = _log_max_size(docker)
     if max_size:
         return Finding.ok(f"json-file logs, rotated at {max_size}")
     path = docker.daemon_json()
+    restart = docker_service("restart", docker.flavour, facts.host, docker.process)
     return Finding.warn(
-        "json-file logs without max-size: a chatty training container fills the disk",
-        fix=(
-            f'add to {path}:  "log-opts": {{"max-size": "100m", "max-file": "3"}}\n'
-            f"then: {docker_service('restart', docker.flavour, facts.host)}   "
-            "# applies to containers created afterwards"
+        f"json-file logs without max-size ({path} {'sets none' if config.found else 'absent'}): "
+        "a chatty training container fills the disk",
+        fix=_fix_command("docker.logging", docker, facts.host)
+        + f"   # merges log rotation into {path} (a backup is kept); without --yes: the diff only",
+        details=(
+            f"{path}: {'present' if config.found else 'absent'}",
+            f'by hand: merge "log-driver": "json-file" and "log-opts": {{"max-size": "100m", "max-file": "3"}} '
+            f"into the JSON object in {path} (create it if absent), check it with `python3 -m json.tool {path}`, "
+            f"then: {restart}",
+            "applies to containers created afterwards",
         ),
-        details=(f"{path}: {'present' if config.found else 'absent'}",),
     )
 
 
@@ -357,12 +483,13 @@ def _bridge_none(docker: DockerFacts) -> bool:
 
 
 @check("docker.network", "Docker default network", facts=("docker", "host"), requires=("docker.daemon",))
+@for_this_host
 def docker_network(facts: Facts, policy: Policy) -> Finding:
     """mldoctor's probe runs with no network, so a broken default bridge never shows in it: every plain
     `docker run` (no --network) of the user's does. Judged from the daemon's own description of the network."""
     docker = facts.docker
     bridge = docker.bridge
-    restart = docker_service("restart", docker.flavour, facts.host)
+    restart = docker_service("restart", docker.flavour, facts.host, docker.process)
     if bridge is None:
         return Finding.skip("no network facts in this report")
     if bridge.error:
@@ -391,8 +518,11 @@ def docker_network(facts: Facts, policy: Policy) -> Finding:
     if forwarding:
         return Finding.warn(
             "IPv4 forwarding is disabled: containers on the bridge cannot reach the network (pip, datasets, NCCL)",
-            fix="echo 'net.ipv4.ip_forward = 1' | sudo tee /etc/sysctl.d/99-docker-forward.conf && "
-            f"sudo sysctl --system && {restart}",
+            fix=for_host(
+                "echo 'net.ipv4.ip_forward = 1' | sudo tee /etc/sysctl.d/99-docker-forward.conf && "
+                f"sudo sysctl --system && {restart}",
+                facts.host,
+            ),
         )
     where = "" if bridge.interface_present else " (its interface is in the daemon's own namespace: not seen here)"
     return Finding.ok(f"default bridge {bridge.interface or 'network'} {bridge.subnet}".rstrip() + where)
@@ -403,6 +533,7 @@ EXPOSED_API = "without encryption"
 
 
 @check("docker.warnings", "Docker daemon warnings", facts=("docker", "host"), requires=("docker.daemon",))
+@for_this_host
 def docker_warnings(facts: Facts, policy: Policy) -> Finding:
     """`docker info`'s own warnings: an API open to the network is a FAIL (root for anyone who can reach it); the
     others are listed for the support desk."""
@@ -413,7 +544,8 @@ def docker_warnings(facts: Facts, policy: Policy) -> Finding:
         return Finding.fail(
             "the daemon's API is open on the network without TLS: anyone who can reach it is root on this host",
             fix=f'remove the tcp:// listener from dockerd (-H or "hosts" in {docker.daemon_json()}), or protect it '
-            "with --tlsverify and client certificates; then: " + docker_service("restart", docker.flavour, facts.host),
+            "with --tlsverify and client certificates; then: "
+            + docker_service("restart", docker.flavour, facts.host, docker.process),
             details=tuple(exposed),
         )
     if not warnings:
@@ -422,6 +554,7 @@ def docker_warnings(facts: Facts, policy: Policy) -> Finding:
 
 
 @check("docker.compose", "Docker Compose", facts=("docker", "host"))
+@for_this_host
 def docker_compose(facts: Facts, policy: Policy) -> Finding:
     cli = facts.docker.cli
     if cli.compose_plugin:

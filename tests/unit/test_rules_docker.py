@@ -6,6 +6,7 @@ import pytest
 from factories import GIB, Reclaimable, daemon, disk, docker, docker_socket, down, facts, host
 from helpers import result
 
+from mldoctor.engine.daemon import DaemonProcess
 from mldoctor.facts.docker import CliFacts, DaemonConfig, Endpoint, SocketFacts
 from mldoctor.facts.host import UserFacts
 from mldoctor.model import Status
@@ -72,7 +73,7 @@ class TestDaemon:
         endpoint = Endpoint(url="unix:///tmp/x.sock", source="context", context="elsewhere")
         r = result(facts(docker=down("missing_socket", endpoint=endpoint)), "docker.daemon")
         assert "context 'elsewhere' points at unix:///tmp/x.sock" in r.summary
-        assert r.fix.startswith("docker context use default")
+        assert r.fix.startswith("unset DOCKER_CONTEXT; docker context use default")
 
     def test_refused_is_a_stale_socket(self):
         r = result(facts(docker=down("refused")), "docker.daemon")
@@ -89,7 +90,7 @@ class TestDaemon:
             ("tls", "TLS handshake", "DOCKER_CERT_PATH"),
             ("ssh_no_paramiko", "paramiko", "docker[ssh]"),
             ("bad_host", "not a valid daemon address", "unset DOCKER_HOST"),
-            ("context_missing", "does not exist", "docker context use default"),
+            ("context_missing", "does not exist", "unset DOCKER_CONTEXT; docker context use default"),
             ("unreachable", "cannot reach", "network"),
             ("api_error", "answered with an error", "restart docker"),
             ("other", "could not talk", "docker version"),
@@ -257,12 +258,28 @@ class TestLogging:
         r = result(facts(), "docker.logging")
         assert r.status is Status.PASS and "100m" in r.summary
 
-    def test_unrotated_json_file_warns_with_daemon_json_lines(self):
+    def test_unrotated_json_file_warns_with_the_fix_command_not_a_fragment(self):
         d = docker(config=DaemonConfig(path="/etc/docker/daemon.json", found=False))
         r = result(facts(docker=d), "docker.logging")
         assert r.status is Status.WARN
-        assert '"log-opts": {"max-size": "100m", "max-file": "3"}' in r.fix
-        assert "sudo systemctl restart docker" in r.fix
+        assert "/etc/docker/daemon.json" in r.summary and "absent" in r.summary
+        assert r.fix.startswith('sudo "$(command -v mldoctor)" fix docker.logging --yes --restart')
+        assert "{" not in r.fix and '"log-opts"' not in r.fix
+        manual = next(line for line in r.details if line.startswith("by hand"))
+        assert '"max-size": "100m"' in manual and "sudo systemctl restart docker" in manual
+
+    def test_fix_as_root_has_no_sudo(self):
+        root = host(user=UserFacts(uid=0, name="root", active_groups=["root"], member_of=["root"]), systemd=False)
+        d = docker(config=DaemonConfig(path="/etc/docker/daemon.json", found=True))
+        r = result(facts(host=root, docker=d), "docker.logging")
+        assert r.fix.startswith("mldoctor fix docker.logging --yes --restart")
+        assert "sudo" not in r.fix and "sudo" not in " ".join(r.details)
+        assert "service docker restart" in " ".join(r.details)
+
+    def test_invalid_config_defers_to_docker_config(self):
+        d = docker(config=DaemonConfig(path="/etc/docker/daemon.json", found=True, json_error="x", error="invalid"))
+        r = result(facts(docker=d), "docker.logging")
+        assert r.status is Status.SKIP and r.blocked_by == "docker.config"
 
     def test_rotation_from_command_line(self):
         cfg = DaemonConfig(path="/etc/docker/daemon.json", command_line=["dockerd", "--log-opt", "max-size=10m"])
@@ -277,8 +294,92 @@ class TestLogging:
 
     def test_rootless_fix_uses_user_config(self):
         cfg = DaemonConfig(path="/home/alice/.config/docker/daemon.json")
-        r = result(facts(docker=docker(flavour="rootless", config=cfg)), "docker.logging")
-        assert "/home/alice/.config/docker/daemon.json" in r.fix and "systemctl --user restart docker" in r.fix
+        d = docker(flavour="rootless", config=cfg, config_path=cfg.path)
+        r = result(facts(docker=d), "docker.logging")
+        assert r.fix.startswith("mldoctor fix docker.logging") and "/home/alice/.config/docker/daemon.json" in r.fix
+        assert "systemctl --user restart docker" in " ".join(r.details)
+
+
+ROOT = UserFacts(uid=0, name="root", active_groups=["root"], member_of=["root"])
+STARTED = 1_800_000_000.0
+
+
+def running(**process) -> DaemonProcess:
+    return DaemonProcess(**{"pid": 4242, "command_line": ["/usr/bin/dockerd"], "started_at": STARTED, **process})
+
+
+class TestConfig:
+    def config(self, **changes) -> DaemonConfig:
+        return DaemonConfig(
+            **{"path": "/etc/docker/daemon.json", "found": True, "modified_at": STARTED - 60, **changes}
+        )
+
+    def test_valid_and_applied(self):
+        r = result(
+            facts(docker=docker(config=self.config(), process=running(systemd_unit="docker.service"))), "docker.config"
+        )
+        assert r.status is Status.PASS and "/etc/docker/daemon.json" in r.summary
+
+    def test_absent_passes(self):
+        r = result(facts(docker=docker(config=self.config(found=False))), "docker.config")
+        assert r.status is Status.PASS and "absent" in r.summary
+
+    def test_malformed_fails_naming_file_and_error(self):
+        cfg = self.config(json_error="Expecting value: line 1 column 1 (char 0)", error="invalid JSON")
+        r = result(facts(docker=docker(config=cfg, process=running())), "docker.config")
+        assert r.status is Status.FAIL
+        assert "/etc/docker/daemon.json" in r.summary and "line 1 column 1" in r.summary
+        assert "will not start again after its next restart" in r.summary
+        assert r.fix.startswith("python3 -m json.tool /etc/docker/daemon.json") and "no restart needed" in r.fix
+
+    def test_malformed_with_a_backup_restores_it(self):
+        cfg = self.config(json_error="x", error="invalid", backups=["/etc/docker/daemon.json.mldoctor-backup-1"])
+        r = result(facts(host=host(user=ROOT), docker=docker(config=cfg, process=running())), "docker.config")
+        assert r.fix.startswith("cp -p /etc/docker/daemon.json.mldoctor-backup-1 /etc/docker/daemon.json")
+
+    def test_malformed_is_named_when_the_daemon_is_down(self):
+        cfg = self.config(json_error="Expecting ',' delimiter", error="invalid JSON")
+        d = down("missing_socket", config=cfg)
+        daemon_result = result(facts(docker=d), "docker.daemon")
+        assert daemon_result.status is Status.FAIL and "/etc/docker/daemon.json" in daemon_result.summary
+        r = result(facts(docker=d), "docker.config")
+        assert r.status is Status.FAIL and "cannot start" in r.summary
+
+    def test_edited_after_start_warns_with_this_daemons_restart(self):
+        cfg = self.config(modified_at=STARTED + 30)
+        d = docker(config=cfg, process=running(systemd_unit="docker.service"))
+        r = result(facts(docker=d), "docker.config")
+        assert r.status is Status.WARN and "edited but not applied yet: restart to apply" in r.summary
+        assert r.fix == "sudo systemctl restart docker.service"
+
+    def test_edited_restart_by_init_script_as_root(self):
+        d = docker(config=self.config(modified_at=STARTED + 30), process=running(init_script=True))
+        r = result(facts(host=host(user=ROOT, systemd=False), docker=d), "docker.config")
+        assert r.fix == "service docker restart"
+
+    def test_edited_restart_by_hand_reruns_its_command_line(self):
+        process = running(command_line=["dockerd", "--config-file", "/srv/d.json"])
+        d = docker(config=self.config(path="/srv/d.json", modified_at=STARTED + 30), process=process)
+        r = result(facts(host=host(user=ROOT), docker=d), "docker.config")
+        assert r.fix.startswith("sh -c 'kill 4242 && while kill -0 4242")
+        assert "setsid dockerd --config-file /srv/d.json" in r.fix
+
+    def test_remote_daemon_skips(self):
+        r = result(facts(docker=docker(config=None, local=False)), "docker.config")
+        assert r.status is Status.SKIP
+
+
+class TestRenderedForThisHost:
+    def test_no_sudo_as_root(self):
+        root = host(user=ROOT, systemd=False)
+        r = result(facts(host=root, docker=down("missing_socket")), "docker.daemon")
+        assert r.fix == "service docker start"
+
+    def test_not_in_group_as_root_has_no_sudo_and_user_keeps_it(self):
+        assert result(facts(host=host(user=ROOT), docker=down("missing_socket")), "docker.daemon").fix == (
+            "systemctl enable --now docker"
+        )
+        assert result(facts(docker=down("missing_socket")), "docker.daemon").fix.startswith("sudo ")
 
 
 class TestCompose:
@@ -358,3 +459,17 @@ def test_an_api_open_without_tls_fails():
     assert r.status is Status.FAIL and "root on this host" in r.summary and "--tlsverify" in r.fix
     ok = result(facts(docker=docker(daemon=daemon(warnings=["WARNING: No swap limit support"]))), "docker.warnings")
     assert ok.status is Status.PASS and ok.details == ["WARNING: No swap limit support"]
+
+
+class TestWithoutSudo:
+    def test_not_in_group_without_sudo_is_for_root(self):
+        user = UserFacts(uid=1001, name="bob", active_groups=["bob"], member_of=["bob"])
+        d = docker(connection=down("permission").connection, daemon=None, sudo=False)
+        r = result(facts(host=host(user=user), docker=d), "docker.permission")
+        assert r.fix == "as root: usermod -aG docker bob   # then log out and back in"
+
+    def test_with_sudo_or_unknown_keeps_it(self):
+        user = UserFacts(uid=1001, name="bob", active_groups=["bob"], member_of=["bob"])
+        for sudo in (True, None):
+            d = docker(connection=down("permission").connection, daemon=None, sudo=sudo)
+            assert result(facts(host=host(user=user), docker=d), "docker.permission").fix.startswith("sudo usermod")
