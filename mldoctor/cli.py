@@ -12,6 +12,7 @@ import click
 from mldoctor import __version__, options
 from mldoctor.bundle.command import command as report_command
 from mldoctor.explain import command as explain_command
+from mldoctor.fix.command import command as fix_command
 from mldoctor.fleet.command import fleet as fleet_command
 from mldoctor.image.command import check as image_check_command
 from mldoctor.why import command as why_command
@@ -247,6 +248,7 @@ def gpu_bench(ctx: click.Context, fmt: str, output_path: str | None, **_: Any) -
 cli.add_command(report_command)
 cli.add_command(fleet_command)
 cli.add_command(explain_command)
+cli.add_command(fix_command)
 cli.add_command(why_command)
 
 

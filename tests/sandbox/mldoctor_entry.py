@@ -1,8 +1,4 @@
-# The `mldoctor` command inside the sandbox: the checkout's package, with `mldoctor fix` registered the way
-# mldoctor/cli.py registers its commands (`cli.add_command(fix_command)`), should this checkout's cli.py lack it.
-from mldoctor.cli import cli, main
-from mldoctor.fix.command import command as fix_command
+# The `mldoctor` command inside the sandbox: this checkout's package, as the console script would run it.
+from mldoctor.cli import main
 
-if "fix" not in cli.commands:
-    cli.add_command(fix_command)
 main()
