@@ -104,9 +104,18 @@ def _daemon_failure(docker: DockerFacts, host: HostFacts | None, timeout_hint: s
     if kind == "refused":
         if endpoint.socket_path:
             summary = f"nothing answers on {where}: a stale socket (the daemon stopped or crashed)"
-        else:
-            summary = f"connection refused by {where}: no daemon listens there"
-        return Finding.fail(summary, fix=f"{restart}   # then see why it stopped: {logs}", details=details)
+            return Finding.fail(summary, fix=f"{restart}   # then see why it stopped: {logs}", details=details)
+        # a daemon on another address: restarting this host's daemon would interrupt its containers and fix nothing
+        away = (
+            "unset DOCKER_HOST"
+            if endpoint.source == "DOCKER_HOST"
+            else "unset DOCKER_CONTEXT; docker context use default"
+        )
+        return Finding.fail(
+            f"connection refused by {where}: no daemon listens there",
+            fix=f"{away}   # to use this host's daemon; or start the daemon that should listen at {url}",
+            details=details,
+        )
     if kind == "timeout":
         return Finding.fail(
             f"the daemon at {where} accepted the connection but did not answer within {timeout_hint}",

@@ -473,3 +473,10 @@ class TestWithoutSudo:
         for sudo in (True, None):
             d = docker(connection=down("permission").connection, daemon=None, sudo=sudo)
             assert result(facts(host=host(user=user), docker=d), "docker.permission").fix.startswith("sudo usermod")
+
+
+def test_a_refused_remote_daemon_is_not_fixed_by_restarting_this_host_s():
+    """DOCKER_HOST at another daemon: restarting the local one would stop its containers and fix nothing."""
+    remote = down("refused", endpoint=Endpoint(url="tcp://10.0.0.5:2376", source="DOCKER_HOST"), socket=None)
+    r = result(facts(docker=remote), "docker.daemon")
+    assert r.status is Status.FAIL and r.fix.startswith("unset DOCKER_HOST") and "restart" not in r.fix
