@@ -10,17 +10,42 @@ from typing import Any
 import click
 
 from mldoctor import __version__, options
-from mldoctor.bundle.command import command as report_command
-from mldoctor.explain import command as explain_command
-from mldoctor.fix.command import command as fix_command
-from mldoctor.fleet.command import fleet as fleet_command
-from mldoctor.image.command import check as image_check_command
-from mldoctor.why import command as why_command
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+class LazyGroup(click.Group):
+    """A group whose commands that live in their own modules are imported only when one of them runs (or help lists
+    them): `mldoctor check` pays nothing for `report`, `fleet`, `fix` or `explain`."""
+
+    def __init__(self, *args: Any, lazy: dict[str, str] | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.lazy = lazy or {}
+        """command name -> "module:attribute" of its click command."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self.lazy})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self.lazy and cmd_name not in self.commands:
+            import importlib
+
+            module, _, attribute = self.lazy[cmd_name].partition(":")
+            self.add_command(getattr(importlib.import_module(module), attribute), cmd_name)
+        return super().get_command(ctx, cmd_name)
+
+
+@click.group(
+    cls=LazyGroup,
+    lazy={
+        "report": "mldoctor.bundle.command:command",
+        "fleet": "mldoctor.fleet.command:fleet",
+        "explain": "mldoctor.explain:command",
+        "fix": "mldoctor.fix.command:command",
+        "why": "mldoctor.why:command",
+    },
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
 @click.version_option(__version__, "-V", "--version", prog_name="mldoctor")
 def cli() -> None:
     """Can this machine run GPU training in Docker? If not, what exactly fixes it.
@@ -245,13 +270,6 @@ def gpu_bench(ctx: click.Context, fmt: str, output_path: str | None, **_: Any) -
     return report.exit_code(resolved.value("strict"))
 
 
-cli.add_command(report_command)
-cli.add_command(fleet_command)
-cli.add_command(explain_command)
-cli.add_command(fix_command)
-cli.add_command(why_command)
-
-
 @cli.group("config")
 def config_group() -> None:
     """The policy file: mldoctor.toml, or [tool.mldoctor] in pyproject.toml (see docs/ci.md)."""
@@ -284,7 +302,7 @@ def config_show(ctx: click.Context, fmt: str, **_: Any) -> None:
         click.echo(f"{key:<{width}}  {shown:<40}  {resolved.effective.sources[key]}")
 
 
-@cli.group("image")
+@cli.group("image", cls=LazyGroup, lazy={"check": "mldoctor.image.command:check"})
 def image() -> None:
     """Images: build the default probe image, or check any image statically (no container started)."""
 
@@ -326,9 +344,6 @@ def image_build(
     if ok:
         click.echo(f"built {tag} from {base}; `mldoctor check` now runs its probe in it")
     return EXIT_OK if ok else EXIT_FAILED
-
-
-image.add_command(image_check_command)
 
 
 def _show_build(events: Any) -> bool:
