@@ -184,29 +184,36 @@ class TestUlimit:
         assert gathered.nofile_hard == (None if hard == resource.RLIM_INFINITY else hard)
 
 
-def test_the_ulimit_fix_applied_verbatim_makes_the_check_pass(tmp_path):
-    """For real: a shell with the 1024 default, mldoctor's printed fix run as printed, then the check passes."""
+def apply_printed_fix(tmp_path, check_id: str, breakage: str) -> tuple[dict, dict]:
+    """In a real bash: break the host with `breakage`, run mldoctor, run the fix it printed verbatim (eval), run
+    mldoctor again; the check's result before and after."""
     import json
-    import resource
     import shutil
     import subprocess
     import sys
+
+    check = f"{shutil.which('mldoctor') or sys.executable + ' -m mldoctor'} check --only {check_id} --format json"
+    script = (
+        f"{breakage}\n{check} > {tmp_path}/before.json\n"
+        f'fix=$(python3 -c \'import json,sys; print(json.load(open(sys.argv[1]))["results"][0]["fix"])\' '
+        f"{tmp_path}/before.json)\n"
+        f'eval "$fix"\n{check} > {tmp_path}/after.json\n'
+    )
+    subprocess.run(["bash", "-c", script], check=True, timeout=120)
+    before, after = (json.loads((tmp_path / f"{n}.json").read_text())["results"][0] for n in ("before", "after"))
+    return before, after
+
+
+def test_the_ulimit_fix_applied_verbatim_makes_the_check_pass(tmp_path):
+    """For real: a shell with the 1024 default, mldoctor's printed fix run as printed, then the check passes."""
+    import resource
 
     hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
     if hard != resource.RLIM_INFINITY and hard < 4096:
         import pytest
 
         pytest.skip(f"this machine's hard open-files limit is {hard}: no fix can pass here")
-    check = f"{shutil.which('mldoctor') or sys.executable + ' -m mldoctor'} check --only host.ulimit --format json"
-    script = (
-        f"ulimit -Sn 1024\n{check} > {tmp_path}/before.json\n"
-        f'fix=$(python3 -c \'import json,sys; print(json.load(open(sys.argv[1]))["results"][0]["fix"])\' '
-        f"{tmp_path}/before.json)\n"
-        f'eval "$fix"\n{check} > {tmp_path}/after.json\n'
-    )
-    subprocess.run(["bash", "-c", script], check=True, timeout=120)
-    before = json.loads((tmp_path / "before.json").read_text())["results"][0]
-    after = json.loads((tmp_path / "after.json").read_text())["results"][0]
+    before, after = apply_printed_fix(tmp_path, "host.ulimit", "ulimit -Sn 1024")
     assert before["status"] == "WARN" and before["fix"].startswith("ulimit -n")
     assert after["status"] == "PASS", after
 
@@ -253,20 +260,6 @@ class TestNccl:
 
 def test_the_nccl_fix_applied_verbatim_makes_the_check_pass(tmp_path):
     """For real: a shell with a wrong NCCL_SOCKET_IFNAME, mldoctor's printed fix run as printed, then PASS."""
-    import json
-    import shutil
-    import subprocess
-    import sys
-
-    check = f"{shutil.which('mldoctor') or sys.executable + ' -m mldoctor'} check --only host.nccl --format json"
-    script = (
-        f"export NCCL_SOCKET_IFNAME=no-such-nic0\n{check} > {tmp_path}/before.json\n"
-        f'fix=$(python3 -c \'import json,sys; print(json.load(open(sys.argv[1]))["results"][0]["fix"])\' '
-        f"{tmp_path}/before.json)\n"
-        f'eval "$fix"\n{check} > {tmp_path}/after.json\n'
-    )
-    subprocess.run(["bash", "-c", script], check=True, timeout=120)
-    before = json.loads((tmp_path / "before.json").read_text())["results"][0]
-    after = json.loads((tmp_path / "after.json").read_text())["results"][0]
+    before, after = apply_printed_fix(tmp_path, "host.nccl", "export NCCL_SOCKET_IFNAME=no-such-nic0")
     assert before["status"] == "FAIL" and before["fix"].startswith("export NCCL_SOCKET_IFNAME=")
     assert after["status"] == "PASS", after
