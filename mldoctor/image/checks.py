@@ -33,6 +33,8 @@ class ImageCheck:
     id: str
     title: str
     judge: Judgement
+    reads_files: bool = False
+    """It judges the image's files: where they could not be read it is one ERROR row, not a guess."""
 
     @property
     def docs(self) -> str:
@@ -42,9 +44,9 @@ class ImageCheck:
 CHECKS: list[ImageCheck] = []
 
 
-def image_check(check_id: str, title: str) -> Callable[[Judgement], Judgement]:
+def image_check(check_id: str, title: str, *, reads_files: bool = False) -> Callable[[Judgement], Judgement]:
     def register(judge: Judgement) -> Judgement:
-        CHECKS.append(ImageCheck(check_id, title, judge))
+        CHECKS.append(ImageCheck(check_id, title, judge, reads_files))
         return judge
 
     return register
@@ -55,7 +57,7 @@ def judge(facts: ImageFacts, targets: Targets) -> list[CheckResult]:
     results: list[CheckResult] = []
     for check in CHECKS:
         try:
-            outcome = check.judge(facts, targets)
+            outcome = _unread(facts) if check.reads_files and not facts.files_read else check.judge(facts, targets)
         except Exception as exc:  # one broken check must not hide the others
             outcome = Finding.error(f"the check crashed: {type(exc).__name__}: {exc}")
         findings = [] if outcome is None else [outcome] if isinstance(outcome, Finding) else list(outcome)
@@ -77,9 +79,7 @@ def as_result(check_id: str, title: str, docs: str, finding: Finding) -> CheckRe
     )
 
 
-def _no_files(facts: ImageFacts) -> Finding | None:
-    if facts.files_read:
-        return None
+def _unread(facts: ImageFacts) -> Finding:
     why = "; ".join(e for e in facts.errors if e.startswith("files")) or "the image's files were not read"
     return Finding.error(f"could not look inside the image: {why}")
 
@@ -126,11 +126,8 @@ def image_cuda(facts: ImageFacts, targets: Targets) -> Finding:
     )
 
 
-@image_check("image.torch", "PyTorch in the image")
+@image_check("image.torch", "PyTorch in the image", reads_files=True)
 def image_torch(facts: ImageFacts, targets: Targets) -> Finding:
-    missing = _no_files(facts)
-    if missing:
-        return missing
     torch = facts.torch
     if torch is None:
         return Finding.warn(
@@ -178,11 +175,8 @@ def torch_arch_list(facts: ImageFacts) -> tuple[list[str], str]:
     return [], f"no known arch list for torch {torch.version} (CUDA {torch.cuda})"
 
 
-@image_check("image.arch", "torch kernels for the target GPUs")
+@image_check("image.arch", "torch kernels for the target GPUs", reads_files=True)
 def image_arch(facts: ImageFacts, targets: Targets) -> Finding:
-    missing = _no_files(facts)
-    if missing:
-        return missing
     if facts.torch is None or not facts.torch.cuda:
         return Finding.skip("no CUDA build of torch in the image (see image.torch)")
     arch, source = torch_arch_list(facts)
@@ -221,11 +215,8 @@ def image_arch(facts: ImageFacts, targets: Targets) -> Finding:
     return Finding.combine(problems, ok=f"torch has native kernels for {ccs}", details=tuple(details))
 
 
-@image_check("image.driver_libs", "NVIDIA driver files baked into the image")
+@image_check("image.driver_libs", "NVIDIA driver files baked into the image", reads_files=True)
 def image_driver_libs(facts: ImageFacts, targets: Targets) -> Finding:
-    missing = _no_files(facts)
-    if missing:
-        return missing
     if not facts.driver_files:
         return Finding.ok("no libnvidia-ml.so.1, libcuda.so.1 or nvidia-smi baked in (the toolkit mounts the host's)")
     names = ", ".join(facts.driver_files)
@@ -271,11 +262,8 @@ def image_visible_devices(facts: ImageFacts, targets: Targets) -> Finding:
     return Finding.warn(summary, fix, details)
 
 
-@image_check("image.compat", "CUDA forward-compatibility libraries")
+@image_check("image.compat", "CUDA forward-compatibility libraries", reads_files=True)
 def image_compat(facts: ImageFacts, targets: Targets) -> Finding:
-    missing = _no_files(facts)
-    if missing:
-        return missing
     if not facts.compat_dirs:
         return Finding.ok("no cuda-compat libraries on the image's LD_LIBRARY_PATH")
     dirs = ", ".join(facts.compat_dirs)
@@ -296,11 +284,8 @@ def image_compat(facts: ImageFacts, targets: Targets) -> Finding:
     )
 
 
-@image_check("image.python", "Python in the image")
+@image_check("image.python", "Python in the image", reads_files=True)
 def image_python(facts: ImageFacts, targets: Targets) -> Finding:
-    missing = _no_files(facts)
-    if missing:
-        return missing
     if not facts.python:
         return Finding.fail(
             "no python3 in the image (/usr/bin, /usr/local/bin or its PATH)",

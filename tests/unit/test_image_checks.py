@@ -124,6 +124,9 @@ def test_no_torch_is_a_warning_and_unread_files_an_error():
     with pure():
         unread = {r.id: r for r in checks.judge(image(files_read=False, errors=["files: boom"]), H100_550)}
     assert unread["image.torch"].status is Status.ERROR and "boom" in unread["image.torch"].summary
+    errors = {i for i, r in unread.items() if r.status is Status.ERROR}
+    assert errors == {"image.torch", "image.arch", "image.driver_libs", "image.compat", "image.python"}
+    assert unread["image.cuda"].status is Status.PASS  # judged from the config, which was read
 
 
 # image.arch
