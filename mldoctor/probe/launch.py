@@ -341,6 +341,12 @@ def run_in_container(request: LaunchRequest) -> LaunchResult:
         result.stderr_tail = _tail(client.logs(name, stdout=False, stderr=True, tail=200))
     except Exception as exc:  # every failure is a result: the stage says where, the text says why
         result.error = describe(exc, 1000)
+    except BaseException:
+        # Ctrl-C or SIGTERM (SystemExit) can land between a lock's acquire and its release inside the client's
+        # connection pool; using that client again could wait on the lock forever. The atexit hook removes the
+        # container over a fresh connection instead.
+        connected = None
+        raise
     finally:
         if connected is not None:
             if result.stage in ("connect", "image") or _remove(connected.client, name):

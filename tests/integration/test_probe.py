@@ -195,6 +195,38 @@ def test_an_interrupted_run_removes_its_container(signum):
     assert not mine & set(probe_containers())
 
 
+def test_an_interrupt_mid_request_leaves_the_client_alone_and_the_exit_hook_removes_the_container(monkeypatch):
+    """An interrupt inside a request may leave the client's pool lock held: the run must not use that client
+    again (it could wait forever); the exit hook removes the container over a fresh connection."""
+    from docker.api.client import APIClient
+
+    from mldoctor.probe import launch
+
+    interrupted: list[APIClient] = []
+    touched_after: list[str] = []
+    start, remove = APIClient.start, APIClient.remove_container
+
+    def start_then_interrupt(self, *args, **kwargs):
+        interrupted.append(self)
+        raise KeyboardInterrupt
+
+    def remove_container(self, *args, **kwargs):
+        if self in interrupted:
+            touched_after.append("remove_container")
+        return remove(self, *args, **kwargs)
+
+    monkeypatch.setattr(APIClient, "start", start_then_interrupt)
+    monkeypatch.setattr(APIClient, "remove_container", remove_container)
+    before = set(probe_containers())
+    with pytest.raises(KeyboardInterrupt):
+        launch.run_in_container(launch.LaunchRequest(image=HANG_IMAGE, deadline_s=60, timeout=10))
+    created = set(probe_containers()) - before
+    assert len(created) == 1 and not touched_after
+    monkeypatch.setattr(APIClient, "start", start)
+    launch.cleanup_all()
+    assert not created & set(probe_containers())
+
+
 def test_two_runs_at_once_do_not_interfere():
     runs = [
         subprocess.Popen(
