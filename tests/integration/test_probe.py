@@ -7,6 +7,7 @@ tests skip with the command that builds them, except in CI (CI=true), where a mi
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
 import subprocess
@@ -177,6 +178,7 @@ def test_an_interrupted_run_removes_its_container(signum):
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
+        env={**os.environ, "PYTHONFAULTHANDLER": "1"},
     )
     before = set(probe_containers())
     try:
@@ -186,7 +188,12 @@ def test_an_interrupted_run_removes_its_container(signum):
             assert proc.poll() is None, proc.stderr.read()
             time.sleep(0.1)
         proc.send_signal(signum)
-        proc.wait(timeout=30)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:  # a hang: SIGABRT makes faulthandler print every thread's stack
+            proc.send_signal(signal.SIGABRT)
+            proc.wait(timeout=10)
+            pytest.fail(f"no exit within 30 s of signal {signum}; its threads:\n{proc.stderr.read()[-8000:]}")
     finally:
         if proc.poll() is None:
             proc.kill()
