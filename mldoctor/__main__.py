@@ -1,3 +1,3 @@
-from mldoctor.cli import main
+from mldoctor.cli import entry
 
-main()
+entry()

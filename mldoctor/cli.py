@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from mldoctor import __version__, options
+from mldoctor import __version__, interrupts, options
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 
@@ -139,7 +139,6 @@ def _run(checks: list[Any], resolved: options.Settings, params: dict[str, Any]) 
     from mldoctor import runner
     from mldoctor.facts import GatherOptions
 
-    options.cleanup_on_sigterm(checks)
     gather = GatherOptions(
         timeout=resolved.value("timeout"),
         ports=params["ports"],
@@ -250,7 +249,6 @@ def gpu_bench(ctx: click.Context, fmt: str, output_path: str | None, **_: Any) -
     resolved = options.settings(ctx)
     policy, probe = resolved.policy, resolved.probe(ctx.params["no_container"])
     checks = runner.select(["probe", "bench", *(["docker.daemon"] if probe.container else [])])
-    options.cleanup_on_sigterm(checks)
     with options.progress(ci=False) as progress:
         progress.step(gathering(runner.needed_sections(checks)))
         report = runner.run(checks, GatherOptions(timeout=10.0, policy=policy, probe=probe))
@@ -405,26 +403,41 @@ def _show_pull(events: Any) -> bool:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: one line and exit 2 for bad input, exit 3 (never a traceback) when mldoctor breaks."""
-    try:
-        code = cli.main(args=argv, prog_name="mldoctor", standalone_mode=False)
-    except click.UsageError as exc:
-        hint = f" (see `{exc.ctx.command_path} --help`)" if exc.ctx else ""
-        click.echo(f"mldoctor: error: {exc.format_message()}{hint}", err=True)
-        code = EXIT_USAGE
-    except click.ClickException as exc:
-        click.echo(f"mldoctor: error: {exc.format_message()}", err=True)
-        code = EXIT_USAGE
-    except (KeyboardInterrupt, click.Abort):
-        click.echo("mldoctor: interrupted", err=True)
-        code = 130
-    except Exception as exc:
-        if os.environ.get("MLDOCTOR_DEBUG"):
-            raise
-        click.echo(
-            f"mldoctor: internal error: {type(exc).__name__}: {exc} "
-            "(rerun with MLDOCTOR_DEBUG=1 for the traceback, and please report it)",
-            err=True,
-        )
-        code = EXIT_INTERNAL
+    """One line and exit 2 for bad input, exit 3 (never a traceback) when mldoctor breaks; after Ctrl-C (130) or
+    SIGTERM (143) what the run started is undone first (`mldoctor.interrupts`). Raises SystemExit."""
+    with interrupts.sigterm_raises():
+        try:
+            code = cli.main(args=argv, prog_name="mldoctor", standalone_mode=False)
+        except click.UsageError as exc:
+            hint = f" (see `{exc.ctx.command_path} --help`)" if exc.ctx else ""
+            click.echo(f"mldoctor: error: {exc.format_message()}{hint}", err=True)
+            code = EXIT_USAGE
+        except click.ClickException as exc:
+            click.echo(f"mldoctor: error: {exc.format_message()}", err=True)
+            code = EXIT_USAGE
+        except (KeyboardInterrupt, click.Abort, interrupts.Terminated) as exc:
+            click.echo("mldoctor: interrupted", err=True)
+            interrupts.undo_all()
+            raise Interrupted(interrupts.Terminated.code if isinstance(exc, interrupts.Terminated) else 130) from None
+        except Exception as exc:
+            if os.environ.get("MLDOCTOR_DEBUG"):
+                raise
+            click.echo(
+                f"mldoctor: internal error: {type(exc).__name__}: {exc} "
+                "(rerun with MLDOCTOR_DEBUG=1 for the traceback, and please report it)",
+                err=True,
+            )
+            code = EXIT_INTERNAL
     sys.exit(code or 0)
+
+
+class Interrupted(SystemExit):
+    """The run was cut short and has undone what it started: the process may end without waiting for its threads."""
+
+
+def entry() -> None:
+    """The `mldoctor` command and `python -m mldoctor`: `main`, ended at once after an interrupt (`interrupts.end`)."""
+    try:
+        main()
+    except Interrupted as exc:
+        interrupts.end(int(exc.code))

@@ -253,14 +253,6 @@ def check_output_path(path: str | None, option: str = "-o") -> None:
         raise click.BadParameter(f"cannot write in {directory}", param_hint=f"'{option}'")
 
 
-def cleanup_on_sigterm(checks: list[Any]) -> None:
-    """When a probe container will run, let SIGTERM end mldoctor like Ctrl-C does: the container gets removed."""
-    if any(c.area == "probe" for c in checks):
-        from mldoctor.probe import launch
-
-        launch.exit_on_sigterm()
-
-
 def split(values: Any) -> list[str]:
     """--only a,b --only c (or a list from the policy file) -> [a, b, c]"""
     return [item.strip() for value in values for item in value.split(",") if item.strip()]

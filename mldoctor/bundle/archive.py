@@ -12,14 +12,13 @@ import hashlib
 import json
 import os
 import re
-import signal
 import tempfile
-import threading
 import zipfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
+from mldoctor import interrupts
 from mldoctor.bundle.redact import Redactor
 
 BUNDLE_FORMAT = 1
@@ -89,7 +88,7 @@ def _write_zip(path: str, contents: Mapping[str, bytes], created: str) -> None:
     if os.path.exists(path) and not os.path.isfile(path):  # `report` refuses it earlier; this holds for any caller
         raise FileExistsError(f"{path} exists and is not a regular file: a bundle never replaces it")
     tmp = None
-    with _sigterm_interrupts():
+    with interrupts.sigterm_raises():  # SIGTERM too ends through the clean-up below
         try:
             fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
             with os.fdopen(fd, "wb") as handle:
@@ -114,21 +113,3 @@ def _write_zip(path: str, contents: Mapping[str, bytes], created: str) -> None:
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
-
-
-@contextlib.contextmanager
-def _sigterm_interrupts() -> Iterator[None]:
-    """While the temp file exists, SIGTERM (a CI job cancelled, `timeout`) ends mldoctor like Ctrl-C, through the
-    cleanup above, instead of leaving `.NAME.xxxx.tmp` behind; the previous handler comes back afterwards."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def interrupt(signum: int, frame: Any) -> None:
-        raise SystemExit(128 + signum)
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)

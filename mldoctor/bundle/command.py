@@ -124,7 +124,6 @@ def command(
     resolved = options.settings(ctx)
     policy, probe_options, timeout = resolved.policy, resolved.probe(no_container), resolved.value("timeout")
     checks = runner.select((), ["probe", "bench"] if no_probe else [])
-    options.cleanup_on_sigterm(checks)
     with options.progress(ci=False) as progress:
         waiting = (
             "" if no_probe else f", the probe container and its benchmarks (up to {probe_deadline(probe_options):g} s)"

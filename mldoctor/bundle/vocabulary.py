@@ -20,6 +20,11 @@ VOCABULARY = frozenset(
     [
         # docker: flavours, endpoints, how the daemon was started, error kinds the gatherers record
         "auto",
+        # containers mldoctor creates (engine.owned): how a removal went, the listing's keys
+        "absent",
+        "removed",
+        "labels",
+        "names",
         "certificate",
         "connect",
         "context",

@@ -3,26 +3,24 @@
 `docker image inspect` and `history` give the config and the layers. For the few files that matter a container is
 created and never started: the archive API answers a HEAD (stat: exists, size, symlink target) or a GET (a tar of
 one file) on a created container's filesystem, the image's own layers, so nothing of the image executes. The
-container has no network, is labelled `mldoctor.image=1` and is removed in a `finally` (and at exit, after Ctrl-C).
+container has no network, is labelled `mldoctor.image=1` and is removed in a `finally` (or by the interrupt path,
+after Ctrl-C or SIGTERM: `engine.owned`).
 """
 
 from __future__ import annotations
 
-import atexit
 import base64
 import contextlib
 import io
 import json
-import os
-import socket
 import tarfile
-import threading
 import time
 import uuid
 from typing import Any
 
+from mldoctor.engine import owned
 from mldoctor.engine.client import Connected, open_client
-from mldoctor.engine.endpoint import resolve_endpoint
+from mldoctor.engine.endpoint import Endpoint, resolve_endpoint
 from mldoctor.engine.errors import classify_error, describe
 from mldoctor.image.facts import (
     DRIVER_FILES,
@@ -50,25 +48,6 @@ class ImageError(Exception):
     def __init__(self, message: str, kind: str) -> None:
         super().__init__(message)
         self.kind = kind
-
-
-_live: dict[str, Any] = {}
-_lock = threading.Lock()
-
-
-@atexit.register
-def _remove_live() -> None:
-    """Containers a Ctrl-C left between create and the `finally`: removed at interpreter exit."""
-    with _lock:
-        pending = list(_live.items())
-        _live.clear()
-    for name, endpoint in pending:
-        with contextlib.suppress(Exception):
-            connected = open_client(endpoint, 5.0)
-            try:
-                connected.client.remove_container(name, force=True)
-            finally:
-                connected.close()
 
 
 def read_image(ref: str, timeout: float = 10.0) -> ImageFacts:
@@ -122,24 +101,24 @@ def _from_inspect(facts: ImageFacts, inspected: dict[str, Any]) -> None:
     from_config(facts, inspected.get("Config") or {})
 
 
-def _read_files(connected: Connected, endpoint: Any, facts: ImageFacts) -> None:
+def _read_files(connected: Connected, endpoint: Endpoint, facts: ImageFacts) -> None:
     """Create (never start) a container and look at the few files that matter; always remove it."""
     client = connected.client
     name = f"mldoctor-image-{uuid.uuid4().hex[:12]}"
-    with _lock:
-        _live[name] = endpoint
     with contextlib.suppress(Exception):  # best effort: a leftover must not stop this run
-        remove_leftovers(client)
+        owned.remove_leftovers(client, LABEL)
+    container = owned.Owned(endpoint, name, 5.0)
     try:
         client.create_container(
             facts.id,
             entrypoint=[NEVER_RUN],
             command=[],
             name=name,
-            labels={LABEL: "1", f"{LABEL}.pid": str(os.getpid()), f"{LABEL}.host": socket.gethostname()},
+            labels=owned.owner_labels(LABEL),
             network_disabled=True,
             host_config=client.create_host_config(network_mode="none"),
         )
+        container.created.set()
         files = _Files(client, name)
         _python(files, facts)
         _torch(files, facts)
@@ -151,23 +130,7 @@ def _read_files(connected: Connected, endpoint: Any, facts: ImageFacts) -> None:
     except Exception as exc:  # the config checks still run; the file checks say why they cannot
         facts.errors.append(f"files: {describe(exc, 300)}")
     finally:
-        with contextlib.suppress(Exception):
-            client.remove_container(name, force=True, v=True)
-            with _lock:
-                _live.pop(name, None)
-
-
-def remove_leftovers(client: Any) -> list[str]:
-    """Containers of earlier runs on this host whose mldoctor was killed (SIGKILL) before its `finally`."""
-    removed = []
-    for container in client.containers(all=True, filters={"label": LABEL}):
-        labels = container.get("Labels") or {}
-        pid = labels.get(f"{LABEL}.pid", "")
-        if labels.get(f"{LABEL}.host") != socket.gethostname() or not pid.isdigit() or os.path.exists(f"/proc/{pid}"):
-            continue
-        client.remove_container(container["Id"], force=True)
-        removed.append(container["Id"][:12])
-    return removed
+        container.remove_with(client)
 
 
 class _Files:

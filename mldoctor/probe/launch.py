@@ -2,19 +2,16 @@
 
 A probe container is created, started, waited for under a hard deadline, read and removed (force) in a
 `finally`; it has no network, no capabilities, no new privileges and the label `mldoctor.probe=1`, and a unique
-name so that two runs never touch each other's containers. Ctrl-C and SIGTERM end mldoctor through normal
-interpreter exit, where an atexit hook removes every probe container (or kills every host probe) still alive:
-the waiting happens in a gatherer thread, which an interrupt of the main thread would otherwise abandon.
+name so that two runs never touch each other's containers. Each container and host probe is registered with
+`mldoctor.interrupts` while it exists: when Ctrl-C or SIGTERM cuts the run short (the waiting happens in a gatherer
+thread, which an interrupt of the main thread abandons), the interrupt path removes it (`engine.owned`).
 """
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import hashlib
 import os
-import signal
-import socket
 import subprocess
 import sys
 import tarfile
@@ -27,8 +24,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mldoctor import interrupts
+from mldoctor.engine import owned
 from mldoctor.engine.client import Connected, open_client
-from mldoctor.engine.endpoint import Endpoint, resolve_endpoint
+from mldoctor.engine.endpoint import resolve_endpoint
 from mldoctor.engine.errors import classify_error, describe
 
 LABEL = "mldoctor.probe"
@@ -115,60 +114,9 @@ def dockerfile_digest() -> str:
     return hashlib.sha256(DOCKERFILE.read_bytes()).hexdigest()[:16]
 
 
-_live: dict[str, Callable[[], None]] = {}
-_live_lock = threading.Lock()
-
-
-def _track(key: str, cleanup: Callable[[], None]) -> None:
-    with _live_lock:
-        _live[key] = cleanup
-
-
-def _untrack(key: str) -> None:
-    with _live_lock:
-        _live.pop(key, None)
-
-
-@atexit.register
-def cleanup_all() -> None:
-    """Remove what an interrupted run left: called at interpreter exit, after Ctrl-C or SIGTERM."""
-    with _live_lock:
-        pending = list(_live.values())
-        _live.clear()
-    for cleanup in pending:
-        with contextlib.suppress(Exception):
-            cleanup()
-
-
-def exit_on_sigterm() -> None:
-    """Turn SIGTERM into a normal exit (status 143) so the atexit cleanup runs; main thread only."""
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
-
-
 def _tail(data: bytes, limit: int = STDERR_TAIL) -> str:
     text = data.decode("utf-8", errors="replace").strip()
     return text[-limit:]
-
-
-def _remover(endpoint: Endpoint, name: str, timeout: float) -> Callable[[], None]:
-    """Removal at exit (Ctrl-C, SIGTERM): tried again for a few seconds, since an interrupt that lands while the
-    daemon is still starting the container gets a conflict ("cannot remove a container that is starting")."""
-
-    def remove() -> None:
-        connected = open_client(endpoint, timeout)
-        try:
-            for _ in range(RETRIES):
-                if _remove(connected.client, name):
-                    return
-                time.sleep(0.3)
-        finally:
-            connected.close()
-
-    return remove
-
-
-RETRIES = 10
 
 
 def _device_requests(gpus: str) -> list[Any]:
@@ -180,55 +128,6 @@ def _device_requests(gpus: str) -> list[Any]:
     if gpus == "all":
         return [DeviceRequest(count=-1, capabilities=[["gpu"]])]
     return [DeviceRequest(device_ids=gpus.split(","), capabilities=[["gpu"]])]
-
-
-def _remove(client: Any, name: str) -> bool:
-    """Remove the container and its anonymous volumes, running or not; True when it is gone (or never was)."""
-    from docker.errors import NotFound
-
-    try:
-        client.remove_container(name, force=True, v=True)
-    except NotFound:
-        return True
-    except Exception:
-        return False
-    return True
-
-
-def _owner_labels() -> dict[str, str]:
-    """Who started a probe container: this process, on this host, in this boot (a pid is reused after a reboot)."""
-    return {
-        f"{LABEL}.pid": str(os.getpid()),
-        f"{LABEL}.host": socket.gethostname(),
-        f"{LABEL}.boot": _boot_id(),
-    }
-
-
-def _boot_id() -> str:
-    try:
-        with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as handle:
-            return handle.read().strip()
-    except OSError:
-        return ""
-
-
-def _owner_gone(labels: dict[str, str]) -> bool:
-    """The run that created a container is gone: it was started on this host, and in an earlier boot or by a
-    process that no longer exists. Containers of other hosts (a shared remote daemon) are never touched."""
-    if labels.get(f"{LABEL}.host") != socket.gethostname() or not labels.get(f"{LABEL}.pid", "").isdigit():
-        return False
-    if labels.get(f"{LABEL}.boot") != _boot_id():
-        return True
-    return not os.path.exists(f"/proc/{labels[f'{LABEL}.pid']}")
-
-
-def remove_leftovers(client: Any) -> list[str]:
-    """Remove probe containers whose mldoctor was killed before it could: the next run cleans up after it."""
-    removed = []
-    for container in client.containers(all=True, filters={"label": LABEL}):
-        if _owner_gone(container.get("Labels") or {}) and _remove(client, container["Id"]):
-            removed.append((container.get("Names") or [container["Id"][:12]])[0].lstrip("/"))
-    return removed
 
 
 NCCL_FORWARDED = ("NCCL_P2P_DISABLE", "NCCL_SHM_DISABLE", "NCCL_IB_DISABLE", "NCCL_DEBUG", "NCCL_ALGO", "NCCL_PROTO")
@@ -283,10 +182,11 @@ def run_in_container(request: LaunchRequest) -> LaunchResult:
     endpoint = resolve_endpoint()
     name = f"mldoctor-probe-{uuid.uuid4().hex[:12]}"
     connected: Connected | None = None
+    container: owned.Owned | None = None
     try:
         connected = open_client(endpoint, request.timeout, request.api_version)
         client = connected.client
-        result.removed_leftovers = remove_leftovers(client)
+        result.removed_leftovers = owned.remove_leftovers(client, LABEL)
         result.stage = "image"
         try:
             config = client.inspect_image(request.image).get("Config") or {}
@@ -305,16 +205,17 @@ def run_in_container(request: LaunchRequest) -> LaunchResult:
             shm_size=request.shm_size,
             device_requests=_device_requests(request.gpus),
         )
-        _track(name, _remover(endpoint, name, request.timeout))  # before create: an interrupt may land mid-request
+        container = owned.Owned(endpoint, name, request.timeout)
         client.create_container(
             request.image,
             entrypoint=["python3"],
             command=["-c", probe_source(), *request.args],
             name=name,
-            labels={LABEL: "1", **_owner_labels()},
+            labels=owned.owner_labels(LABEL),
             environment={"PYTHONDONTWRITEBYTECODE": "1", "PYTHONUNBUFFERED": "1", **_nccl_settings()},
             host_config=host_config,
         )
+        container.created.set()
         result.stage = "start"
         client.start(name)
         result.stage = "wait"
@@ -342,15 +243,15 @@ def run_in_container(request: LaunchRequest) -> LaunchResult:
     except Exception as exc:  # every failure is a result: the stage says where, the text says why
         result.error = describe(exc, 1000)
     except BaseException:
-        # Ctrl-C or SIGTERM (SystemExit) can land between a lock's acquire and its release inside the client's
-        # connection pool; using that client again could wait on the lock forever. The atexit hook removes the
-        # container over a fresh connection instead.
+        # Ctrl-C or SIGTERM can land between a lock's acquire and its release inside the client's connection pool;
+        # using that client again could wait on the lock forever. The interrupt path removes the container over a
+        # fresh connection instead.
         connected = None
         raise
     finally:
         if connected is not None:
-            if result.stage in ("connect", "image") or _remove(connected.client, name):
-                _untrack(name)  # else the atexit hook tries again
+            if container is not None:
+                container.remove_with(connected.client)
             connected.close()
         result.elapsed_s = round(time.monotonic() - started, 3)
     return result
@@ -364,7 +265,7 @@ def run_on_host(args: tuple[str, ...], deadline_s: float) -> LaunchResult:
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=err)
         key = f"host-{proc.pid}"
-        _track(key, proc.kill)
+        interrupts.register(key, interrupts.Undo(f"host probe (pid {proc.pid})", f"kill {proc.pid}", proc.kill))
         try:
             try:
                 result.exit_code = proc.wait(timeout=deadline_s)
@@ -384,7 +285,7 @@ def run_on_host(args: tuple[str, ...], deadline_s: float) -> LaunchResult:
                 with contextlib.suppress(Exception):
                     proc.kill()
                     proc.wait(timeout=5)
-            _untrack(key)
+            interrupts.forget(key)
             result.elapsed_s = round(time.monotonic() - started, 3)
     return result
 

@@ -207,6 +207,7 @@ def test_an_interrupt_mid_request_leaves_the_client_alone_and_the_exit_hook_remo
     again (it could wait forever); the exit hook removes the container over a fresh connection."""
     from docker.api.client import APIClient
 
+    from mldoctor import interrupts
     from mldoctor.probe import launch
 
     interrupted: list[APIClient] = []
@@ -230,8 +231,97 @@ def test_an_interrupt_mid_request_leaves_the_client_alone_and_the_exit_hook_remo
     created = set(probe_containers()) - before
     assert len(created) == 1 and not touched_after
     monkeypatch.setattr(APIClient, "start", start)
-    launch.cleanup_all()
+    assert interrupts.undo_all() == []
     assert not created & set(probe_containers())
+
+
+class FreezableProxy:
+    """A unix socket in front of the real daemon that forwards both ways until frozen; then it answers nothing,
+    to new connections or old ones, the way a daemon that hangs mid-run does."""
+
+    def __init__(self, directory: str) -> None:
+        import socket
+        import threading
+
+        self.path = os.path.join(directory, "docker.sock")
+        self.upstream = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock").removeprefix("unix://")
+        self.frozen = threading.Event()
+        self.server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.server.bind(self.path)
+        self.server.listen(64)
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        import socket
+        import threading
+
+        while True:
+            try:
+                client, _ = self.server.accept()
+            except OSError:
+                return
+            upstream = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            upstream.connect(self.upstream)
+            for source, target in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(source, target), daemon=True).start()
+
+    def _pump(self, source, target) -> None:
+        while not self.frozen.is_set():
+            try:
+                data = source.recv(65536)
+            except OSError:
+                return
+            if not data or self.frozen.is_set():
+                return  # frozen: what arrives is never passed on, and nothing is closed
+            target.sendall(data)
+
+    def close(self) -> None:
+        self.server.close()
+
+
+def test_an_interrupt_while_the_daemon_stops_answering_ends_within_the_undo_deadline(tmp_path):
+    """The undo is bounded as a whole, not by --timeout per call: a hung daemon costs at most UNDO_DEADLINE_S, and
+    the container left is named with the command that removes it."""
+    from mldoctor.interrupts import UNDO_DEADLINE_S
+
+    proxy = FreezableProxy(str(tmp_path))
+    before = set(probe_containers())
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mldoctor", "gpu-bench", "--image", HANG_IMAGE, "--timeout", "60"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "DOCKER_HOST": f"unix://{proxy.path}", "PYTHONFAULTHANDLER": "1"},
+    )
+    name = None
+    try:
+        deadline = time.monotonic() + 30
+        while not (mine := set(probe_containers()) - before):
+            assert time.monotonic() < deadline and proc.poll() is None, "the probe container never appeared"
+            time.sleep(0.1)
+        (name,) = mine
+        time.sleep(1)  # the run is waiting on the probe now
+        proxy.frozen.set()
+        proc.send_signal(signal.SIGINT)
+        interrupted = time.monotonic()
+        try:
+            proc.wait(timeout=UNDO_DEADLINE_S + 15)
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGABRT)
+            proc.wait(timeout=10)
+            pytest.fail(f"no exit after Ctrl-C with a hung daemon; its threads:\n{proc.stderr.read()[-8000:]}")
+        took = time.monotonic() - interrupted
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proxy.close()
+        if name:
+            _docker().api.remove_container(name, force=True)
+    err = proc.stderr.read()
+    assert proc.returncode == 130, err
+    assert took <= UNDO_DEADLINE_S + 10, err
+    assert f"the container {name} is still there (" in err and f"`docker rm -f {name}` removes it" in err
+    assert "Traceback" not in err
 
 
 def test_two_runs_at_once_do_not_interfere():

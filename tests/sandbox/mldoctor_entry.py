@@ -1,4 +1,4 @@
 # The `mldoctor` command inside the sandbox: this checkout's package, as the console script would run it.
-from mldoctor.cli import main
+from mldoctor.cli import entry
 
-main()
+entry()

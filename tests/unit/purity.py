@@ -2,7 +2,8 @@
 re-diagnosed anywhere gives the same verdicts and fixes.
 
 While a rule runs, an audit hook refuses file, directory, process and socket access (mldoctor's own package data,
-such as the GPU table, excepted: it is part of the program), and the environment and the clock raise.
+such as the GPU table, excepted: it is part of the program; so is a module a rule imports where it is needed, such
+as `statistics`), and the environment and the clock raise.
 """
 
 from __future__ import annotations
@@ -49,11 +50,23 @@ class ImpureRule(BaseException):
 def _hook(event: str, args: tuple) -> None:
     if not getattr(_state, "active", False) or event not in FORBIDDEN_EVENTS:
         return
+    if _importing():
+        return
     if event == "open" and args and isinstance(args[0], str | bytes | os.PathLike):
         path = os.fsdecode(args[0])
         if os.path.realpath(path).startswith(PACKAGE + os.sep):
             return
     raise ImpureRule(f"a rule is not pure: {event}{args[:1]!r}")
+
+
+def _importing() -> bool:
+    """The import system is at work (a module imported where it is needed): what it reads is the program."""
+    frame = sys._getframe(2)
+    while frame is not None:
+        if frame.f_code.co_filename.startswith("<frozen importlib._bootstrap"):
+            return True
+        frame = frame.f_back
+    return False
 
 
 sys.addaudithook(_hook)  # audit hooks cannot be removed: this one acts only while a rule runs

@@ -4,6 +4,7 @@ touch neither the environment, files, processes nor the clock."""
 from __future__ import annotations
 
 import ast
+import sys
 from pathlib import Path
 
 import pytest
@@ -138,3 +139,14 @@ def test_package_data_is_allowed_under_the_guard():
     gpus._table.cache_clear()
     with pure():
         assert gpus.min_driver_for_cuda("12.4") == 550
+
+
+def test_a_module_imported_where_it_is_needed_is_allowed_but_reading_its_file_is_not():
+    """A rule may import `statistics` lazily (the import system reads it: that is the program); it may not open it."""
+    sys.modules.pop("colorsys", None)
+    with pure():
+        import colorsys
+
+        assert colorsys.rgb_to_hsv(1, 0, 0) == (0, 1, 1)
+        with pytest.raises(ImpureRule):
+            open(colorsys.__file__).close()

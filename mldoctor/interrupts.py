@@ -1,0 +1,129 @@
+"""Ending a run that was interrupted (Ctrl-C, SIGTERM): undo what it started outside itself, then end at once.
+
+What a run starts outside the process (a probe container, a host probe, an image check's container) is registered
+here with the way to undo it, and forgotten once the run has undone it itself. Ctrl-C raises KeyboardInterrupt in
+the main thread and SIGTERM raises `Terminated` there (`sigterm_raises`), wherever the main thread is: usually
+waiting for a gatherer thread that is still doing the work. `cli.main` then calls `undo_all`, and the entry point
+ends the process with `end`:
+- every pending undo runs in a thread of its own, all of them within UNDO_DEADLINE_S whatever the daemon does
+  (not the run's --timeout per call, which may be a minute);
+- the process ends with os._exit, not a normal interpreter exit, which would first join worker threads and flush
+  logging handlers that the abandoned gatherer threads may still hold, for as long as their daemon calls take.
+An undo that does not finish in time is named on stderr with the command that finishes it by hand. The atexit hook
+runs whatever is still pending on any other way out (an exception inside a library, a test calling `main`).
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, NoReturn
+
+UNDO_DEADLINE_S = 15.0
+"""All undos together, from the interrupt: removing a container takes well under a second on a daemon that answers;
+a daemon that does not is not waited for longer (the next run removes what is left)."""
+
+
+class Terminated(BaseException):
+    """SIGTERM, raised in the main thread the way Ctrl-C raises KeyboardInterrupt: a BaseException, so that no
+    `except Exception` in a gatherer swallows it, and every `finally` on the way out runs."""
+
+    code = 128 + signal.SIGTERM
+
+
+@dataclass(frozen=True)
+class Undo:
+    what: str
+    """What is left if this never runs: `probe container mldoctor-probe-1a2b`."""
+    by_hand: str
+    """The command that undoes it by hand: `docker rm -f mldoctor-probe-1a2b`."""
+    run: Callable[[], None]
+
+
+_pending: dict[str, Undo] = {}
+_lock = threading.Lock()
+
+
+def register(key: str, undo: Undo) -> None:
+    with _lock:
+        _pending[key] = undo
+
+
+def forget(key: str) -> None:
+    """The run undid it itself."""
+    with _lock:
+        _pending.pop(key, None)
+
+
+@atexit.register
+def undo_all(deadline_s: float = UNDO_DEADLINE_S) -> list[Undo]:
+    """Run every pending undo, side by side, for at most `deadline_s` in all. Those that failed or were still
+    running then are named on stderr, with the command that finishes them by hand, and returned; their threads are
+    left to the process's end."""
+    with _lock:
+        pending = list(_pending.values())
+        _pending.clear()
+    failures: dict[int, str] = {}
+    threads = []
+    for index, undo in enumerate(pending):
+        thread = threading.Thread(target=_attempt, args=(undo, index, failures), name="mldoctor-undo", daemon=True)
+        thread.start()
+        threads.append(thread)
+    ends = time.monotonic() + deadline_s
+    for thread in threads:
+        thread.join(max(0.0, ends - time.monotonic()))
+    unfinished = []
+    for index, (undo, thread) in enumerate(zip(pending, threads, strict=True)):
+        why = f"no answer within {deadline_s:g} s" if thread.is_alive() else failures.get(index)
+        if why is None:
+            continue
+        unfinished.append(undo)
+        with contextlib.suppress(Exception):
+            print(
+                f"mldoctor: the {undo.what} is still there ({why}); `{undo.by_hand}` removes it "
+                "(the next run of mldoctor does too)",
+                file=sys.stderr,
+            )
+    return unfinished
+
+
+def _attempt(undo: Undo, index: int, failures: dict[int, str]) -> None:
+    try:
+        undo.run()
+    except Exception as exc:  # named by undo_all; the next run cleans up what is left
+        failures[index] = f"{type(exc).__name__}: {exc}"[:300]
+
+
+@contextlib.contextmanager
+def sigterm_raises() -> Iterator[None]:
+    """While inside, SIGTERM (a CI job cancelled, `timeout`, `kill`) raises `Terminated` in the main thread, so the
+    run ends through its `finally` clauses and `undo_all`, like Ctrl-C; the previous handler comes back afterwards.
+    Nested uses and other threads change nothing."""
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) is _raise:
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _raise)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _raise(signum: int, frame: Any) -> None:
+    raise Terminated
+
+
+def end(code: int) -> NoReturn:
+    """End the process now with `code`, once what was printed is flushed: after an interrupt, nothing that other
+    threads are still doing is waited for (see the module's docstring)."""
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(code)

@@ -1,0 +1,102 @@
+"""The interrupt path: Ctrl-C and SIGTERM undo what the run started, within a deadline, and end the process without
+waiting for the threads still doing the abandoned work."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from mldoctor import interrupts
+
+ENTRY = """
+import os, signal, sys, threading, time
+from mldoctor import cli, interrupts
+
+marker, how = sys.argv[1:3]
+# a thread that is not a daemon: a normal interpreter exit would wait the full minute for it
+threading.Thread(target=time.sleep, args=(60,), name="abandoned-work").start()
+interrupts.register("x", interrupts.Undo("marker", "touch marker", lambda: open(marker, "w").close()))
+
+def interrupted(*args, **kwargs):
+    if how == "term":
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(60)
+    raise KeyboardInterrupt
+
+cli.cli.main = interrupted
+sys.argv = ["mldoctor", "check"]
+cli.entry()
+"""
+
+
+@pytest.mark.parametrize(("how", "code"), [("int", 130), ("term", 143)])
+def test_an_interrupt_undoes_what_the_run_started_and_ends_without_waiting_for_its_threads(tmp_path, how, code):
+    marker = tmp_path / "undone"
+    started = time.monotonic()
+    proc = subprocess.run(
+        [sys.executable, "-c", ENTRY, str(marker), how], capture_output=True, text=True, timeout=30, check=False
+    )
+    assert proc.returncode == code, proc.stderr
+    assert time.monotonic() - started < 20  # not the abandoned thread's minute
+    assert marker.exists()
+    assert proc.stderr.strip() == "mldoctor: interrupted"
+
+
+def test_undos_run_side_by_side_and_one_that_hangs_is_named_not_waited_for(capsys):
+    released = threading.Event()
+    done: list[str] = []
+    hangs = interrupts.Undo("container mldoctor-probe-1", "docker rm -f mldoctor-probe-1", released.wait)
+    interrupts.register("hangs", hangs)
+    interrupts.register("quick", interrupts.Undo("host probe (pid 1)", "kill 1", lambda: done.append("quick")))
+    try:
+        started = time.monotonic()
+        unfinished = interrupts.undo_all(deadline_s=0.5)
+        took = time.monotonic() - started
+    finally:
+        released.set()
+    assert done == ["quick"]
+    assert [undo.what for undo in unfinished] == ["container mldoctor-probe-1"]
+    assert 0.5 <= took < 5
+    err = capsys.readouterr().err
+    expected = "the container mldoctor-probe-1 is still there (no answer within 0.5 s); `docker rm -f mldoctor-probe-1`"
+    assert expected + " removes it (the next run of mldoctor does too)" in err
+    assert interrupts.undo_all(deadline_s=0.5) == []  # each undo runs once
+
+
+def test_a_failing_undo_is_named_and_does_not_stop_the_others(capsys):
+    done: list[str] = []
+
+    def fails() -> None:
+        raise OSError("the daemon went away")
+
+    failing = interrupts.Undo("container a", "docker rm -f a", fails)
+    interrupts.register("a", failing)
+    interrupts.register("b", interrupts.Undo("container b", "docker rm -f b", lambda: done.append("b")))
+    assert interrupts.undo_all(deadline_s=5) == [failing]
+    assert done == ["b"]
+    err = capsys.readouterr().err
+    assert "the container a is still there (OSError: the daemon went away); `docker rm -f a` removes it" in err
+
+
+def test_a_forgotten_undo_does_not_run():
+    done: list[str] = []
+    interrupts.register("a", interrupts.Undo("a", "a", lambda: done.append("a")))
+    interrupts.forget("a")
+    interrupts.undo_all(deadline_s=1)
+    assert done == []
+
+
+def test_sigterm_raises_terminated_inside_and_the_previous_handler_comes_back():
+    previous = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(interrupts.Terminated), interrupts.sigterm_raises():
+        with interrupts.sigterm_raises():  # nested: changes nothing, restores nothing
+            pass
+        signal.raise_signal(signal.SIGTERM)
+        time.sleep(5)
+    assert signal.getsignal(signal.SIGTERM) is previous
+    assert interrupts.Terminated.code == 143
