@@ -139,6 +139,28 @@ class Problem:
     fix: str
 
 
+@dataclass(frozen=True)
+class Step:
+    """One step of a fix: a line the user types, as this host's user types it (`sudo` where they need it and have
+    it, "as root: " where they need root and have no sudo, neither for root)."""
+
+    command: str
+    """The command, without its trailing comment."""
+    as_root: bool = False
+    """It needs root."""
+    note: str = ""
+    """Its trailing comment: why, or what to do first or after."""
+
+
+EFFECTS = {
+    "relogin": "takes effect in a new login session",
+    "restarts-docker": "restarts the Docker daemon: its running containers stop unless live-restore is on",
+    "reboot": "reboots the machine",
+}
+"""What applying a fix does beyond its own lines, for whoever decides when to apply it (an operator draining a node
+first, a CI job that must not restart a shared daemon)."""
+
+
 @dataclass
 class CheckResult:
     id: str
@@ -148,6 +170,11 @@ class CheckResult:
     summary: str
     details: list[str] = field(default_factory=list)
     fix: str | None = None
+    """The fix as printed, for the host the facts came from: one step per line."""
+    steps: list[Step] = field(default_factory=list)
+    """The same fix as data: each line a step, who types it, and its note."""
+    effects: list[str] = field(default_factory=list)
+    """What applying it does beyond its lines: keys of EFFECTS."""
     docs: str = ""
     blocked_by: str | None = None
     location: str | None = None

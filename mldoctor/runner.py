@@ -11,6 +11,8 @@ from typing import Any
 
 from mldoctor import __version__
 from mldoctor.facts import Facts, GatherOptions, gather
+from mldoctor.facts.host import HostFacts
+from mldoctor.fixes.steps import plan
 from mldoctor.model import AREAS, SCHEMA_VERSION, BenchRow, CheckResult, Finding, Report, Status
 from mldoctor.policy import Policy
 from mldoctor.rules import load
@@ -159,8 +161,10 @@ def _duration(check: Check, facts: Facts) -> float | None:
     return max(facts.timings[section] for section in sections)
 
 
-def _result(check: Check, finding: Finding) -> CheckResult:
+def _result(check: Check, finding: Finding, host: HostFacts | None) -> CheckResult:
+    """The finding as a result, its fix rendered for the host the facts came from (`fixes.steps.plan`)."""
     check_id = f"{check.id}.{finding.subject}" if finding.subject else check.id
+    fix = plan(finding.fix, host) if finding.fix else None
     return CheckResult(
         id=check_id,
         title=check.title,
@@ -168,7 +172,9 @@ def _result(check: Check, finding: Finding) -> CheckResult:
         status=finding.status,
         summary=finding.summary,
         details=list(finding.details),
-        fix=finding.fix,
+        fix=fix.text if fix else None,
+        steps=fix.steps if fix else [],
+        effects=fix.effects if fix else [],
         docs=check.docs,
         blocked_by=finding.blocked_by,
     )
@@ -183,7 +189,7 @@ def evaluate(checks: list[Check], facts: Facts, policy: Policy) -> list[CheckRes
         blocked = _blocked(check, by_id)
         judged = [] if blocked else _evaluate_one(check, facts, policy)
         findings = [blocked] if blocked else [_explained(check, f, by_id) for f in judged]
-        results = [_result(check, f) for f in findings]
+        results = [_result(check, f, facts.host) for f in findings]
         for result in results:
             result.duration_s = _duration(check, facts)
         if results:

@@ -16,7 +16,7 @@ from mldoctor.facts.common import DiskUsage
 from mldoctor.facts.host import LimitsFacts
 from mldoctor.facts.nvidia import GpuFacts, NvidiaFacts, NvmlFacts
 from mldoctor.facts.probe import ProbeTorch
-from mldoctor.model import BenchRow, CheckResult, Report, Status, areas_of
+from mldoctor.model import EFFECTS, BenchRow, CheckResult, Report, Status, areas_of
 from mldoctor.output.table import summary_line
 from mldoctor.text import plural
 
@@ -72,6 +72,7 @@ code, pre { font-family: var(--mono); font-size: 12.5px; }
 pre { background: var(--soft); border: 1px solid var(--line); border-radius: 6px; padding: 8px 10px; margin: 6px 0 0;
   white-space: pre-wrap; overflow-wrap: anywhere; max-width: 100%; }
 pre.fix { border-left: 3px solid var(--accent); white-space: pre; overflow-wrap: normal; overflow-x: auto; }
+p.effect { margin: .2em 0 0; font-size: .9em; color: var(--warn); }
 details { margin-top: 4px; color: var(--muted); } summary { cursor: default; font-size: 12px; }
 details ul { margin: 4px 0 0; padding-left: 18px; }
 tr[data-status="SKIP"] td { color: var(--muted); }
@@ -320,13 +321,17 @@ def _verdict(results: list[CheckResult]) -> str:
         return f'<div class="verdict ok"><strong>No check failed</strong>{escape(text)}</div>'
     return (
         f'<div class="verdict bad"><strong>First broken link: <span class="id">{escape(broken.id)}</span></strong> '
-        f"{_pill(broken.status)}<br>{escape(broken.summary)}{_fix(broken.fix)}</div>"
+        f"{_pill(broken.status)}<br>{escape(broken.summary)}{_fix(broken)}</div>"
     )
 
 
-def _fix(fix: str | None) -> str:
-    """A fix is commands: never wrapped (a wrapped command cannot be pasted), scrolled sideways when long."""
-    return f'<pre class="fix"><code>{escape(fix)}</code></pre>' if fix else ""
+def _fix(result: CheckResult) -> str:
+    """A fix is commands: never wrapped (a wrapped command cannot be pasted), scrolled sideways when long; then what
+    applying it does beyond its lines (a daemon restart, a reboot, a new login)."""
+    if not result.fix:
+        return ""
+    effects = "".join(f'<p class="effect">It {escape(EFFECTS.get(e, e))}.</p>' for e in result.effects)
+    return f'<pre class="fix"><code>{escape(result.fix)}</code></pre>{effects}'
 
 
 PROBLEMS = (Status.FAIL, Status.ERROR, Status.WARN)
@@ -365,7 +370,7 @@ def _check_row(result: CheckResult) -> str:
     return (
         f'<tr data-status="{result.status.value}"><td class="status">{_pill(result.status)}</td>'
         f'<td class="id">{escape(result.id)}</td>'
-        f'<td class="finding">{escape(result.summary)}{_fix(result.fix)}{details}</td></tr>\n'
+        f'<td class="finding">{escape(result.summary)}{_fix(result)}{details}</td></tr>\n'
     )
 
 

@@ -145,9 +145,6 @@ class DockerFacts:
     process: DaemonProcess | None = None
     """The process behind the socket in use (SO_PEERCRED), for a daemon on this host."""
     bridge: BridgeFacts | None = None
-    sudo: bool | None = None
-    """Whether a `sudo` command is on this host (fixes say "as root:" instead where it is not); None in reports
-    from before it was recorded. A host fact, kept here next to the fixes that need it."""
 
     def daemon_json(self) -> str:
         """The configuration file to name in a fix (an older report may lack it: then the generic name)."""
@@ -189,11 +186,6 @@ def gather(timeout: float) -> DockerFacts:
     facts.dockerd_installed = any(
         os.access(os.path.join(d, "dockerd"), os.X_OK)
         for d in [*os.environ.get("PATH", "").split(os.pathsep), "/usr/bin", "/usr/sbin", "/snap/bin"]
-        if d
-    )
-    facts.sudo = any(
-        os.access(os.path.join(d, "sudo"), os.X_OK)
-        for d in [*os.environ.get("PATH", "").split(os.pathsep), "/usr/bin", "/usr/sbin", "/bin"]
         if d
     )
     rootless = os.path.join(os.environ.get("XDG_RUNTIME_DIR", f"/run/user/{os.getuid()}"), "docker.sock")

@@ -122,6 +122,9 @@ class HostFacts:
     nccl: NcclEnvironment | None = None
     systemd: bool = False
     """Whether systemd is the init system (decides `systemctl` vs `service` in fixes)."""
+    sudo: bool | None = None
+    """Whether a `sudo` command is on this host: where it is not (containers, CI runners, minimal images), a fix
+    that needs root says "as root:" instead; None in reports from before it was recorded (`sudo` is kept)."""
     node_name: str | None = None
     """The scheduler's name for this node (two Slurm nodes on one machine share a host name): SLURMD_NODENAME under
     Slurm, NODE_NAME where a Kubernetes pod sets it from the downward API (spec.nodeName), or MLDOCTOR_NODE_NAME."""
@@ -155,12 +158,18 @@ def gather(ports: list[int], errors: dict[str, str]) -> HostFacts:
         arch=platform.machine(),
         python=platform.python_version(),
         systemd=os.path.isdir("/run/systemd/system"),
+        sudo=any(os.access(os.path.join(d, "sudo"), os.X_OK) for d in _search_path("/usr/bin", "/usr/sbin", "/bin")),
         node_name=next((os.environ[k][:200] for k in NODE_NAME_VARIABLES if os.environ.get(k)), None),
         **facts,
     )
 
 
 NODE_NAME_VARIABLES = ("MLDOCTOR_NODE_NAME", "SLURMD_NODENAME", "NODE_NAME")
+
+
+def _search_path(*usual: str) -> list[str]:
+    """PATH's directories, then the usual ones (a PATH stripped by sudo or cron still finds what is installed)."""
+    return [d for d in [*os.environ.get("PATH", "").split(os.pathsep), *usual] if d]
 
 
 def _limits() -> LimitsFacts:

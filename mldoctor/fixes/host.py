@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import functools
-import inspect
 import re
-from collections.abc import Callable
 
 from mldoctor.facts.host import HostFacts
 
@@ -35,27 +32,21 @@ AS_ROOT = "as root: "
 """How a fix that needs root begins on a host without sudo (run what follows in a root shell)."""
 
 
-def for_host(command: str, host: HostFacts | None, sudo: bool | None = None) -> str:
-    """A fix as this host's user types it: as root, every `sudo ` is dropped (root may have no sudo at all:
-    containers, CI runners, minimal images, where a `sudo` line exits 127); where the user is not root and the
-    facts say there is no sudo (`sudo` False), the steps are for root: "as root: ..." without the sudos."""
+def for_host(command: str, host: HostFacts | None) -> str:
+    """A fix as this host's user types it, line by line (each line is a step): as root every `sudo ` is dropped (root
+    may have no sudo at all: containers, CI runners, minimal images, where a `sudo` line exits 127); for a user
+    without sudo (the host facts say so) a line that needs root says "as root: " and drops its sudos."""
+    return "\n".join(_line_for_host(line, host) for line in command.split("\n"))
+
+
+def _line_for_host(line: str, host: HostFacts | None) -> str:
+    if not SUDO.search(line):
+        return line
     if is_root(host):
-        return SUDO.sub(lambda m: m.group(1), command)
-    if sudo is False and SUDO.search(command) and not command.startswith(AS_ROOT):
-        return AS_ROOT + SUDO.sub(lambda m: m.group(1), command)
-    return command
-
-
-def rendered(builder: Callable[..., str]) -> Callable[..., str]:
-    """A fix builder whose text is rendered for the host passed to it (its `host` argument): `for_host`."""
-    signature = inspect.signature(builder)
-
-    @functools.wraps(builder)
-    def build(*args, **kwargs) -> str:
-        host = signature.bind(*args, **kwargs).arguments.get("host")
-        return for_host(builder(*args, **kwargs), host)
-
-    return build
+        return SUDO.sub(lambda m: m.group(1), line)
+    if host is not None and host.sudo is False and not line.startswith(AS_ROOT):
+        return AS_ROOT + SUDO.sub(lambda m: m.group(1), line)
+    return line
 
 
 def distro_family(host: HostFacts | None) -> str:

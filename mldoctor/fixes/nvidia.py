@@ -7,7 +7,7 @@ from mldoctor.facts.docker import DockerFacts
 from mldoctor.facts.host import HostFacts
 from mldoctor.facts.nvidia import DeviceNode
 from mldoctor.fixes.docker import docker_service
-from mldoctor.fixes.host import distro_family, enable_service, install, is_ubuntu, rendered
+from mldoctor.fixes.host import distro_family, enable_service, install, is_ubuntu
 
 DRIVER_DOCS = "https://docs.nvidia.com/datacenter/tesla/driver-installation-guide/"
 TOOLKIT_DOCS = "https://docs.nvidia.com/datacenter/cloud-native/container-toolkit/latest/install-guide.html"
@@ -26,7 +26,6 @@ DEV_CHAR_LINKS = (
 cgroup driver revokes containers' GPU access at the next `systemctl daemon-reload`."""
 
 
-@rendered
 def driver_install(host: HostFacts | None) -> str:
     """The distribution's own driver packages (built for the running kernel by DKMS), then the reboot that loads
     them; NVIDIA's guide where mldoctor does not know the distribution."""
@@ -41,7 +40,6 @@ def driver_install(host: HostFacts | None) -> str:
     return f"{first} && sudo reboot   # with contrib and non-free enabled in the apt sources"
 
 
-@rendered
 def rebuild_module(host: HostFacts | None) -> str:
     """DKMS rebuilds the module for the running kernel once that kernel's headers are installed."""
     packages = {
@@ -55,7 +53,6 @@ def rebuild_module(host: HostFacts | None) -> str:
     return f"{install(host, packages, DRIVER_DOCS)} && sudo dkms autoinstall && sudo modprobe nvidia"
 
 
-@rendered
 def blacklist_nouveau(host: HostFacts | None) -> str:
     initramfs = {"debian": "sudo update-initramfs -u", "arch": "sudo mkinitcpio -P"}.get(
         distro_family(host), "sudo dracut --force"
@@ -66,7 +63,6 @@ def blacklist_nouveau(host: HostFacts | None) -> str:
     )
 
 
-@rendered
 def hold_driver(host: HostFacts | None) -> str:
     """Pin the driver packages, so an unattended upgrade cannot replace the library under a loaded module."""
     family = distro_family(host)
@@ -83,7 +79,6 @@ def hold_driver(host: HostFacts | None) -> str:
     return "# pin the driver packages, so an upgrade cannot replace the library under a loaded module"
 
 
-@rendered
 def enroll_mok(host: HostFacts | None) -> str:
     """Enroll the key DKMS signs modules with, for Secure Boot."""
     if is_ubuntu(host):
@@ -98,7 +93,6 @@ def enroll_mok(host: HostFacts | None) -> str:
     )
 
 
-@rendered
 def node_access(blocked: list[DeviceNode], host: HostFacts | None) -> str:
     """Join the group the driver gave the nodes (NVreg_DeviceFileMode=0660 setups use video); where no group may
     open them, restore the driver's default 0666 through its module option, so it survives the next boot."""
@@ -108,7 +102,6 @@ def node_access(blocked: list[DeviceNode], host: HostFacts | None) -> str:
     return NODE_MODE
 
 
-@rendered
 def toolkit_install(host: HostFacts | None) -> str:
     """NVIDIA's documented repository setup and install, per distro family."""
     repo = "https://nvidia.github.io/libnvidia-container"
@@ -138,7 +131,6 @@ def toolkit_install(host: HostFacts | None) -> str:
     return f"install the NVIDIA Container Toolkit: {TOOLKIT_DOCS}"
 
 
-@rendered
 def configure_toolkit(docker: DockerFacts | None, host: HostFacts | None) -> str:
     """Register the nvidia runtime with *this* daemon (rootless and snap read their own daemon.json) and restart it
     the way it runs."""
@@ -149,7 +141,6 @@ def configure_toolkit(docker: DockerFacts | None, host: HostFacts | None) -> str
     return f"{sudo}nvidia-ctk runtime configure --runtime=docker{config} && {docker_service('restart', flavour, host)}"
 
 
-@rendered
 def dev_char_links(has_ctk: bool, host: HostFacts | None, docker: DockerFacts | None = None) -> str:
     """Create the /dev/char links (installing the toolkit first when nvidia-ctk is missing)."""
     steps = DEV_CHAR_LINKS if has_ctk else toolkit_install(host) + "\n" + DEV_CHAR_LINKS
@@ -158,7 +149,6 @@ def dev_char_links(has_ctk: bool, host: HostFacts | None, docker: DockerFacts | 
     return steps
 
 
-@rendered
 def fabric_manager_install(driver: str | None, host: HostFacts | None) -> str:
     """Fabric manager must be exactly the driver's version: Debian-family packages are per branch, RPMs per
     version. Without a known driver version, the command finds the branch itself."""
@@ -173,7 +163,6 @@ def fabric_manager_install(driver: str | None, host: HostFacts | None) -> str:
     return f"{step} && {enable_service('nvidia-fabricmanager', host)}   # its version must be the driver's"
 
 
-@rendered
 def disable_acs(bridges: list[str], host: HostFacts | None) -> str:
     """Clear ACS control on the bridges above the GPUs (until the next boot; the firmware's ACS setting, or
     `pci=noacs` on the kernel command line, makes it last)."""
@@ -181,7 +170,6 @@ def disable_acs(bridges: list[str], host: HostFacts | None) -> str:
     return f"{clear}   # until reboot; for good: ACS off in the firmware, or {kernel_argument('pci=noacs', host)}"
 
 
-@rendered
 def kernel_argument(argument: str, host: HostFacts | None) -> str:
     """Add a word to the kernel command line, the way the distro's boot loader tooling does, then reboot."""
     if distro_family(host) == "rhel":

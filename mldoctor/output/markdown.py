@@ -13,7 +13,7 @@ import html
 import re
 from collections import Counter
 
-from mldoctor.model import Report, Status, areas_of
+from mldoctor.model import EFFECTS, Report, Status, areas_of
 from mldoctor.output import DEFAULT, RenderOptions
 from mldoctor.output.table import summary_line
 from mldoctor.text import printable
@@ -60,6 +60,7 @@ def render(report: Report, options: RenderOptions = DEFAULT) -> str:
         lines += ["", f"### {title}", "", "| | check | finding | fix |", "|---|---|---|---|"]
         for r in results:
             fix = _code(r.fix) if r.fix else ""
+            fix += "".join(f"<br>*it {_cell(EFFECTS.get(e, e))}*" for e in r.effects)
             lines.append(f"| {ICONS[r.status]} | {code_span(r.id)} | {_cell(r.summary)} | {fix} |")
     lines += ["", "### Environment", "", *environment_block(report)]
     return "\n".join(lines) + "\n"

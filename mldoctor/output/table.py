@@ -10,7 +10,7 @@ from __future__ import annotations
 import textwrap
 from typing import TYPE_CHECKING
 
-from mldoctor.model import CheckResult, Report, Status, areas_of
+from mldoctor.model import EFFECTS, CheckResult, Report, Status, areas_of
 from mldoctor.output import DEFAULT, RenderOptions
 
 if TYPE_CHECKING:
@@ -79,6 +79,8 @@ def _row(result: CheckResult, glyph: str, id_width: int, width: int, verbose: bo
         for i, line in enumerate(result.fix.splitlines()):
             lead = [(indent, ""), ("fix: ", "bold cyan")] if i == 0 else [(indent + "     ", "")]
             rows.append([*lead, (line, "cyan")])
+        for effect in result.effects:  # what the fix does beyond its lines, before anyone pastes it
+            rows.append([(indent + "     ", ""), (f"note: it {EFFECTS.get(effect, effect)}", "yellow")])
     if verbose:
         for detail in result.details:
             rows += [[(line, "dim")] for line in _wrap(detail, width, indent + "• ", indent + "  ")]

@@ -3,10 +3,6 @@ network, warnings, compose."""
 
 from __future__ import annotations
 
-import dataclasses
-import functools
-from collections.abc import Callable
-
 from mldoctor.facts import Facts
 from mldoctor.facts.docker import DockerFacts
 from mldoctor.facts.host import HostFacts
@@ -17,21 +13,6 @@ from mldoctor.policy import Policy
 from mldoctor.rules.registry import check
 from mldoctor.text import gib, version_tuple
 
-
-def for_this_host(rule: Callable[[Facts, Policy], Finding]) -> Callable[[Facts, Policy], Finding]:
-    """Render the rule's fix for the host it was found on: no sudo as root, "as root:" where there is no sudo."""
-
-    @functools.wraps(rule)
-    def rendered(facts: Facts, policy: Policy) -> Finding:
-        finding = rule(facts, policy)
-        sudo = facts.docker.sudo if facts.docker is not None else None
-        if finding.fix:
-            return dataclasses.replace(finding, fix=for_host(finding.fix, facts.host, sudo))
-        return finding
-
-    return rendered
-
-
 ROOT_EQUIVALENT = (
     "Membership of the docker group is root-equivalent: anyone in it can start a container that mounts / "
     "(https://docs.docker.com/engine/security/#docker-daemon-attack-surface). Do not `chmod 666` the socket."
@@ -39,7 +20,6 @@ ROOT_EQUIVALENT = (
 
 
 @check("docker.cli", "Docker CLI", facts=("docker", "host"))
-@for_this_host
 def docker_cli(facts: Facts, policy: Policy) -> Finding:
     cli = facts.docker.cli
     if cli.path is None:
@@ -162,7 +142,6 @@ CAUSES = {
 
 
 @check("docker.daemon", "Docker daemon", facts=("docker", "host"))
-@for_this_host
 def docker_daemon(facts: Facts, policy: Policy) -> Finding:
     docker = facts.docker
     if docker.connection.ok:
@@ -203,7 +182,6 @@ def _config_repair(docker: DockerFacts, host: HostFacts | None, then: str) -> st
 
 
 @check("docker.config", "Docker daemon configuration", facts=("docker", "host"))
-@for_this_host
 def docker_config(facts: Facts, policy: Policy) -> Finding:
     """The configuration file of the daemon in use: one it could not start with, and one edited since it started
     (not applied yet). Judged whether or not the daemon answers: a broken file is often why it does not."""
@@ -248,7 +226,6 @@ def docker_config(facts: Facts, policy: Policy) -> Finding:
 
 
 @check("docker.permission", "Docker socket permission", facts=("docker", "host.user"))
-@for_this_host
 def docker_permission(facts: Facts, policy: Policy) -> Finding:
     docker, user = facts.docker, facts.host.user
     sock = docker.socket
@@ -295,7 +272,6 @@ def docker_permission(facts: Facts, policy: Policy) -> Finding:
 
 
 @check("docker.version", "Docker version", facts=("docker",), requires=("docker.daemon",))
-@for_this_host
 def docker_version(facts: Facts, policy: Policy) -> Finding:
     daemon = facts.docker.daemon
     api = version_tuple(daemon.api_version)
@@ -322,7 +298,6 @@ FLAVOURS = {
 
 
 @check("docker.flavour", "Docker flavour", facts=("docker", "host"), requires=("docker.daemon",))
-@for_this_host
 def docker_flavour(facts: Facts, policy: Policy) -> Finding:
     docker = facts.docker
     flavour = docker.flavour
@@ -363,7 +338,6 @@ DISCOURAGED_STORAGE = {
 
 
 @check("docker.storage", "Docker storage and cgroups", facts=("docker", "host"), requires=("docker.daemon",))
-@for_this_host
 def docker_storage(facts: Facts, policy: Policy) -> Finding:
     docker = facts.docker
     daemon = docker.daemon
@@ -402,7 +376,6 @@ def _reclaim_fix(docker: DockerFacts) -> str:
 
 
 @check("docker.disk", "Docker disk space", facts=("docker",), requires=("docker.daemon",))
-@for_this_host
 def docker_disk(facts: Facts, policy: Policy) -> Finding:
     docker = facts.docker
     if not docker.local or docker.root_dir is None:
@@ -452,7 +425,6 @@ def _fix_command(check_id: str, docker: DockerFacts, host: HostFacts | None) -> 
 
 
 @check("docker.logging", "Docker container logs", facts=("docker", "host"), requires=("docker.daemon",))
-@for_this_host
 def docker_logging(facts: Facts, policy: Policy) -> Finding:
     docker = facts.docker
     driver = docker.daemon.logging_driver
@@ -492,7 +464,6 @@ def _bridge_none(docker: DockerFacts) -> bool:
 
 
 @check("docker.network", "Docker default network", facts=("docker", "host"), requires=("docker.daemon",))
-@for_this_host
 def docker_network(facts: Facts, policy: Policy) -> Finding:
     """mldoctor's probe runs with no network, so a broken default bridge never shows in it: every plain
     `docker run` (no --network) of the user's does. Judged from the daemon's own description of the network."""
@@ -542,7 +513,6 @@ EXPOSED_API = "without encryption"
 
 
 @check("docker.warnings", "Docker daemon warnings", facts=("docker", "host"), requires=("docker.daemon",))
-@for_this_host
 def docker_warnings(facts: Facts, policy: Policy) -> Finding:
     """`docker info`'s own warnings: an API open to the network is a FAIL (root for anyone who can reach it); the
     others are listed for the support desk."""
@@ -563,7 +533,6 @@ def docker_warnings(facts: Facts, policy: Policy) -> Finding:
 
 
 @check("docker.compose", "Docker Compose", facts=("docker", "host"))
-@for_this_host
 def docker_compose(facts: Facts, policy: Policy) -> Finding:
     cli = facts.docker.cli
     if cli.compose_plugin:

@@ -14,8 +14,8 @@ from mldoctor.model import Status
 def every_warn_and_fail_has_a_fix(monkeypatch):
     original = runner._result
 
-    def checked(check, finding):
-        result = original(check, finding)
+    def checked(check, finding, host):
+        result = original(check, finding, host)
         if result.status in (Status.WARN, Status.FAIL):
             message = f"{result.id} {result.status.value} without a fix: {result.summary}"
             assert result.fix and result.fix.strip(), message

@@ -302,6 +302,10 @@ class TestDriver:
         r = result(facts(nvidia=not_loaded(nvidia_facts(), modules=["nouveau"])), "nvidia.driver")
         assert r.status is Status.FAIL and "nouveau" in r.summary
         assert "blacklist nouveau" in r.fix and "sudo update-initramfs -u && sudo reboot" in r.fix
+        assert r.effects == ["reboot"] and all(step.as_root for step in r.steps)
+        without_sudo = facts(nvidia=not_loaded(nvidia_facts(), modules=["nouveau"]), host=host(sudo=False))
+        r = result(without_sudo, "nvidia.driver")
+        assert r.fix.startswith("as root: ") and "sudo" not in r.fix
         r = result(facts(nvidia=not_loaded(nvidia_facts(), modules=["nouveau"]), host=rocky()), "nvidia.driver")
         assert "sudo dracut --force" in r.fix
 

@@ -318,3 +318,43 @@ class TestTable:
         text = self.render(report, verbose=True)
         assert re.search(r"^   daemon +not reached \(missing_socket\): no such file$", text, re.MULTILINE)
         assert re.search(r"^   Docker +gave up after \d+ ms: missing_socket$", text, re.MULTILINE)
+
+
+def test_a_fix_s_steps_and_effects_are_in_the_json_and_survive_a_re_diagnosis(tmp_path, capsys):
+    """The fix as data: steps (who types each) and effects travel in the JSON and come back with `--facts`."""
+    from factories import host
+    from helpers import call
+
+    from mldoctor.facts.host import UserFacts
+
+    user = UserFacts(uid=1001, name="bob", active_groups=["bob"], member_of=["bob"])
+    situation = facts(docker=down("permission"), host=host(user=user))
+    report = build_report(select(["docker.permission"]), situation, Policy())
+    data = json.loads(json_output.render(report))
+    (row,) = [r for r in data["results"] if r["id"] == "docker.permission"]
+    assert row["steps"] == [
+        {"command": "sudo usermod -aG docker bob", "as_root": True, "note": "then log out and back in"}
+    ]
+    assert row["effects"] == ["relogin"]
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps(data))
+    _, out, _ = call(capsys, "check", "--facts", str(path), "--only", "docker.permission", "--format", "json")
+    (same,) = [r for r in json.loads(out)["results"] if r["id"] == "docker.permission"]
+    assert same["steps"] == row["steps"] and same["effects"] == row["effects"]
+
+
+def test_effects_are_said_after_the_fix_in_the_table_markdown_and_html():
+    from mldoctor.bundle import html
+    from mldoctor.output import table
+
+    fix = "sudo systemctl restart docker   # applies <daemon.json>"
+    result = CheckResult(
+        "docker.config", "Config", "docker", Status.WARN, "not applied", fix=fix, effects=["restarts-docker"]
+    )
+    report = build_report([], facts(), Policy())
+    report.results = [result]
+    said = "restarts the Docker daemon: its running containers stop unless live-restore is on"
+    assert f"note: it {said}" in table.render(report, RenderOptions(width=120))
+    assert f"<br>*it {said}*" in markdown.render(report)
+    page = html.render(report)
+    assert f'<p class="effect">It {said}.</p>' in page and "applies &lt;daemon.json&gt;" in page

@@ -9,7 +9,7 @@ from helpers import result
 from mldoctor.engine.daemon import DaemonProcess
 from mldoctor.facts.docker import CliFacts, DaemonConfig, Endpoint, SocketFacts
 from mldoctor.facts.host import UserFacts
-from mldoctor.model import Status
+from mldoctor.model import Status, Step
 from mldoctor.policy import Policy
 
 
@@ -464,15 +464,18 @@ def test_an_api_open_without_tls_fails():
 class TestWithoutSudo:
     def test_not_in_group_without_sudo_is_for_root(self):
         user = UserFacts(uid=1001, name="bob", active_groups=["bob"], member_of=["bob"])
-        d = docker(connection=down("permission").connection, daemon=None, sudo=False)
-        r = result(facts(host=host(user=user), docker=d), "docker.permission")
+        d = docker(connection=down("permission").connection, daemon=None)
+        r = result(facts(host=host(user=user, sudo=False), docker=d), "docker.permission")
         assert r.fix == "as root: usermod -aG docker bob   # then log out and back in"
+        assert r.steps == [Step("as root: usermod -aG docker bob", as_root=True, note="then log out and back in")]
+        assert r.effects == ["relogin"]
 
     def test_with_sudo_or_unknown_keeps_it(self):
         user = UserFacts(uid=1001, name="bob", active_groups=["bob"], member_of=["bob"])
         for sudo in (True, None):
-            d = docker(connection=down("permission").connection, daemon=None, sudo=sudo)
-            assert result(facts(host=host(user=user), docker=d), "docker.permission").fix.startswith("sudo usermod")
+            d = docker(connection=down("permission").connection, daemon=None)
+            r = result(facts(host=host(user=user, sudo=sudo), docker=d), "docker.permission")
+            assert r.fix.startswith("sudo usermod") and r.steps[0].as_root
 
 
 def test_a_refused_remote_daemon_is_not_fixed_by_restarting_this_host_s():

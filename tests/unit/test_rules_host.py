@@ -263,3 +263,18 @@ def test_the_nccl_fix_applied_verbatim_makes_the_check_pass(tmp_path):
     before, after = apply_printed_fix(tmp_path, "host.nccl", "export NCCL_SOCKET_IFNAME=no-such-nic0")
     assert before["status"] == "FAIL" and before["fix"].startswith("export NCCL_SOCKET_IFNAME=")
     assert after["status"] == "PASS", after
+
+
+class TestFixesForThisHost:
+    """Host rules write `sudo` in their fixes; what is printed is for the user the facts were gathered as."""
+
+    def test_a_user_without_sudo_gets_the_step_as_root(self):
+        f = facts(host=host(shm=disk("/dev/shm", free_gib=0.06, total_gib=0.0625), sudo=False))
+        r = one(f, "host.shm")
+        assert r.fix == "as root: mount -o remount,size=8G /dev/shm" and r.steps[0].as_root
+
+    def test_root_types_it_without_sudo(self):
+        user = host().user
+        root = host(shm=disk("/dev/shm", free_gib=0.06, total_gib=0.0625), user=type(user)(uid=0, name="root"))
+        r = one(facts(host=root), "host.shm")
+        assert r.fix == "mount -o remount,size=8G /dev/shm" and r.steps[0].as_root
