@@ -185,6 +185,8 @@ class CdiSpec:
     path: str
     driver_version: str | None = None
     """The driver version the spec was generated for (from the versioned library paths it mounts)."""
+    cdi_version: str | None = None
+    """The spec's `cdiVersion`: the schema a runtime must understand to read it (0.7.0 added `additionalGids`)."""
     error: str | None = None
 
 
@@ -810,6 +812,8 @@ def _cdi_spec(root: Root, path: str) -> CdiSpec:
         return spec
     match = re.search(r"lib(?:cuda|nvidia-ml)\.so\.(\d+\.\d+(?:\.\d+)?)", text)
     spec.driver_version = match.group(1) if match else None
+    declared = re.search(r"""(?:^|[{,])\s*["']?cdiVersion["']?\s*:\s*["']?(\d+\.\d+\.\d+)""", text, re.MULTILINE)
+    spec.cdi_version = declared.group(1) if declared else None
     return spec
 
 

@@ -278,6 +278,11 @@ def hgx_tree(root: Path, gpus: int = 8, switches: int = 4, version_line: str = V
         "  - hostPath: /usr/lib/x86_64-linux-gnu/libcuda.so.550.90.07\n",
     )
     write(root, "var/run/cdi/other.json", '{"kind": "vendor.example/fpga"}')
+    write(
+        root,
+        "var/run/cdi/nvidia.json",
+        '{"cdiVersion": "0.7.0", "kind": "nvidia.com/gpu", "containerEdits": {"additionalGids": [44]}}',
+    )
     return root
 
 
@@ -348,6 +353,8 @@ def test_hgx_h100_host(tmp_path, use_nvml, toolbin):
     assert toolkit.config_found and toolkit.no_cgroups is True
     specs = {s.path: s for s in toolkit.cdi_specs}
     assert specs["/etc/cdi/nvidia.yaml"].driver_version == "550.90.07"
+    assert specs["/etc/cdi/nvidia.yaml"].cdi_version == "0.5.0"
+    assert specs["/var/run/cdi/nvidia.json"].cdi_version == "0.7.0"  # JSON specs declare it in quotes
     assert specs["/var/run/cdi/other.json"].error == "not an NVIDIA spec"
     assert toolkit.dockerd_started == 1700000000 + 360000 / os.sysconf("SC_CLK_TCK")
 

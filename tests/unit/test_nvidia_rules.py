@@ -741,6 +741,21 @@ class TestToolkit:
         assert r.status is Status.FAIL and r.fix.startswith("sudo nvidia-ctk cdi generate")
         assert result(facts(nvidia=nvidia_facts(), docker=podman), "nvidia.toolkit").status is Status.PASS
 
+    def test_a_cdi_spec_newer_than_podman_reads_fails_naming_both(self):
+        """Field report row 19: toolkit 1.19.1 writes CDI spec 0.7.0, which Podman 4.9.3 refuses."""
+        spec = CdiSpec(path="/etc/cdi/nvidia.yaml", driver_version=DRIVER, cdi_version="0.7.0")
+        nv = with_toolkit(nvidia_facts(), cdi_specs=[spec])
+        podman4 = docker(flavour="podman", daemon=daemon(server_version="4.9.3"))
+        r = result(facts(nvidia=nv, docker=podman4), "nvidia.toolkit")
+        assert r.status is Status.FAIL
+        assert "CDI spec 0.7.0, newer than Podman 4.9.3 reads" in r.summary and "unresolvable CDI devices" in r.summary
+        assert r.fix.startswith("upgrade Podman to 5")
+        assert r.fix.endswith("\nsudo nvidia-ctk cdi generate --output=/etc/cdi/nvidia.yaml")
+        podman5 = docker(flavour="podman", daemon=daemon(server_version="5.7.0"))
+        assert result(facts(nvidia=nv, docker=podman5), "nvidia.toolkit").status is Status.PASS
+        older = with_toolkit(nvidia_facts(), cdi_specs=[dataclasses.replace(spec, cdi_version="0.5.0")])
+        assert result(facts(nvidia=older, docker=podman4), "nvidia.toolkit").status is Status.PASS
+
 
 class TestFirstBrokenLink:
     def chain(self, nv, policy=None, **sections):

@@ -6,13 +6,14 @@ from __future__ import annotations
 from mldoctor.facts import Facts
 from mldoctor.facts.docker import DockerFacts
 from mldoctor.facts.host import HostFacts
-from mldoctor.facts.nvidia import NvidiaFacts
+from mldoctor.facts.nvidia import CdiSpec, NvidiaFacts
 from mldoctor.fixes import nvidia as fixes
 from mldoctor.fixes.docker import docker_service
 from mldoctor.model import Finding, Problem, Status
 from mldoctor.policy import Policy
 from mldoctor.rules.nvidia import driver as _driver  # noqa: F401  (registers nvidia.gpu and nvidia.driver, required below)
 from mldoctor.rules.registry import check
+from mldoctor.text import version_tuple
 
 NO_GPU_DRIVER = "`docker run --gpus all` fails with 'could not select device driver \"\" with capabilities: [[gpu]]'"
 """What users see when dockerd has no GPU driver registered: the toolkit is missing, or came after dockerd."""
@@ -42,7 +43,7 @@ def nvidia_toolkit(facts: Facts, policy: Policy) -> Finding:
             fix=fixes.toolkit_install(host) + "\n" + fixes.configure_toolkit(docker, host),
         )
     if docker.flavour == "podman":
-        return _podman(nv)
+        return _podman(nv, docker)
     problems = _registration(nv, docker, host) + _cdi_problems(nv, Status.WARN) + _rootless_cgroups(nv, docker)
     details = tuple(f"{b.name}: {b.path} {b.version or ''}".rstrip() for b in toolkit.binaries if b.path) + tuple(
         f"CDI spec {s.path}: driver {s.driver_version or '?'}" for s in toolkit.cdi_specs if not s.error
@@ -145,7 +146,7 @@ def _cdi_problems(nv: NvidiaFacts, status: Status) -> list[Problem]:
     ]
 
 
-def _podman(nv: NvidiaFacts) -> Finding:
+def _podman(nv: NvidiaFacts, docker: DockerFacts) -> Finding:
     """Podman reaches GPUs through CDI only."""
     specs = [s for s in nv.toolkit.cdi_specs if not s.error]
     if not specs:
@@ -154,4 +155,28 @@ def _podman(nv: NvidiaFacts) -> Finding:
             fix="sudo nvidia-ctk cdi generate --output=/etc/cdi/nvidia.yaml"
             "   # then: podman run --device nvidia.com/gpu=all ...",
         )
-    return Finding.combine(_cdi_problems(nv, Status.FAIL), f"NVIDIA CDI spec {specs[0].path} for Podman", ())
+    problems = _cdi_problems(nv, Status.FAIL) + _newer_than_podman(specs, docker)
+    return Finding.combine(problems, f"NVIDIA CDI spec {specs[0].path} for Podman", ())
+
+
+PODMAN_READS_CDI_0_7 = 5
+"""Podman 4 (4.9.3, Ubuntu 24.04's) refuses a 0.7.0 spec ("unknown field additionalGids"), which
+nvidia-container-toolkit 1.19.1 writes by default; Podman 5.7.0 reads it (NVIDIA/nvidia-container-toolkit#1860,
+#1940). The major version is the line drawn: which 5.x first reads 0.7.0 is not recorded here."""
+
+
+def _newer_than_podman(specs: list[CdiSpec], docker: DockerFacts) -> list[Problem]:
+    podman = version_tuple(docker.daemon.server_version) if docker.daemon else ()
+    if not podman or podman[0] >= PODMAN_READS_CDI_0_7:
+        return []
+    return [
+        Problem(
+            Status.FAIL,
+            f"{spec.path} is CDI spec {spec.cdi_version}, newer than Podman {docker.daemon.server_version} reads "
+            "(0.7.0 added additionalGids): `--device nvidia.com/gpu=all` fails with 'unresolvable CDI devices'",
+            "upgrade Podman to 5 (5.7.0 reads CDI spec 0.7.0), or keep Podman 4 with nvidia-container-toolkit 1.18.x "
+            f"(it writes older specs), then:\nsudo nvidia-ctk cdi generate --output={spec.path}",
+        )
+        for spec in specs
+        if spec.cdi_version and version_tuple(spec.cdi_version) >= (0, 7)
+    ]
