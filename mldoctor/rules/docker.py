@@ -7,7 +7,7 @@ from mldoctor.facts import Facts
 from mldoctor.facts.docker import DockerFacts
 from mldoctor.facts.host import HostFacts
 from mldoctor.fixes.docker import COMPOSE_DOCS, ENGINE_DOCS, docker_logs_hint, docker_service
-from mldoctor.fixes.host import for_host, install
+from mldoctor.fixes.host import distro_family, for_host, install, is_ubuntu
 from mldoctor.model import Finding
 from mldoctor.policy import Policy
 from mldoctor.rules.registry import check
@@ -532,18 +532,31 @@ def docker_warnings(facts: Facts, policy: Policy) -> Finding:
     return Finding.ok(f"{len(warnings)} informational", details=tuple(warnings))
 
 
-@check("docker.compose", "Docker Compose", facts=("docker", "host"))
-def docker_compose(facts: Facts, policy: Policy) -> Finding:
-    cli = facts.docker.cli
-    if cli.compose_plugin:
-        return Finding.ok(f"docker compose {cli.compose_plugin} (plugin)")
+def _compose_install(docker: DockerFacts, host: HostFacts) -> str:
+    """Compose v2 where this Docker came from: Debian's own docker.io (a `+dfsg` version) has no v2 package beside it
+    in Debian 12 (only docker-compose 1.29), and `docker-compose-plugin` exists only in Docker's repository."""
+    debian_docker = docker.daemon is not None and "+dfsg" in docker.daemon.server_version
+    if debian_docker and distro_family(host) == "debian" and not is_ubuntu(host):
+        return (
+            f"install Compose v2 as a CLI plugin: {COMPOSE_DOCS}#install-the-plugin-manually"
+            "   # Debian's docker.io: Debian 12's own repository has Compose v1 only"
+        )
     fix = install(
-        facts.host,
+        host,
         {"debian": "docker-compose-plugin", "rhel": "docker-compose-plugin", "arch": "docker-compose"},
         COMPOSE_DOCS,
     )
     if "docker-compose-plugin" in fix:
         fix += f"   # from Docker's package repository ({COMPOSE_DOCS}); Ubuntu's own: docker-compose-v2"
+    return fix
+
+
+@check("docker.compose", "Docker Compose", facts=("docker", "host"))
+def docker_compose(facts: Facts, policy: Policy) -> Finding:
+    cli = facts.docker.cli
+    if cli.compose_plugin:
+        return Finding.ok(f"docker compose {cli.compose_plugin} (plugin)")
+    fix = _compose_install(facts.docker, facts.host)
     if cli.compose_standalone and cli.compose_standalone.startswith("1."):
         return Finding.warn(
             f"only docker-compose {cli.compose_standalone}: Compose v1 is end-of-life since 2023",

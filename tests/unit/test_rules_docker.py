@@ -400,6 +400,15 @@ class TestCompose:
         r = result(facts(docker=d), "docker.compose")
         assert r.status is Status.WARN and r.fix.startswith("sudo apt-get install -y docker-compose-plugin")
 
+    def test_debian_s_own_docker_is_not_told_to_apt_install_a_package_debian_lacks(self):
+        """Debian 12's docker.io (20.10.24+dfsg1): `docker-compose-plugin` is only in Docker's repository."""
+        d = docker(
+            cli=CliFacts(path="/usr/bin/docker", version="20.10.24"), daemon=daemon(server_version="20.10.24+dfsg1")
+        )
+        r = result(facts(docker=d), "docker.compose")
+        assert r.status is Status.WARN and "apt-get" not in r.fix
+        assert r.fix.startswith("install Compose v2 as a CLI plugin: https://docs.docker.com/compose/install/linux/")
+
 
 class TestNetwork:
     """docker.network: the default bridge every plain `docker run` joins (the probe itself runs without one)."""
