@@ -8,10 +8,10 @@ opened: inline CSS, inline SVG charts, no script, no font, image or link outside
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterable
 from html import escape
 
+from mldoctor.data.nvml_errors import plain_error
 from mldoctor.facts.common import DiskUsage
 from mldoctor.facts.host import LimitsFacts
 from mldoctor.facts.nvidia import GpuFacts, NvidiaFacts, NvmlFacts
@@ -115,103 +115,6 @@ BAR_COLOURS = {
 }
 UNGRADED_COLOUR = "#8c959f"
 """A figure that is information, not a verdict (the CPU fallback): no grade's colour."""
-
-NVML_WORDS = {
-    "Uninitialized": "NVML was not initialised",
-    "InvalidArgument": "n/a (NVML refused the request)",
-    "NotSupported": "n/a (not supported on this GPU)",
-    "NoPermission": "n/a (this user may not read it; root may)",
-    "AlreadyInitialized": "NVML was initialised twice",
-    "NotFound": "n/a (not found)",
-    "InsufficientSize": "n/a (NVML's answer did not fit)",
-    "InsufficientPower": "the GPU lacks external power: check its power cables",
-    "DriverNotLoaded": "the NVIDIA kernel driver is not loaded",
-    "Timeout": "NVML did not answer in time",
-    "IrqIssue": "the GPU does not answer interrupts",
-    "LibraryNotFound": "the NVIDIA driver's libraries (libnvidia-ml.so.1) are not installed",
-    "FunctionNotFound": "n/a (this driver's NVML cannot read it)",
-    "CorruptedInforom": "the GPU's infoROM is corrupted",
-    "GpuIsLost": "the GPU is lost (it fell off the bus)",
-    "ResetRequired": "the GPU needs a reset",
-    "OperatingSystem": "the operating system blocked the request",
-    "LibRmVersionMismatch": "the driver's kernel module and its libraries are different versions (reboot)",
-    "InUse": "n/a (the GPU is in use by another client)",
-    "Memory": "NVML ran out of memory",
-    "NoData": "n/a (no data yet)",
-    "VgpuEccNotSupported": "n/a (not supported on this vGPU)",
-    "InsufficientResources": "n/a (not enough resources)",
-    "FreqNotSupported": "n/a (this clock frequency is not supported)",
-    "ArgumentVersionMismatch": "n/a (this driver's NVML is older than the bindings)",
-    "Deprecated": "n/a (deprecated by this driver)",
-    "NotReady": "n/a (not ready yet)",
-    "GpuNotFound": "the GPU was not found",
-    "InvalidState": "n/a (the GPU is in a state that does not allow it)",
-    "Unknown": "NVML failed with an unknown error",
-}
-"""NVML's error names (pynvml's NVMLError_* classes) in words a user reads."""
-NVML_MESSAGES = {
-    "Uninitialized": "Uninitialized",
-    "Invalid Argument": "InvalidArgument",
-    "Not Supported": "NotSupported",
-    "Insufficient Permissions": "NoPermission",
-    "Already Initialized": "AlreadyInitialized",
-    "Not Found": "NotFound",
-    "Insufficient Size": "InsufficientSize",
-    "Insufficient External Power": "InsufficientPower",
-    "Driver Not Loaded": "DriverNotLoaded",
-    "Timeout": "Timeout",
-    "Interrupt Request Issue": "IrqIssue",
-    "NVML Shared Library Not Found": "LibraryNotFound",
-    "Function Not Found": "FunctionNotFound",
-    "Corrupted infoROM": "CorruptedInforom",
-    "GPU is lost": "GpuIsLost",
-    "GPU requires restart": "ResetRequired",
-    "The operating system has blocked the request.": "OperatingSystem",
-    "RM has detected an NVML/RM version mismatch.": "LibRmVersionMismatch",
-    "Driver/library version mismatch": "LibRmVersionMismatch",
-    "Insufficient Memory": "Memory",
-    "Unknown Error": "Unknown",
-}
-"""pynvml's messages (str(NVMLError)) -> the error's name."""
-NVML_CODES = {19: "InUse", 21: "NoData", 22: "VgpuEccNotSupported", 23: "InsufficientResources",
-              24: "FreqNotSupported", 25: "ArgumentVersionMismatch", 26: "Deprecated", 27: "NotReady",
-              28: "GpuNotFound", 29: "InvalidState"}  # fmt: skip
-"""Codes pynvml has no message for ("NVML Error with code 28")."""
-NVML_ERROR = re.compile(r"(?:NVMLError_(?P<name>\w+)(?::\s*(?P<rest>.*))?|NVML Error with code (?P<code>\d+))")
-
-
-def nvml_words(error: str) -> str | None:
-    """Plain words for an error text that is exactly one of NVML's (`Not Supported`, `NVMLError_NotSupported`,
-    `NVMLError_NoPermission: Insufficient Permissions`, `NVML Error with code 28`); None for any other text."""
-    text = error.strip()
-    name = NVML_MESSAGES.get(text)
-    match = NVML_ERROR.fullmatch(text)
-    if name is None and match is not None:
-        if match["code"]:
-            name = NVML_CODES.get(int(match["code"]))
-        elif match["rest"] is None or match["rest"].strip() in NVML_MESSAGES or match["name"] in NVML_WORDS:
-            name = match["name"]
-    return NVML_WORDS.get(name or "")
-
-
-def _plain(error: str) -> str:
-    """An error text for people: NVML's own terms in words (also after the call that failed:
-    `nvmlDeviceGetCount: Insufficient Permissions`), anything else as it was recorded."""
-    words = nvml_words(error)
-    if words is None and ": " in error:
-        call, _, rest = error.rpartition(": ")
-        words = f"{call}: {nvml_words(rest)}" if nvml_words(rest) and not call.startswith("NVMLError") else None
-    return words or error
-
-
-DETAIL_ERROR = re.compile(r"(?P<field>[a-z][a-z0-9_]*): (?P<error>.+)")
-
-
-def _plain_detail(check_id: str, line: str) -> str:
-    """An NVIDIA check's detail `power_draw: Insufficient Permissions` (a field NVML refused) in words."""
-    match = DETAIL_ERROR.fullmatch(line) if check_id.startswith("nvidia.") else None
-    words = nvml_words(match["error"]) if match else None
-    return f"{match['field'].replace('_', ' ')}: {words}" if match and words else line
 
 
 def render(report: Report) -> str:
@@ -364,7 +267,7 @@ def _checks(results: list[CheckResult]) -> str:
 def _check_row(result: CheckResult) -> str:
     details = ""
     if result.details:
-        items = "".join(f"<li>{escape(_plain_detail(result.id, line))}</li>" for line in result.details)
+        items = "".join(f"<li>{escape(line)}</li>" for line in result.details)
         count = len(result.details)
         details = f"<details><summary>{plural(count, 'detail')}</summary><ul>{items}</ul></details>"
     return (
@@ -416,7 +319,7 @@ def _nvml_problem(nvml: NvmlFacts) -> str | None:
     if nvml.ok or nvml.error_kind == "not_asked":
         return None
     if nvml.error:
-        return _plain(nvml.error)
+        return plain_error(nvml.error)
     return (nvml.error_kind or "not available").replace("_", " ")
 
 
@@ -457,11 +360,13 @@ def _gpus(report: Report) -> str:
                 )
             )
             unread = [
-                f"GPU {g.index} {name.replace('_', ' ')}: {_plain(error)}"
+                f"GPU {g.index} {name.replace('_', ' ')}: {plain_error(error)}"
                 for g in nvml.gpus
                 for name, error in g.errors.items()
             ]
-            unread += [f"GPU {g.index} NVLink fabric: {_plain(g.fabric_error)}" for g in nvml.gpus if g.fabric_error]
+            unread += [
+                f"GPU {g.index} NVLink fabric: {plain_error(g.fabric_error)}" for g in nvml.gpus if g.fabric_error
+            ]
             notes = ["n/a: not supported on this GPU"] if any(c is None for row in rows for c in row) else []
             if unread:
                 notes.append("NVML could not read: " + "; ".join(unread))

@@ -28,6 +28,7 @@ from test_probe_rules import document, probe_facts
 
 from mldoctor.bundle import html
 from mldoctor.bundle.redact import for_facts
+from mldoctor.data import nvml_errors
 from mldoctor.facts.probe import BenchResults, CpuBench, ProbeCuda, ProbeRun, ProbeTorch
 from mldoctor.model import Report
 from mldoctor.policy import Policy
@@ -396,14 +397,14 @@ def test_host_copies_are_counted_per_gpu_on_the_page(page):
     ],
 )
 def test_nvml_errors_in_plain_words(error, words):
-    assert html.nvml_words(error) == words
+    assert nvml_errors.nvml_words(error) == words
 
 
 def test_an_nvml_error_after_the_call_that_failed_is_in_words_too():
-    assert html._plain("nvmlDeviceGetCount: Insufficient Permissions") == (
+    assert nvml_errors.plain_error("nvmlDeviceGetCount: Insufficient Permissions") == (
         "nvmlDeviceGetCount: n/a (this user may not read it; root may)"
     )
-    assert html._plain("docker: Not Supported here") == "docker: Not Supported here"
+    assert nvml_errors.plain_error("docker: Not Supported here") == "docker: Not Supported here"
 
 
 def test_no_raw_nvml_error_reaches_the_page():

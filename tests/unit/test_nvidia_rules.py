@@ -511,6 +511,16 @@ class TestHealth:
         assert rs[0].summary == "NVIDIA H100 80GB HBM3: 31 °C, 70 of 700 W, no memory errors"
         assert any("retired pages n/a" in d for d in rs[0].details)
 
+    def test_a_field_nvml_refused_is_said_in_words_in_the_details(self):
+        """The table prints details as they are: NVML's `Insufficient Permissions` would mean little there."""
+        nv = nvidia_facts(gpus=1)
+        refused = {"power_draw": "NVMLError_NoPermission", "ecc": "Not Supported"}
+        nv.nvml.gpus[0] = replace(nv.nvml.gpus[0], errors=refused)
+        (r,) = results(facts(nvidia=nv), "nvidia.health")
+        assert "power draw: n/a (this user may not read it; root may)" in r.details
+        assert "ecc: n/a (not supported on this GPU)" in r.details
+        assert not any("NVMLError" in d or "Not Supported" in d for d in r.details)
+
     @pytest.mark.parametrize(
         ("changes", "status", "summary", "fix"),
         [

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 
+from mldoctor.data.nvml_errors import plain_error
 from mldoctor.data.xids import XIDS
 from mldoctor.facts import Facts
 from mldoctor.facts.host import HostFacts
@@ -143,7 +144,7 @@ def _gpu_details(gpu: GpuFacts) -> tuple[str, ...]:
         f"ECC {_na(gpu.ecc_enabled)}: uncorrected {_na(gpu.ecc_uncorrected_volatile)} since boot, "
         f"{_na(gpu.ecc_uncorrected_aggregate)} lifetime; retired pages {_na(gpu.retired_pages)} "
         f"(pending {_na(gpu.retired_pages_pending)}); remapped rows {remap}",
-        *(f"{name}: {error}" for name, error in gpu.errors.items()),
+        *(f"{name.replace('_', ' ')}: {plain_error(error)}" for name, error in gpu.errors.items()),
     )
 
 
