@@ -119,8 +119,13 @@ def _figure(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.0f}" if value >= 100 else f"{value:.1f}"
 
 
+DIRECTIONS = {"h2d": "host to device", "d2h": "device to host"}
+"""bench.h2d folds both directions of each GPU's host link: each detail says which it is."""
+
+
 def _describe(row: BenchRow) -> str:
-    text = f"GPU {row.gpu} {row.device}: {_figure(row.measured)} {row.unit}"
+    direction = f" ({DIRECTIONS[row.metric]})" if row.metric in DIRECTIONS else ""
+    text = f"GPU {row.gpu} {row.device}{direction}: {_figure(row.measured)} {row.unit}"
     if row.ratio is not None:
         text += f" = {row.ratio:.2f}x expected {_figure(row.expected)}"
     if row.peak and row.measured is not None and row.unit == "TFLOP/s":

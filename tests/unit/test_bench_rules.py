@@ -124,6 +124,7 @@ def test_host_copies_count_gpus_not_directions(count):
     wording = "on 1 GPU:" if count == 1 else f"on {count} GPUs:"
     assert wording in found.summary and f"on {2 * count} GPUs" not in found.summary, found.summary
     assert len(found.details) == 2 * count  # every direction of every GPU is still listed
+    assert [d.split(":")[0].split(" (")[1] for d in found.details[:2]] == ["host to device)", "device to host)"]
 
 
 def test_outlier_does_not_apply_to_one_gpu():
