@@ -20,6 +20,9 @@ VOCABULARY = frozenset(
     [
         # docker: flavours, endpoints, how the daemon was started, error kinds the gatherers record
         "auto",
+        # the DNS a default-bridge container gets (docker.network)
+        "dns",
+        "nameserver",
         # what applying a fix does (model.EFFECTS)
         "relogin",
         # containers mldoctor creates (engine.owned): how a removal went, the listing's keys

@@ -89,6 +89,11 @@ class BridgeFacts:
     interface_present: bool | None = None
     """The interface exists in the daemon's network namespace; None where this process cannot look there (another
     namespace: rootless, Desktop, a remote daemon)."""
+    resolv_conf: str | None = None
+    """The file the daemon copies a default-bridge container's DNS servers from: the host's /etc/resolv.conf, or
+    systemd-resolved's upstream list when that names only its stub 127.0.0.53 (as dockerd itself decides)."""
+    nameservers: list[str] | None = None
+    """Its nameserver lines; None where it could not be read (a remote daemon, another user's mount namespace)."""
     error: str | None = None
 
 
@@ -166,6 +171,7 @@ KEPT_SETTINGS = (
     "cdi-spec-dirs",
     "default-shm-size",
     "default-ipc-mode",
+    "dns",
 )
 
 
@@ -197,6 +203,7 @@ def gather(timeout: float) -> DockerFacts:
         facts.config = _daemon_config(facts.config_path, facts.process.command_line)
         if facts.bridge is not None:
             _bridge_interface(facts.bridge, facts.process)
+            _bridge_dns(facts.bridge, facts.process)
     else:
         facts.config_path = daemon_json_path(facts.flavour, [])
     return facts
@@ -261,6 +268,38 @@ def _bridge_interface(bridge: BridgeFacts, process: DaemonProcess | None) -> Non
         return
     if same:
         bridge.interface_present = os.path.exists(f"/sys/class/net/{bridge.interface}")
+
+
+RESOLVED_STUB = "127.0.0.53"
+RESOLVED_UPSTREAM = "run/systemd/resolve/resolv.conf"
+
+
+def _bridge_dns(bridge: BridgeFacts, process: DaemonProcess | None) -> None:
+    """The DNS servers dockerd gives default-bridge containers come from resolv.conf as the daemon sees it (its own
+    root, through /proc/PID/root where this user may look; else this host's): loopback servers are dropped, and
+    with none left containers get Docker's fallback, 8.8.8.8 and 8.8.4.4."""
+    root = f"/proc/{process.pid}/root/" if process is not None and process.pid else "/"
+    bridge.resolv_conf, bridge.nameservers = resolv_conf(root if os.access(root + "etc/resolv.conf", os.R_OK) else "/")
+
+
+def resolv_conf(root: str) -> tuple[str, list[str] | None]:
+    """(the file under `root` dockerd reads DNS servers from, as an absolute path inside root; its nameservers)."""
+    path = "etc/resolv.conf"
+    nameservers = _nameservers(root + path)
+    if nameservers == [RESOLVED_STUB] and os.access(root + RESOLVED_UPSTREAM, os.R_OK):
+        path, nameservers = RESOLVED_UPSTREAM, _nameservers(root + RESOLVED_UPSTREAM)
+    return "/" + path, nameservers
+
+
+def _nameservers(path: str) -> list[str] | None:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            lines = handle.read(65536).splitlines()
+    except OSError:
+        return None
+    return [
+        fields[1][:64] for fields in (line.split() for line in lines) if len(fields) > 1 and fields[0] == "nameserver"
+    ][:16]
 
 
 def _daemon_info(version: dict[str, Any], info: dict[str, Any]) -> DaemonInfo:

@@ -3,8 +3,10 @@ network, warnings, compose."""
 
 from __future__ import annotations
 
+import ipaddress
+
 from mldoctor.facts import Facts
-from mldoctor.facts.docker import DockerFacts
+from mldoctor.facts.docker import BridgeFacts, DockerFacts
 from mldoctor.facts.host import HostFacts
 from mldoctor.fixes.docker import COMPOSE_DOCS, ENGINE_DOCS, docker_logs_hint, docker_service
 from mldoctor.fixes.host import distro_family, for_host, install, is_ubuntu
@@ -504,8 +506,37 @@ def docker_network(facts: Facts, policy: Policy) -> Finding:
                 facts.host,
             ),
         )
+    local = _only_local_dns(bridge, docker)
+    if local:
+        return Finding.warn(
+            f"containers on the default bridge get Docker's fallback DNS 8.8.8.8 and 8.8.4.4: {bridge.resolv_conf} "
+            f"lists only local resolvers ({', '.join(local)}), which containers cannot reach; where DNS to the "
+            "internet is blocked, name lookups in containers fail (pip install, dataset downloads)",
+            fix=f'add "dns": [the DNS servers of your network] to {docker.daemon_json()}, then: {restart}'
+            "   # resolvectl status (or nmcli dev show) lists them",
+        )
     where = "" if bridge.interface_present else " (its interface is in the daemon's own namespace: not seen here)"
-    return Finding.ok(f"default bridge {bridge.interface or 'network'} {bridge.subnet}".rstrip() + where)
+    dns = f"; DNS {', '.join(bridge.nameservers)} from {bridge.resolv_conf}" if bridge.nameservers else ""
+    return Finding.ok(f"default bridge {bridge.interface or 'network'} {bridge.subnet}".rstrip() + where + dns)
+
+
+def _only_local_dns(bridge: BridgeFacts, docker: DockerFacts) -> list[str]:
+    """The nameservers when all of them are on loopback (a dnsmasq on 127.0.0.1, NetworkManager's 127.0.1.1),
+    which dockerd drops for default-bridge containers, and the daemon sets no DNS of its own (`dns`, `--dns`)."""
+    config = docker.config
+    configured = config is not None and (
+        "dns" in config.settings or any(a.startswith("--dns") for a in config.command_line)
+    )
+    if not bridge.nameservers or configured:
+        return []
+    return bridge.nameservers if all(_loopback(ns) for ns in bridge.nameservers) else []
+
+
+def _loopback(address: str) -> bool:
+    try:
+        return ipaddress.ip_address(address.split("%")[0]).is_loopback
+    except ValueError:
+        return False
 
 
 EXPOSED_API = "without encryption"

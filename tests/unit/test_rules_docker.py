@@ -424,6 +424,30 @@ class TestNetwork:
         r = result(facts(docker=self.with_bridge()), "docker.network")
         assert (r.status, r.summary) == (Status.PASS, "default bridge docker0 172.17.0.0/16")
 
+    def test_the_dns_containers_get_is_named_when_it_passes(self):
+        bridge = self.with_bridge(resolv_conf="/etc/resolv.conf", nameservers=["10.0.0.2"])
+        r = result(facts(docker=bridge), "docker.network")
+        assert r.status is Status.PASS and r.summary.endswith("; DNS 10.0.0.2 from /etc/resolv.conf")
+
+    @pytest.mark.parametrize("local", [["127.0.0.1"], ["127.0.1.1"], ["::1", "127.0.0.1"]])
+    def test_only_local_resolvers_warn_that_containers_get_the_fallback_dns(self, local):
+        """dnsmasq on 127.0.0.1, NetworkManager's 127.0.1.1: dockerd drops loopback servers, falls back to 8.8.8.8."""
+        d = self.with_bridge(resolv_conf="/etc/resolv.conf", nameservers=local)
+        r = result(facts(docker=d), "docker.network")
+        assert r.status is Status.WARN and "fallback DNS 8.8.8.8 and 8.8.4.4" in r.summary
+        assert ", ".join(local) in r.summary
+        assert r.fix.startswith('add "dns": [the DNS servers of your network] to /etc/docker/daemon.json, then: ')
+        assert r.effects == ["restarts-docker"]
+
+    def test_a_daemon_with_its_own_dns_or_one_real_server_passes(self):
+        local = self.with_bridge(resolv_conf="/etc/resolv.conf", nameservers=["127.0.0.1"])
+        configured = replace(local, config=replace(local.config, settings={"dns": ["10.0.0.2"]}))
+        assert result(facts(docker=configured), "docker.network").status is Status.PASS
+        flag = replace(local, config=replace(local.config, command_line=["dockerd", "--dns=10.0.0.2"]))
+        assert result(facts(docker=flag), "docker.network").status is Status.PASS
+        mixed = self.with_bridge(resolv_conf="/etc/resolv.conf", nameservers=["127.0.0.1", "10.0.0.2"])
+        assert result(facts(docker=mixed), "docker.network").status is Status.PASS
+
     def test_a_deleted_docker0_fails_with_the_restart_of_this_daemon(self):
         r = result(facts(docker=self.with_bridge(interface_present=False)), "docker.network")
         assert r.status is Status.FAIL and "could not find bridge docker0" in r.summary
@@ -492,3 +516,31 @@ def test_a_refused_remote_daemon_is_not_fixed_by_restarting_this_host_s():
     remote = down("refused", endpoint=Endpoint(url="tcp://10.0.0.5:2376", source="DOCKER_HOST"), socket=None)
     r = result(facts(docker=remote), "docker.daemon")
     assert r.status is Status.FAIL and r.fix.startswith("unset DOCKER_HOST") and "restart" not in r.fix
+
+
+class TestResolvConf:
+    """Where dockerd reads a default-bridge container's DNS servers from (facts.docker.resolv_conf)."""
+
+    def test_the_host_s_file(self, tmp_path):
+        from mldoctor.facts.docker import resolv_conf
+
+        (tmp_path / "etc").mkdir()
+        (tmp_path / "etc/resolv.conf").write_text(
+            "# generated\nsearch example.org\nnameserver 10.0.0.2\nnameserver ::1\n"
+        )
+        assert resolv_conf(f"{tmp_path}/") == ("/etc/resolv.conf", ["10.0.0.2", "::1"])
+
+    def test_systemd_resolved_s_stub_means_its_upstream_list(self, tmp_path):
+        from mldoctor.facts.docker import resolv_conf
+
+        (tmp_path / "etc").mkdir()
+        (tmp_path / "etc/resolv.conf").write_text("nameserver 127.0.0.53\noptions edns0 trust-ad\n")
+        assert resolv_conf(f"{tmp_path}/") == ("/etc/resolv.conf", ["127.0.0.53"])  # no upstream file: the stub
+        (tmp_path / "run/systemd/resolve").mkdir(parents=True)
+        (tmp_path / "run/systemd/resolve/resolv.conf").write_text("nameserver 192.168.1.1\n")
+        assert resolv_conf(f"{tmp_path}/") == ("/run/systemd/resolve/resolv.conf", ["192.168.1.1"])
+
+    def test_unreadable_is_unknown(self, tmp_path):
+        from mldoctor.facts.docker import resolv_conf
+
+        assert resolv_conf(f"{tmp_path}/") == ("/etc/resolv.conf", None)
