@@ -246,3 +246,88 @@ def test_docker_host_at_a_stale_socket(sandbox, proven):
     daemon = result(after, "docker.daemon")
     assert daemon["status"] == "PASS", (broken["fix"], daemon, done.stderr[-2000:])
     proven("docker.daemon", broken["fix"], "DOCKER_HOST at a stale socket")
+
+
+PYTHON_IMAGE = "sandbox-python:3"
+PROBE = f"mldoctor check --only 'docker.*' --only 'probe.*' --image {PYTHON_IMAGE} --format json --ci --timeout 20"
+
+
+def python_image(sandbox) -> None:
+    """An image for the probe in the sandbox's daemon, which reaches no registry: this machine's own python3 (the
+    interpreter, its standard library and the shared libraries they load), imported with `docker import`. No torch:
+    probe.torch FAILs, and the checks that need only python (probe.shm) run."""
+    script = r"""
+set -eu
+root=/run/python-image
+py=$(readlink -f /usr/bin/python3)
+stdlib=$("$py" -c 'import sysconfig; print(sysconfig.get_path("stdlib"))')
+mkdir -p $root/usr/bin $root/tmp $root/etc
+chmod 1777 $root/tmp
+libs=$( (ldd "$py"; for so in "$stdlib"/lib-dynload/*.so; do ldd "$so"; done) | grep -o '/[^ ]*' | sort -u)
+for f in "$py" $libs; do cp -L --parents "$f" $root/; done
+cp -a --parents "$stdlib" $root/
+rm -rf "$root$stdlib/test" "$root$stdlib/idlelib" "$root$stdlib/tkinter"
+ln -s "$(basename "$py")" $root/usr/bin/python3
+tar -C $root -c . | docker import - IMAGE >/dev/null
+rm -rf $root
+docker run --rm --network none IMAGE python3 -c pass
+""".replace("IMAGE", PYTHON_IMAGE)
+    built = sandbox.sh(script, timeout=180)
+    assert built.returncode == 0, built
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="probe.shm (the daemon's default /dev/shm, 64 MiB) prints 'docker run --shm-size=16g ... (or --ipc=host) "
+    'for each training container; for every container: "default-shm-size": "16G" in /etc/docker/daemon.json, then '
+    "restart the daemon': prose and a fragment to paste, a syntax error in a shell. By the design a config edit is a "
+    "merge into the daemon's own file applied by `mldoctor fix` (e.g. 'mldoctor fix probe.shm --yes --restart'), "
+    "which supports only docker.logging today. Built in mldoctor/rules/probe.py probe_shm.",
+)
+def test_small_default_shm_for_containers(sandbox, proven):
+    """Containers get the daemon's default /dev/shm (64 MiB): probe.shm WARNs from inside a real container; the
+    printed fix, run verbatim as root, and the daemon gives containers 16 GiB: PASS."""
+    sandbox.write(DAEMON_JSON, ROTATED)
+    sandbox.start_daemon()
+    python_image(sandbox)
+    report = json.loads(sandbox.sh(PROBE, timeout=120).stdout)
+    shm = result(report, "probe.shm")
+    assert shm["status"] == "WARN" and "containers get 0.1 GiB of /dev/shm by default" in shm["summary"], shm
+    assert result(report, "probe.container")["status"] == "PASS"
+    assert "default-shm-size" in shm["fix"] and DAEMON_JSON in shm["fix"], shm["fix"]
+    applied(sandbox, shm["fix"])
+    sandbox.wait_for_daemon()
+    after = json.loads(sandbox.sh(PROBE, timeout=120).stdout)
+    assert result(after, "probe.shm")["status"] == "PASS", result(after, "probe.shm")
+    assert result(after, "docker.config")["status"] == "PASS", result(after, "docker.config")
+    proven("probe.shm", shm["fix"])
+
+
+def test_default_runtime_without_its_binary(sandbox):
+    """daemon.json registers the nvidia runtime and makes it the default, and nvidia-container-runtime is not
+    installed: every `docker run` fails. On this machine kind (no NVIDIA GPU) nvidia.toolkit SKIPs behind nvidia.gpu
+    and every docker.* check passes; only the probe's container start shows it. Manual: the fix printed is the
+    command that shows the error (installing the toolkit, or removing the default runtime, is for a person)."""
+    config = {
+        "log-opts": {"max-size": "100m", "max-file": "3"},
+        "runtimes": {"nvidia": {"path": "nvidia-container-runtime", "runtimeArgs": []}},
+        "default-runtime": "nvidia",
+    }
+    sandbox.write(DAEMON_JSON, ROTATED)
+    sandbox.start_daemon()
+    python_image(sandbox)  # built with runc, before the default changes
+    sandbox.write(DAEMON_JSON, json.dumps(config))
+    assert sandbox.sh("service docker restart").returncode == 0
+    sandbox.wait_for_daemon()
+    assert sandbox.sh("command -v nvidia-container-runtime").returncode != 0
+    report = json.loads(sandbox.sh(PROBE.replace("--only 'docker.*' --only 'probe.*'", ""), timeout=120).stdout)
+    assert result(report, "nvidia.toolkit")["status"] == "SKIP" and result(report, "nvidia.gpu")["status"] == "SKIP"
+    docker = {r["id"]: r["status"] for r in report["results"] if r["id"].startswith("docker.")}
+    assert {i for i, status in docker.items() if status not in ("PASS", "SKIP")} <= {"docker.compose"}, docker
+    container = result(report, "probe.container")
+    assert container["status"] == "FAIL", container
+    assert container["summary"] == f"the daemon could not start a container from {PYTHON_IMAGE}"
+    assert 'exec: "nvidia-container-runtime": executable file not found' in " ".join(container["details"])
+    assert container["fix"].startswith(f"docker run --rm --entrypoint python3 {PYTHON_IMAGE} -c pass")
+    shown = sandbox.sh(container["fix"])  # it shows the same error, as it says
+    assert shown.returncode != 0 and "nvidia-container-runtime" in shown.stderr, shown
