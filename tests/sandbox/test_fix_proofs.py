@@ -598,3 +598,36 @@ def test_default_runtime_without_its_binary(sandbox):
     assert container["fix"].startswith(f"docker run --rm --entrypoint python3 {PYTHON_IMAGE} -c pass")
     shown = sandbox.sh(container["fix"])  # it shows the same error, as it says
     assert shown.returncode != 0 and "nvidia-container-runtime" in shown.stderr, shown
+
+
+STALE_CDI_SPEC = """cdiVersion: 0.5.0
+kind: nvidia.com/gpu
+devices:
+- name: all
+  containerEdits:
+    deviceNodes:
+    - path: /dev/nvidia0
+containerEdits:
+  mounts:
+  - hostPath: /usr/lib/x86_64-linux-gnu/libcuda.so.550.54.14
+    containerPath: /usr/lib/x86_64-linux-gnu/libcuda.so.550.54.14
+    options: [ro, nosuid, nodev, bind]"""
+
+
+def test_stale_cdi_spec_not_judged_without_a_gpu(sandbox):
+    """Not provable on this machine kind: a CDI spec (in the sandbox's /etc overlay) naming a device node and a
+    driver library that do not exist is read into the report, but nvidia.toolkit, the only check that judges CDI
+    specs, SKIPs behind nvidia.gpu (no NVIDIA device on the PCI bus), and it judges a spec only against the running
+    driver's version (NVML or the kernel module), which a machine without a driver does not have. Debian's docker.io
+    (20.10) does not read CDI specs either, so no printed fix could be proven against the sandbox's daemon."""
+    sandbox.write(DAEMON_JSON, ROTATED)
+    sandbox.start_daemon()
+    assert sandbox.sh("mkdir -p /etc/cdi").returncode == 0
+    sandbox.write("/etc/cdi/nvidia.yaml", STALE_CDI_SPEC)
+    assert sandbox.sh("test -e /dev/nvidia0 || test -e /usr/lib/x86_64-linux-gnu/libcuda.so.550.54.14").returncode
+    report = json.loads(sandbox.sh("mldoctor check --only 'nvidia.*' --format json --ci").stdout)
+    specs = report["facts"]["nvidia"]["toolkit"]["cdi_specs"]
+    assert {"path": "/etc/cdi/nvidia.yaml", "driver_version": "550.54.14", "error": None} in specs, specs
+    toolkit = result(report, "nvidia.toolkit")
+    assert toolkit["status"] == "SKIP" and toolkit["blocked_by"] == "nvidia.gpu", toolkit
+    assert result(report, "nvidia.gpu")["status"] == "SKIP"
