@@ -326,6 +326,13 @@ def first_broken(document: dict) -> dict | None:
     return next((r for r in document["results"] if r["status"] in ("FAIL", "WARN", "ERROR")), None)
 
 
+def without_a_gpu(document: dict) -> None:
+    """The machine kind a test describes: no NVIDIA GPU, so nvidia.toolkit SKIPs behind nvidia.gpu. On a GPU machine
+    that check runs, and the proof belongs to a GPU test."""
+    if result(document, "nvidia.gpu")["status"] != "SKIP":
+        pytest.skip("this machine has an NVIDIA GPU: nvidia.toolkit judges this case here, not what this test pins")
+
+
 def test_user_in_the_group_with_an_old_login(sandbox, proven):
     """Root added the user to the docker group after the user logged in: /etc/group says yes, the session's groups
     say no. The fix is a new login; run as one (`su - USER -c ...`, what logging out and back in gives), it passes."""
@@ -588,6 +595,7 @@ def test_default_runtime_without_its_binary(sandbox):
     sandbox.wait_for_daemon()
     assert sandbox.sh("command -v nvidia-container-runtime").returncode != 0
     report = json.loads(sandbox.sh(PROBE.replace("--only 'docker.*' --only 'probe.*'", ""), timeout=120).stdout)
+    without_a_gpu(report)
     assert result(report, "nvidia.toolkit")["status"] == "SKIP" and result(report, "nvidia.gpu")["status"] == "SKIP"
     docker = {r["id"]: r["status"] for r in report["results"] if r["id"].startswith("docker.")}
     assert {i for i, status in docker.items() if status not in ("PASS", "SKIP")} <= {"docker.compose"}, docker
@@ -624,8 +632,9 @@ def test_stale_cdi_spec_not_judged_without_a_gpu(sandbox):
     sandbox.start_daemon()
     assert sandbox.sh("mkdir -p /etc/cdi").returncode == 0
     sandbox.write("/etc/cdi/nvidia.yaml", STALE_CDI_SPEC)
-    assert sandbox.sh("test -e /dev/nvidia0 || test -e /usr/lib/x86_64-linux-gnu/libcuda.so.550.54.14").returncode
     report = json.loads(sandbox.sh("mldoctor check --only 'nvidia.*' --format json --ci").stdout)
+    without_a_gpu(report)
+    assert sandbox.sh("test -e /dev/nvidia0 || test -e /usr/lib/x86_64-linux-gnu/libcuda.so.550.54.14").returncode
     specs = report["facts"]["nvidia"]["toolkit"]["cdi_specs"]
     assert {"path": "/etc/cdi/nvidia.yaml", "driver_version": "550.54.14", "error": None} in specs, specs
     toolkit = result(report, "nvidia.toolkit")
