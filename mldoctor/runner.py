@@ -12,6 +12,7 @@ from typing import Any
 from mldoctor import __version__
 from mldoctor.facts import Facts, GatherOptions, gather
 from mldoctor.facts.host import HostFacts
+from mldoctor.fixes.host import for_host
 from mldoctor.fixes.steps import plan
 from mldoctor.model import AREAS, SCHEMA_VERSION, BenchRow, CheckResult, Finding, Report, Status
 from mldoctor.policy import Policy
@@ -171,7 +172,7 @@ def _result(check: Check, finding: Finding, host: HostFacts | None) -> CheckResu
         area=check.area,
         status=finding.status,
         summary=finding.summary,
-        details=list(finding.details),
+        details=[for_host(detail, host) for detail in finding.details],  # details name commands too
         fix=fix.text if fix else None,
         steps=fix.steps if fix else [],
         effects=fix.effects if fix else [],

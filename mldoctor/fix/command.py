@@ -22,7 +22,7 @@ from typing import Any
 
 import click
 
-from mldoctor.fix.merge import Edit, Refused, logging_edit
+from mldoctor.fix.merge import SHM_SIZE, Edit, Refused, logging_edit, shm_edit
 
 EXIT_OK, EXIT_COULD_NOT, EXIT_USAGE = 0, 1, 2
 
@@ -33,10 +33,16 @@ class Fixer:
     """What the fix does, in words."""
     edit: Callable[[str, str | None], Edit]
     """The configuration file's path and text (None: absent) -> the edit."""
+    judged_by_itself: bool = True
+    """The check says whether the edit is needed and, after the restart, whether it worked. probe.shm is not: it
+    needs a probe container; its edit says whether it is needed, and docker.config that the restart applied it."""
 
 
 FIXERS = {
     "docker.logging": Fixer("rotate json-file container logs (max-size 100m, max-file 3)", logging_edit),
+    "probe.shm": Fixer(
+        f"give every container {SHM_SIZE} of /dev/shm by default (default-shm-size)", shm_edit, judged_by_itself=False
+    ),
 }
 """The checks whose fix mldoctor applies itself."""
 
@@ -85,22 +91,24 @@ def judge(check_id: str, timeout: float) -> tuple[Any, Any]:
 
 
 def apply(check_id: str, fixer: Fixer, yes: bool, restart: bool, timeout: float) -> int:
-    result, facts = judge(check_id, timeout)
+    judged = check_id if fixer.judged_by_itself else "docker.config"
+    result, facts = judge(judged, timeout)
     docker = facts.docker
     status = result.status.value
-    if status == "PASS":
+    if status == "PASS" and fixer.judged_by_itself:
         say(f"nothing to do: {check_id} passes ({result.summary})")
         return EXIT_OK
     config = docker.config if docker is not None else None
     if config is not None and config.json_error:
         raise Refused(f"{config.path} is not valid JSON ({config.json_error}): correct it first (see docker.config)")
-    if status not in ("WARN", "FAIL") or docker is None or config is None or not docker.local:
-        raise CouldNot(f"{check_id} is {status}: {result.summary}")
+    applicable = ("WARN", "FAIL") if fixer.judged_by_itself else ("PASS", "WARN")
+    if status not in applicable or docker is None or config is None or not docker.local:
+        raise CouldNot(f"{judged} is {status}: {result.summary}")
     path = docker.daemon_json()
     if not os.path.isabs(path):
         raise CouldNot(f"the daemon's configuration file is not known here ({docker.flavour})")
     edit = fixer.edit(path, read(path))
-    say(f"{check_id}: {result.summary}")
+    say(f"{judged}: {result.summary}")
     say(f"fix: {fixer.what}, in {path} (the configuration file of the daemon at {docker.endpoint.url})")
     if not edit.changed:
         say(f"nothing to change in {path}")
@@ -118,16 +126,20 @@ def apply(check_id: str, fixer: Fixer, yes: bool, restart: bool, timeout: float)
         return EXIT_OK
     say(f"restarting the daemon: {restart_command}")
     restart_daemon(restart_command, docker, timeout)
-    after, _ = judge(check_id, timeout)
-    say(f"{check_id}: {after.status.value} {after.summary}")
+    after, _ = judge(judged, timeout)
+    say(f"{judged}: {after.status.value} {after.summary}")
+    if not fixer.judged_by_itself:
+        say(f"then: mldoctor check --only {check_id} shows what a container gets")
     return EXIT_OK if after.status.value == "PASS" else EXIT_COULD_NOT
 
 
 def restart_of(facts: Any) -> str:
+    """This daemon's restart, as the user running `mldoctor fix` types it (no sudo as root)."""
     from mldoctor.fixes.docker import docker_service
+    from mldoctor.fixes.host import for_host
 
     docker = facts.docker
-    return docker_service("restart", docker.flavour, facts.host, docker.process).split("   # ")[0]
+    return for_host(docker_service("restart", docker.flavour, facts.host, docker.process), facts.host).split("   # ")[0]
 
 
 def read(path: str) -> str | None:

@@ -8,11 +8,16 @@ from __future__ import annotations
 
 import difflib
 import json
+import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from mldoctor.fixes.docker import DEFAULT_SHM_SIZE
+
 LOG_OPTS = {"max-size": "100m", "max-file": "3"}
 LOG_DRIVER = "json-file"
+SHM_SIZE = DEFAULT_SHM_SIZE
 
 
 class Refused(ValueError):
@@ -77,10 +82,39 @@ def with_log_rotation(data: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
-def logging_edit(path: str, before: str | None) -> Edit:
-    """The edit that gives the daemon's json-file logs a size limit; the result is validated (parsed back)."""
+SIZE = re.compile(r"(\d+(?:\.\d+)?) ?([kmgtp]?)i?b?", re.IGNORECASE)
+
+
+def size_bytes(value: object) -> int | None:
+    """A size as dockerd reads it (`64m`, `16G`, `1.5GiB`, bytes; binary units), None when it is not one."""
+    match = SIZE.fullmatch(str(value).strip())
+    if match is None:
+        return None
+    return int(float(match[1]) * 1024 ** " kmgtp".index(match[2].lower() or " "))
+
+
+def with_shm_size(data: dict[str, Any]) -> dict[str, Any]:
+    """`default-shm-size` of SHM_SIZE, unless the file already gives containers as much or more."""
+    current = size_bytes(data.get("default-shm-size", ""))
+    if current is not None and current >= size_bytes(SHM_SIZE):
+        return data
+    return {**data, "default-shm-size": SHM_SIZE}
+
+
+def merged_edit(path: str, before: str | None, merge: Callable[[dict[str, Any]], dict[str, Any]]) -> Edit:
+    """The edit `merge` makes to the file's configuration; the result is validated (parsed back)."""
     data = parse(before, path) if before is not None else {}
-    after = dump(with_log_rotation(data), indent_of(before))
-    if parse(after, path) != with_log_rotation(data):  # never write what would not read back the same
+    after = dump(merge(data), indent_of(before))
+    if parse(after, path) != merge(data):  # never write what would not read back the same
         raise Refused(f"the merged {path} does not read back: not written")
     return Edit(path=path, before=before, after=after)
+
+
+def logging_edit(path: str, before: str | None) -> Edit:
+    """The edit that gives the daemon's json-file logs a size limit."""
+    return merged_edit(path, before, with_log_rotation)
+
+
+def shm_edit(path: str, before: str | None) -> Edit:
+    """The edit that gives every container SHM_SIZE of /dev/shm by default."""
+    return merged_edit(path, before, with_shm_size)

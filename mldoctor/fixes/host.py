@@ -35,7 +35,10 @@ AS_ROOT = "as root: "
 def for_host(command: str, host: HostFacts | None) -> str:
     """A fix as this host's user types it, line by line (each line is a step): as root every `sudo ` is dropped (root
     may have no sudo at all: containers, CI runners, minimal images, where a `sudo` line exits 127); for a user
-    without sudo (the host facts say so) a line that needs root says "as root: " and drops its sudos."""
+    without sudo (the host facts say so) a line that needs root says "as root: " and drops its sudos.
+
+    The one place a fix is rendered: the runner calls it on every finding's fix, and `mldoctor fix` on the restart
+    it runs. The builders write `sudo` and never render, so that what they build composes into a longer line."""
     return "\n".join(_line_for_host(line, host) for line in command.split("\n"))
 
 
@@ -68,7 +71,7 @@ def install(host: HostFacts | None, packages: dict[str, str], docs: str) -> str:
     """The install command for this distro family, or the docs page when the family is unknown."""
     family = distro_family(host)
     if family in packages and family in INSTALL:
-        return for_host(INSTALL[family].format(packages[family]), host)
+        return INSTALL[family].format(packages[family])
     return f"see {docs}"
 
 
@@ -80,17 +83,17 @@ def uses_systemd(host: HostFacts | None) -> bool:
 def enable_service(name: str, host: HostFacts | None) -> str:
     """Start a system service now and at every boot, with the init system that is there."""
     if uses_systemd(host):
-        return for_host(f"sudo systemctl enable --now {name}", host)
-    return for_host(f"sudo service {name} start", host)
+        return f"sudo systemctl enable --now {name}"
+    return f"sudo service {name} start"
 
 
 def restart_service(name: str, host: HostFacts | None) -> str:
     if uses_systemd(host):
-        return for_host(f"sudo systemctl restart {name}", host)
-    return for_host(f"sudo service {name} restart", host)
+        return f"sudo systemctl restart {name}"
+    return f"sudo service {name} restart"
 
 
 def service_log(name: str, host: HostFacts | None) -> str:
     if uses_systemd(host):
-        return for_host(f"sudo journalctl -u {name} -n 50", host)
+        return f"sudo journalctl -u {name} -n 50"
     return f"/var/log/{name}.log"

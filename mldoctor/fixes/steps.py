@@ -18,6 +18,7 @@ _EFFECTS = {
     "relogin": re.compile(r"log out and back in|log in again|\bnewgrp\b|new login"),
     "restarts-docker": re.compile(
         r"\b(systemctl|rc-service|snap)\s+restart\s+\S*docker|\bservice\s+docker\s+restart|started by hand"
+        r"|\bfix \S+ --yes --restart\b"  # `mldoctor fix CHECK --yes --restart` restarts the daemon its own way
     ),
     "reboot": re.compile(r"\breboot\b"),
 }

@@ -8,8 +8,8 @@ import ipaddress
 from mldoctor.facts import Facts
 from mldoctor.facts.docker import BridgeFacts, DockerFacts
 from mldoctor.facts.host import HostFacts
-from mldoctor.fixes.docker import COMPOSE_DOCS, ENGINE_DOCS, docker_logs_hint, docker_service
-from mldoctor.fixes.host import distro_family, for_host, install, is_ubuntu
+from mldoctor.fixes.docker import COMPOSE_DOCS, ENGINE_DOCS, docker_logs_hint, docker_service, mldoctor_fix
+from mldoctor.fixes.host import distro_family, install, is_ubuntu
 from mldoctor.model import Finding
 from mldoctor.policy import Policy
 from mldoctor.rules.registry import check
@@ -84,15 +84,14 @@ def _daemon_failure(docker: DockerFacts, host: HostFacts | None, timeout_hint: s
             )
         return Finding.fail(f"the Docker daemon is not running (no socket at {url})", fix=start, details=details)
     if kind == "refused":
+        # a daemon chosen elsewhere: restarting this host's daemon would interrupt its containers and fix nothing
+        away = "unset DOCKER_HOST" if endpoint.source == "DOCKER_HOST" else USE_DEFAULT_CONTEXT
         if endpoint.socket_path:
             summary = f"nothing answers on {where}: a stale socket (the daemon stopped or crashed)"
+            if endpoint.source != "default" and endpoint.socket_path not in DEFAULT_SOCKETS:
+                fix = f"{away}   # to use this host's daemon at /var/run/docker.sock; nothing listens at {url}"
+                return Finding.fail(summary, fix=fix, details=details)
             return Finding.fail(summary, fix=f"{restart}   # then see why it stopped: {logs}", details=details)
-        # a daemon on another address: restarting this host's daemon would interrupt its containers and fix nothing
-        away = (
-            "unset DOCKER_HOST"
-            if endpoint.source == "DOCKER_HOST"
-            else "unset DOCKER_CONTEXT; docker context use default"
-        )
         return Finding.fail(
             f"connection refused by {where}: no daemon listens there",
             fix=f"{away}   # to use this host's daemon; or start the daemon that should listen at {url}",
@@ -110,6 +109,8 @@ def _daemon_failure(docker: DockerFacts, host: HostFacts | None, timeout_hint: s
 
 
 USE_DEFAULT_CONTEXT = "unset DOCKER_CONTEXT; docker context use default"
+DEFAULT_SOCKETS = ("/var/run/docker.sock", "/run/docker.sock")
+"""Where this host's rootful daemon listens: a stale socket there is this daemon's, restarted to fix it."""
 """Back to the local daemon: DOCKER_CONTEXT, when set, overrides `docker context use`, so it goes first."""
 
 CAUSES = {
@@ -175,7 +176,7 @@ def _config_repair(docker: DockerFacts, host: HostFacts | None, then: str) -> st
     config = docker.config
     path = config.path if config is not None else docker.daemon_json()
     if config is not None and config.backups:
-        restore = for_host(f"sudo cp -p {config.backups[-1]} {path}", host)
+        restore = f"sudo cp -p {config.backups[-1]} {path}"
         return f"{restore} && {then}" if then else f"{restore}   # the copy mldoctor fix kept; no restart needed"
     return (
         f"python3 -m json.tool {path}   # shows the line and column: correct it there (`{{}}` is a valid empty "
@@ -249,26 +250,26 @@ def docker_permission(facts: Facts, policy: Policy) -> Finding:
         f"your groups now: {', '.join(user.active_groups) or 'none'}",
         ROOT_EQUIVALENT,
     )
-    if not sock.mode & 0o060 or sock.group in ("root", ""):
+    nameless = sock.group.isdigit()  # the facts record a gid with no name as its number
+    if not sock.mode & 0o060 or sock.group in ("root", "") or nameless:
+        why = f"its group {sock.group} has no name (deleted?): no one can be added to it" if nameless else ""
         return Finding.fail(
-            f"{sock.path} is {sock.owner}:{sock.group} mode {mode}: no group may use it",
-            fix=for_host(
-                "sudo groupadd -f docker && "
-                + docker_service("restart", docker.flavour, facts.host, docker.process)
-                + f"   # dockerd gives its socket to the docker group; then: sudo usermod -aG docker {user.name}",
-                facts.host,
-            ),
+            f"{sock.path} is {sock.owner}:{sock.group} mode {mode}: {why or 'no group may use it'}",
+            fix="sudo groupadd -f docker && "
+            + docker_service("restart", docker.flavour, facts.host, docker.process)
+            + "   # dockerd gives its socket to the docker group"
+            + f"\nsudo usermod -aG docker {user.name}   # then log out and back in",
             details=details,
         )
     if sock.group in user.member_of:
         return Finding.fail(
             f"{user.name} is in group {sock.group}, but this login session does not carry it yet",
-            fix=f"log out and back in (or run `newgrp {sock.group}` in this shell)",
+            fix=f"newgrp {sock.group}   # a shell that carries it; or log out and back in",
             details=details,
         )
     return Finding.fail(
         f"{user.name} may not use {sock.path} (it belongs to group {sock.group})",
-        fix=for_host(f"sudo usermod -aG {sock.group} {user.name}   # then log out and back in", facts.host),
+        fix=f"sudo usermod -aG {sock.group} {user.name}   # then log out and back in",
         details=details,
     )
 
@@ -314,10 +315,9 @@ def docker_flavour(facts: Facts, policy: Policy) -> Finding:
     if flavour == "podman":
         return Finding.warn(
             f"{name}: GPU containers there go through CDI, not Docker's --gpus",
-            fix=for_host(
+            fix=(
                 "sudo nvidia-ctk cdi generate --output=/etc/cdi/nvidia.yaml"
-                "   # then: podman run --device nvidia.com/gpu=all ...",
-                facts.host,
+                "   # then: podman run --device nvidia.com/gpu=all ..."
             ),
             details=details,
         )
@@ -417,15 +417,6 @@ def _log_max_size(docker: DockerFacts) -> str | None:
     return None
 
 
-def _fix_command(check_id: str, docker: DockerFacts, host: HostFacts | None) -> str:
-    """`mldoctor fix CHECK_ID`, as the user who can write the daemon's configuration: root for a system daemon
-    (through sudo by mldoctor's full path: sudo's PATH does not have a virtualenv's), the user for a rootless one."""
-    command = f"fix {check_id} --yes --restart"
-    if docker.flavour == "rootless" or (host is not None and host.user is not None and host.user.uid == 0):
-        return f"mldoctor {command}"
-    return f'sudo "$(command -v mldoctor)" {command}'
-
-
 @check("docker.logging", "Docker container logs", facts=("docker", "host"), requires=("docker.daemon",))
 def docker_logging(facts: Facts, policy: Policy) -> Finding:
     docker = facts.docker
@@ -448,7 +439,7 @@ def docker_logging(facts: Facts, policy: Policy) -> Finding:
     return Finding.warn(
         f"json-file logs without max-size ({path} {'sets none' if config.found else 'absent'}): "
         "a chatty training container fills the disk",
-        fix=_fix_command("docker.logging", docker, facts.host)
+        fix=mldoctor_fix("docker.logging", docker, facts.host)
         + f"   # merges log rotation into {path} (a backup is kept); without --yes: the diff only",
         details=(
             f"{path}: {'present' if config.found else 'absent'}",
@@ -500,10 +491,9 @@ def docker_network(facts: Facts, policy: Policy) -> Finding:
     if forwarding:
         return Finding.warn(
             "IPv4 forwarding is disabled: containers on the bridge cannot reach the network (pip, datasets, NCCL)",
-            fix=for_host(
+            fix=(
                 "echo 'net.ipv4.ip_forward = 1' | sudo tee /etc/sysctl.d/99-docker-forward.conf && "
-                f"sudo sysctl --system && {restart}",
-                facts.host,
+                f"sudo sysctl --system && {restart}"
             ),
         )
     local = _only_local_dns(bridge, docker)

@@ -12,6 +12,7 @@ from mldoctor.data.gpus import min_driver_for_cuda
 from mldoctor.facts import Facts
 from mldoctor.facts.probe import ProbeDocument, ProbeFacts, ProbeRun
 from mldoctor.fixes import nvidia as nvidia_fixes
+from mldoctor.fixes.docker import DEFAULT_SHM_SIZE, mldoctor_fix
 from mldoctor.fixes.host import restart_service
 from mldoctor.model import Finding
 from mldoctor.policy import Policy
@@ -450,13 +451,21 @@ def probe_shm(facts: Facts, policy: Policy) -> Finding | None:
             return Finding.warn(f"{summary}: {harm}", fix="docker run --shm-size=16g ...   # or --ipc=host")
         return Finding.ok(summary)
     # mldoctor's probe got what every container gets by default from this daemon: judge that, for the user's
-    daemon_json = facts.docker.daemon_json() if facts.docker is not None else "daemon.json"
+    docker = facts.docker
     summary = f"containers get {size} of /dev/shm by default from this daemon (mldoctor's probe got the same)"
     if low:
+        one = "docker run --shm-size=16g ... (or --ipc=host)"
+        every = (
+            f"every container gets {DEFAULT_SHM_SIZE} (default-shm-size in {docker.daemon_json()})" if docker else ""
+        )
+        fix = (
+            f"{mldoctor_fix('probe.shm', docker, facts.host)}   # {every}; for one container: {one}"
+            if docker is not None and docker.local and docker.config is not None
+            else f"{one}   # for each training container"
+        )
         return Finding.warn(
             f"{summary}: {harm}",
-            fix="docker run --shm-size=16g ... (or --ipc=host) for each training container; for every container: "
-            f'"default-shm-size": "16G" in {daemon_json}, then restart the daemon',
+            fix=fix,
             details=("mldoctor check --shm-size 16g checks a container run with that size",),
         )
     return Finding.ok(summary)

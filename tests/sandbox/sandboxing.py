@@ -183,11 +183,18 @@ mount --bind /run/.sandbox/root-home/{shlex.quote(os.path.relpath(python_home, "
         return self.sh(f"su - {shlex.quote(user)} -c {shlex.quote(login)}", timeout)
 
     def apply_fix(self, fix: str, user: str = "root") -> Run:
-        """The printed fix, verbatim, as the user it names: 'as root: ...' runs as root, anything else as the user
-        who ran mldoctor."""
-        if fix.startswith(AS_ROOT):
-            return self.sh(fix[len(AS_ROOT) :])
-        return self.sh(fix) if user == "root" else self.as_user(user, fix)
+        """The printed fix, verbatim, step by step (a line each), each as the user it names: 'as root: ...' runs as
+        root, anything else as the user who ran mldoctor; the first step that fails ends it, as it would a person."""
+        runs = []
+        for step in (line for line in fix.split("\n") if line.strip()):
+            if step.startswith(AS_ROOT):
+                done = self.sh(step[len(AS_ROOT) :])
+            else:
+                done = self.sh(step) if user == "root" else self.as_user(user, step)
+            runs.append(done)
+            if done.returncode != 0:
+                break
+        return Run(fix, runs[-1].returncode, "".join(r.stdout for r in runs), "".join(r.stderr for r in runs))
 
     def check(self, user: str = "root", only: str = "docker.*", timeout: float = 5) -> Report:
         command = f"mldoctor check --only {shlex.quote(only)} --format json --ci --timeout {timeout:g}"

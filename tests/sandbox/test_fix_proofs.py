@@ -3,9 +3,9 @@
 Each test: set the failure up, run mldoctor inside, assert the first broken link (dependants SKIP pointing at it),
 run the printed `fix` as a shell command as the user it names, run mldoctor again (a new login where the fix needs
 one), assert PASS, and record the fix as proven. Where the printed fix cannot make the check pass (wrong for this
-host, or not a command), the test states the right behaviour and is a strict xfail whose reason quotes what mldoctor
-prints; a fix that is manual by nature has its text asserted. Beyond Docker: host.port, host.shm and probe.shm (in a
-real container, from an image of this machine's own python3).
+host, or not a command), the test states the right behaviour (five such found this way were mended in mldoctor;
+their tests now prove the right fix); a fix that is manual by nature has its text asserted. Beyond Docker:
+host.port, host.shm and probe.shm (in a real container, from an image of this machine's own python3).
 """
 
 from __future__ import annotations
@@ -351,13 +351,6 @@ def test_user_in_the_group_with_an_old_login(sandbox, proven):
     proven("docker.permission", broken["fix"], "old login")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="docker.permission (in the group, old login) prints 'log out and back in (or run `newgrp docker` in this "
-    "shell)': prose, not a command; typed in the shell it is a syntax error. Pasteable: 'newgrp docker   # or log "
-    "out and back in' (newgrp starts a shell that carries the group). Built in mldoctor/rules/docker.py "
-    "docker_permission.",
-)
 def test_old_login_fix_typed_in_that_session(sandbox):
     """The printed fix, typed verbatim in the old session, then mldoctor again in that session: PASS."""
     sandbox.write(DAEMON_JSON, ROTATED)
@@ -372,14 +365,6 @@ def test_old_login_fix_typed_in_that_session(sandbox):
     assert result(after, "docker.permission")["status"] == "PASS", result(after, "docker.permission")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="docker.permission, socket of a gid with no name (the docker group deleted while the daemon ran): prints "
-    "'as root: usermod -aG 105 trainee   # then log out and back in', and usermod exits 6 (group '105' does not "
-    "exist). It should be the no-usable-group fix: 'as root: groupadd -f docker && service docker restart   # ...'. "
-    "mldoctor/rules/docker.py docker_permission treats only root and '' as no group; mldoctor/facts/docker.py "
-    "_socket records a nameless gid as its number.",
-)
 def test_socket_of_a_group_without_a_name(sandbox, proven):
     """The docker group is deleted under a running daemon: its socket keeps a gid that no longer has a name, which
     no one can be added to. The printed fixes, applied in turn (at most two: the group, then the membership), as
@@ -450,13 +435,6 @@ def test_port_in_use(sandbox, proven):
     proven("host.port", broken["fix"])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="host.port, a port held by another user's process, no sudo on the host: prints \"sudo ss -ltnp 'sport = "
-    ":8888'   # shows who holds port 8888\", which exits 127 (sudo: not found); every docker.* fix says 'as root: "
-    "...' there. Host checks are not rendered for the host (mldoctor/rules/host.py host_port never calls "
-    "mldoctor.fixes.host.for_host).",
-)
 def test_port_held_by_another_user(sandbox):
     """Manual by nature (the command shows the holder, it frees nothing), but it must run as printed: as root, it
     names the holder."""
@@ -465,17 +443,11 @@ def test_port_held_by_another_user(sandbox):
     done = sandbox.as_user("trainee", "mldoctor check --only host.port --port 8888 --format json --ci")
     broken = first_broken(json.loads(done.stdout))
     assert broken["id"] == "host.port" and broken["summary"] == "8888: in use by a process this user cannot see"
-    assert "ss -ltnp 'sport = :8888'" in broken["fix"]
+    assert broken["fix"].startswith("as root: ss -ltnp 'sport = :8888'")  # no sudo on this host
     shown = applied(sandbox, broken["fix"], user="trainee")
     assert "python3" in shown.stdout, shown
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="host.shm as root on a host without sudo prints 'sudo mount -o remount,size=8G /dev/shm', which exits 127 "
-    "(sudo: not found); it should print 'mount -o remount,size=8G /dev/shm' as every docker.* fix does for root. "
-    "mldoctor/rules/host.py host_shm never calls mldoctor.fixes.host.for_host.",
-)
 def test_small_dev_shm(sandbox, proven):
     """/dev/shm of 64 MiB (a tmpfs mounted over it in the sandbox's own mount namespace): host.shm WARNs; the
     printed remount, run verbatim as root, gives it room: PASS."""
@@ -497,14 +469,6 @@ def stale_socket(sandbox, path: str) -> None:
     assert made.returncode == 0, made
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="docker.daemon, DOCKER_HOST at a stale socket (not the daemon's): prints 'service docker restart   # then "
-    "see why it stopped: /var/log/docker.log', which restarts the local daemon (stopping its containers) and leaves "
-    "DOCKER_HOST at the dead socket: still FAIL. It should print what the missing-socket case prints: 'unset "
-    "DOCKER_HOST   # ...'. mldoctor/rules/docker.py _daemon_failure, kind 'refused' with a socket path, ignores "
-    "endpoint.source.",
-)
 def test_docker_host_at_a_stale_socket(sandbox, proven):
     """A socket file left by something that died (not the daemon in use, which answers on the default socket);
     the fix is typed in the shell whose environment is wrong."""
@@ -550,14 +514,6 @@ docker run --rm --network none IMAGE python3 -c pass
     assert built.returncode == 0, built
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="probe.shm (the daemon's default /dev/shm, 64 MiB) prints 'docker run --shm-size=16g ... (or --ipc=host) "
-    'for each training container; for every container: "default-shm-size": "16G" in /etc/docker/daemon.json, then '
-    "restart the daemon': prose and a fragment to paste, a syntax error in a shell. By the design a config edit is a "
-    "merge into the daemon's own file applied by `mldoctor fix` (e.g. 'mldoctor fix probe.shm --yes --restart'), "
-    "which supports only docker.logging today. Built in mldoctor/rules/probe.py probe_shm.",
-)
 def test_small_default_shm_for_containers(sandbox, proven):
     """Containers get the daemon's default /dev/shm (64 MiB): probe.shm WARNs from inside a real container; the
     printed fix, run verbatim as root, and the daemon gives containers 16 GiB: PASS."""

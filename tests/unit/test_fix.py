@@ -14,7 +14,7 @@ from helpers import result
 from mldoctor.facts.docker import BACKUP_SUFFIX, DaemonConfig
 from mldoctor.facts.host import UserFacts
 from mldoctor.fix import command as fix_command
-from mldoctor.fix.merge import Refused, indent_of, logging_edit, parse, with_log_rotation
+from mldoctor.fix.merge import Refused, indent_of, logging_edit, parse, shm_edit, size_bytes, with_log_rotation
 
 ROOT = UserFacts(uid=0, name="root", active_groups=["root"], member_of=["root"])
 
@@ -80,7 +80,8 @@ class TestCommand:
         out = run("docker.daemon")
         assert out.exit_code == 2
         assert (
-            out.output.strip() == "mldoctor fix: no fix mldoctor can apply for 'docker.daemon'; fixable: docker.logging"
+            out.output.strip()
+            == "mldoctor fix: no fix mldoctor can apply for 'docker.daemon'; fixable: docker.logging, probe.shm"
         )
 
     def test_dry_run_shows_the_diff_and_writes_nothing(self, config_dir):
@@ -140,6 +141,39 @@ class TestCommand:
         path.mkdir(parents=True)
         out = run("docker.logging", "--yes")
         assert out.exit_code in (1, 2) and str(path) in out.output
+
+
+class TestShm:
+    """probe.shm's fix: every container gets 16G of /dev/shm by default, unless the file already gives as much."""
+
+    @pytest.mark.parametrize(
+        ("before", "after"),
+        [
+            (None, "16G"),
+            ('{"debug": true}', "16G"),
+            ('{"default-shm-size": "64M"}', "16G"),  # the file's own too-small value is what the WARN is about
+            ('{"default-shm-size": "32g"}', "32g"),  # more than enough: kept
+            ('{"default-shm-size": "16GiB"}', "16GiB"),
+        ],
+    )
+    def test_merge(self, before, after):
+        edit = shm_edit("/etc/docker/daemon.json", before)
+        assert json.loads(edit.after)["default-shm-size"] == after
+        assert edit.changed is (before is None or after == "16G")
+
+    @pytest.mark.parametrize(
+        ("text", "size"), [("64m", 64 << 20), ("16G", 16 << 30), ("1.5GiB", 3 << 29), ("4096", 4096), ("x", None)]
+    )
+    def test_sizes_as_dockerd_reads_them(self, text, size):
+        assert size_bytes(text) == size
+
+    def test_the_command_merges_without_running_a_probe_and_rejudges_the_config(self, config_dir):
+        path, restarts = config_dir
+        out = run("probe.shm", "--yes", "--restart")
+        assert out.exit_code == 0, out.output
+        assert json.loads(path.read_text())["default-shm-size"] == "16G"
+        assert restarts == ["service docker restart"]
+        assert out.output.rstrip().endswith("then: mldoctor check --only probe.shm shows what a container gets")
 
 
 def test_config_facts_record_json_error_mtime_and_backups(tmp_path):

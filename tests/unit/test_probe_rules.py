@@ -199,9 +199,21 @@ def test_no_kernel_image_fails_arch_with_the_missing_sm():
     assert finding.status is Status.FAIL and "sm_120" in finding.summary and "sm_120" in finding.fix
 
 
-def test_small_shm_warns_with_shm_size_and_ipc_host():
+def test_small_shm_warns_with_the_daemon_wide_merge_and_the_per_container_flags():
     finding = result(probe_facts(doc=document(shm=ProbeShm(total_bytes=64 << 20, free_bytes=64 << 20))), "probe.shm")
     assert finding.status is Status.WARN and "--shm-size=16g" in finding.fix and "--ipc=host" in finding.fix
+    assert finding.fix.startswith(
+        'sudo "$(command -v mldoctor)" fix probe.shm --yes --restart   # every container gets'
+    )
+    assert "16G (default-shm-size in /etc/docker/daemon.json)" in finding.fix and '"16G"' not in finding.fix
+    assert finding.effects == ["restarts-docker"]
+
+
+def test_small_shm_on_a_daemon_elsewhere_gets_the_per_container_flags():
+    remote = factories.docker(local=False, config=None)
+    doc = document(shm=ProbeShm(total_bytes=64 << 20, free_bytes=64 << 20))
+    finding = result(probe_facts(doc=doc, docker=remote), "probe.shm")
+    assert finding.fix == "docker run --shm-size=16g ... (or --ipc=host)   # for each training container"
 
 
 def test_host_mode_leaves_shm_to_host_shm():

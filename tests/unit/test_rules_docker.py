@@ -80,6 +80,17 @@ class TestDaemon:
         assert r.status is Status.FAIL and "stale socket" in r.summary
         assert r.fix.startswith("sudo systemctl restart docker") and "journalctl -u docker" in r.fix
 
+    def test_docker_host_at_a_stale_socket_elsewhere_is_unset_not_this_daemon_restarted(self):
+        """Restarting this host's daemon would stop its containers and leave DOCKER_HOST at the dead socket."""
+        endpoint = Endpoint(url="unix:///run/old-docker.sock", source="DOCKER_HOST")
+        sock = SocketFacts(path="/run/old-docker.sock", exists=True, is_socket=True)
+        r = result(facts(docker=down("refused", endpoint=endpoint, socket=sock)), "docker.daemon")
+        assert r.status is Status.FAIL and "stale socket" in r.summary
+        assert r.fix.startswith("unset DOCKER_HOST   # to use this host's daemon") and "restart" not in r.fix
+        default = Endpoint(url="unix:///var/run/docker.sock", source="DOCKER_HOST")  # its own socket: restarted
+        r = result(facts(docker=down("refused", endpoint=default)), "docker.daemon")
+        assert r.fix.startswith("sudo systemctl restart docker")
+
     def test_timeout(self):
         r = result(facts(docker=down("timeout")), "docker.daemon")
         assert "did not answer" in r.summary and "--timeout" in r.fix
@@ -130,7 +141,19 @@ class TestPermission:
         user = UserFacts(uid=1001, name="bob", active_groups=["bob"], member_of=["bob", "docker"])
         r = result(self.denied(user), "docker.permission")
         assert r.status is Status.FAIL and "does not carry it" in r.summary
-        assert "newgrp docker" in r.fix
+        assert r.fix == "newgrp docker   # a shell that carries it; or log out and back in"  # a command, not prose
+        assert r.effects == ["relogin"]
+
+    def test_socket_of_a_gid_without_a_name_gets_the_group_made_not_a_usermod_to_a_number(self):
+        """`usermod -aG 105 bob` fails (group '105' does not exist): the docker group is made, then joined."""
+        user = UserFacts(uid=1001, name="bob", active_groups=["bob"], member_of=["bob"])
+        r = result(self.denied(user, group="105"), "docker.permission")
+        assert r.status is Status.FAIL and "its group 105 has no name" in r.summary
+        assert r.fix.splitlines() == [
+            "sudo groupadd -f docker && sudo systemctl restart docker   # dockerd gives its socket to the docker group",
+            "sudo usermod -aG docker bob   # then log out and back in",
+        ]
+        assert "usermod -aG 105" not in r.fix
 
     def test_socket_of_unexpected_group(self):
         user = UserFacts(uid=1001, name="bob", active_groups=["bob"], member_of=["bob"])
