@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import os
+import socket
+import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -313,9 +315,25 @@ class ProbeRun:
 
 
 @dataclass
+class NameLookup:
+    """Whether a container on the default bridge resolves a name this host resolves: docker.network's question
+    asked end to end (the probe itself runs with no network)."""
+
+    name: str
+    host_resolves: bool
+    """This host resolved it: without that there is no network here to judge a container's by."""
+    resolved: bool | None = None
+    """None: not asked (the host does not resolve it), or the container did not run (`error` says why)."""
+    error: str | None = None
+    elapsed_s: float = 0.0
+
+
+@dataclass
 class ProbeFacts:
     run: ProbeRun
     document: ProbeDocument | None = None
+    lookup: NameLookup | None = None
+    """The name lookup from a container on the default bridge (container runs only)."""
 
 
 def parse_document(stdout: str) -> tuple[ProbeDocument, list[str]]:
@@ -463,7 +481,18 @@ def gather(options: ProbeOptions, docker: DockerFacts | None, nvidia: NvidiaFact
             progress=stage,
         )
         say(f"starting the probe container in {image} (GPUs: {gpus})")
+        lookup: list[NameLookup] = []
+        asker = threading.Thread(
+            target=lambda: lookup.append(name_lookup(image, timeout, request.api_version)), name="lookup", daemon=True
+        )
+        if _bridge_usable(docker):
+            asker.start()  # side by side with the probe: it costs no wall time
         result = launch.run_in_container(request)
+        if asker.ident is not None:
+            asker.join(LOOKUP_DEADLINE_S + 3 * timeout)
+        facts = facts_of(run, result)
+        facts.lookup = lookup[0] if lookup else None
+        return facts
     else:
         gpus = "all" if host_gpus else "none"  # the host's GPUs are what a host probe gets: judged like a container's
         reason = (
@@ -478,6 +507,73 @@ def gather(options: ProbeOptions, docker: DockerFacts | None, nvidia: NvidiaFact
         say(f"running the probe on this host: it imports torch{then}", extra=usual)
         result = launch.run_on_host(options.probe_args(), run.deadline_s)
     return facts_of(run, result)
+
+
+LOOKUP_NAME = "pypi.org"
+"""The name a container on the default bridge is asked to resolve: where `pip install` goes first."""
+LOOKUP_DEADLINE_S = 15.0
+LOOKUP_PROGRAM = """import socket, sys
+try:
+    socket.getaddrinfo(sys.argv[1], 443)
+except OSError as exc:
+    print("%s: %s" % (type(exc).__name__, exc))
+    sys.exit(1)
+print("resolved")
+"""
+"""What the lookup container runs (any python3; the image's own entrypoint is not run)."""
+
+
+def _host_resolves(name: str, timeout: float) -> bool:
+    """getaddrinfo has no timeout of its own: asked in a thread that is not waited for past `timeout`."""
+    answer: list[bool] = []
+
+    def ask() -> None:
+        try:
+            socket.getaddrinfo(name, 443)
+            answer.append(True)
+        except OSError:
+            answer.append(False)
+
+    thread = threading.Thread(target=ask, name="host-lookup", daemon=True)
+    thread.start()
+    thread.join(timeout)
+    return bool(answer and answer[0])
+
+
+def name_lookup(image: str, timeout: float, api_version: str | None) -> NameLookup:
+    """Resolve LOOKUP_NAME from a container of `image` on the default bridge, where this host resolves it."""
+    from mldoctor.probe import launch
+
+    lookup = NameLookup(name=LOOKUP_NAME, host_resolves=_host_resolves(LOOKUP_NAME, timeout))
+    if not lookup.host_resolves:
+        return lookup
+    request = launch.LaunchRequest(
+        image=image,
+        args=(LOOKUP_NAME,),
+        program=LOOKUP_PROGRAM,
+        network=True,
+        memory_limit="256m",
+        deadline_s=LOOKUP_DEADLINE_S,
+        timeout=timeout,
+        api_version=api_version,
+    )
+    result = launch.run_in_container(request)
+    lookup.elapsed_s = result.elapsed_s
+    said = result.stdout.decode("utf-8", "replace").strip()[-300:]
+    if result.timed_out:
+        lookup.resolved, lookup.error = False, f"no answer within {LOOKUP_DEADLINE_S:g} s"
+    elif result.stage != "exited":
+        lookup.error = f"the lookup container did not run ({result.stage}): {result.error or ''}".rstrip(": ")
+    else:
+        lookup.resolved = result.exit_code == 0 and said.endswith("resolved")
+        lookup.error = None if lookup.resolved else (said or result.stderr_tail[-300:] or f"exit {result.exit_code}")
+    return lookup
+
+
+def _bridge_usable(docker: DockerFacts | None) -> bool:
+    """Whether a container can join the default bridge at all (docker.network judges it when it cannot)."""
+    bridge = docker.bridge if docker is not None else None
+    return bridge is not None and bridge.found and bridge.interface_present is not False
 
 
 def facts_of(run: ProbeRun, result: LaunchResult) -> ProbeFacts:

@@ -1,7 +1,8 @@
 """Starting the probe: the only place that runs containers or builds and pulls images through the docker SDK.
 
 A probe container is created, started, waited for under a hard deadline, read and removed (force) in a
-`finally`; it has no network, no capabilities, no new privileges and the label `mldoctor.probe=1`, and a unique
+`finally`; it has no network (only the name lookup, a program of a few lines, joins the default bridge), no
+capabilities, no new privileges and the label `mldoctor.probe=1`, and a unique
 name so that two runs never touch each other's containers. Each container and host probe is registered with
 `mldoctor.interrupts` while it exists: when Ctrl-C or SIGTERM cuts the run short (the waiting happens in a gatherer
 thread, which an interrupt of the main thread abandons), the interrupt path removes it (`engine.owned`).
@@ -74,6 +75,10 @@ class LaunchRequest:
     progress: Callable[[str], None] | None = None
     """Told the stage the run has reached (`wait`: the container started, the probe is running), for a progress
     display; None: nobody is told."""
+    program: str | None = None
+    """Python source run instead of the probe (`args` are its arguments); None: the probe."""
+    network: bool = False
+    """Join the default bridge (a name lookup, docker.network's question); the probe itself runs with no network."""
 
 
 @dataclass
@@ -197,7 +202,7 @@ def run_in_container(request: LaunchRequest) -> LaunchResult:
         result.image_env = {k: v for k, v in env.items() if k.startswith(IMAGE_ENV_PREFIXES)}
         result.stage = "create"
         host_config = client.create_host_config(
-            network_mode="none",
+            network_mode="bridge" if request.network else "none",
             cap_drop=["ALL"],
             security_opt=["no-new-privileges"],
             pids_limit=PIDS_LIMIT,
@@ -209,7 +214,7 @@ def run_in_container(request: LaunchRequest) -> LaunchResult:
         client.create_container(
             request.image,
             entrypoint=["python3"],
-            command=["-c", probe_source(), *request.args],
+            command=["-c", request.program or probe_source(), *request.args],
             name=name,
             labels=owned.owner_labels(LABEL),
             environment={"PYTHONDONTWRITEBYTECODE": "1", "PYTHONUNBUFFERED": "1", **_nccl_settings()},

@@ -496,7 +496,7 @@ def docker_network(facts: Facts, policy: Policy) -> Finding:
                 f"sudo sysctl --system && {restart}"
             ),
         )
-    local = _only_local_dns(bridge, docker)
+    local = only_local_dns(bridge, docker)
     if local:
         return Finding.warn(
             f"containers on the default bridge get Docker's fallback DNS 8.8.8.8 and 8.8.4.4: {bridge.resolv_conf} "
@@ -510,7 +510,7 @@ def docker_network(facts: Facts, policy: Policy) -> Finding:
     return Finding.ok(f"default bridge {bridge.interface or 'network'} {bridge.subnet}".rstrip() + where + dns)
 
 
-def _only_local_dns(bridge: BridgeFacts, docker: DockerFacts) -> list[str]:
+def only_local_dns(bridge: BridgeFacts, docker: DockerFacts) -> list[str]:
     """The nameservers when all of them are on loopback (a dnsmasq on 127.0.0.1, NetworkManager's 127.0.1.1),
     which dockerd drops for default-bridge containers, and the daemon sets no DNS of its own (`dns`, `--dns`)."""
     config = docker.config

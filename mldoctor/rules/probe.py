@@ -12,11 +12,12 @@ from mldoctor.data.gpus import min_driver_for_cuda
 from mldoctor.facts import Facts
 from mldoctor.facts.probe import ProbeDocument, ProbeFacts, ProbeRun
 from mldoctor.fixes import nvidia as nvidia_fixes
-from mldoctor.fixes.docker import DEFAULT_SHM_SIZE, mldoctor_fix
+from mldoctor.fixes.docker import DEFAULT_SHM_SIZE, docker_service, mldoctor_fix
 from mldoctor.fixes.host import restart_service
 from mldoctor.model import Finding
 from mldoctor.policy import Policy
 from mldoctor.rules import nvidia as _nvidia  # noqa: F401  (registers nvidia.driver and nvidia.toolkit: `after`)
+from mldoctor.rules.docker import only_local_dns
 from mldoctor.rules.registry import check
 from mldoctor.text import gib, plural
 
@@ -421,6 +422,38 @@ def probe_arch(facts: Facts, policy: Policy) -> Finding:
         )
     ccs = sorted({f"sm_{d.major}{d.minor}" for d in doc.devices})
     return Finding.ok(f"torch has native kernels for {', '.join(ccs)}", details=details)
+
+
+@check(
+    "probe.network",
+    "Name lookup from a container",
+    facts=("probe", "docker", "host"),
+    requires=("probe.python",),
+    after=("docker.network",),
+)
+def probe_network(facts: Facts, policy: Policy) -> Finding | None:
+    """docker.network asked end to end: a container on the default bridge resolves a name this host resolves (the
+    probe itself has no network). Container runs only; nothing to say where the host has no network either."""
+    lookup, docker = facts.probe.lookup, facts.docker
+    if lookup is None or facts.probe.run.mode != "container":
+        return None
+    if not lookup.host_resolves:
+        return Finding.skip(f"this host does not resolve {lookup.name} either: no network to judge a container's by")
+    if lookup.resolved is None:
+        return Finding.skip(f"the lookup container did not run: {lookup.error}")
+    if lookup.resolved:
+        return Finding.ok(f"a container on the default bridge resolves {lookup.name} ({lookup.elapsed_s:.1f} s)")
+    bridge = docker.bridge if docker is not None else None
+    if bridge is not None and docker is not None and only_local_dns(bridge, docker):
+        return Finding.skip("skipped: docker.network warned (only local DNS servers)", blocked_by="docker.network")
+    restart = docker_service("restart", docker.flavour, facts.host, docker.process) if docker else "restart dockerd"
+    where = docker.daemon_json() if docker is not None else "daemon.json"
+    return Finding.warn(
+        f"a container on the default bridge cannot resolve {lookup.name}, which this host resolves: pip install and "
+        f"downloads fail in containers ({lookup.error})",
+        fix=f'add "dns": [the DNS servers of your network] to {where}, then: {restart}'
+        "   # or a firewall drops containers' forwarded DNS: see its FORWARD rules",
+    )
 
 
 @check("probe.shm", "Shared memory in the container", facts=("probe",), requires=("probe.python",))

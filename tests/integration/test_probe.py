@@ -324,6 +324,28 @@ def test_an_interrupt_while_the_daemon_stops_answering_ends_within_the_undo_dead
     assert "Traceback" not in err
 
 
+def test_a_container_on_the_default_bridge_resolves_what_the_host_resolves():
+    """probe.network: a second container joins the default bridge and resolves pypi.org while the probe runs
+    (the probe itself has none); removed like the probe's. SKIP only where this host resolves nothing either."""
+    import socket
+
+    try:
+        socket.getaddrinfo("pypi.org", 443)
+        host_resolves = True
+    except OSError:
+        host_resolves = False
+    _, report = mldoctor("check", "--only", "docker.network,probe.*", "--image", TORCH_IMAGE, "--duration", "0")
+    lookup = report["facts"]["probe"]["lookup"]
+    row = result(report, "probe.network")
+    assert lookup["host_resolves"] is host_resolves
+    if host_resolves:
+        assert lookup["resolved"] is True and lookup["error"] is None, lookup
+        assert row["status"] == "PASS" and row["summary"].startswith("a container on the default bridge resolves")
+    else:
+        assert row["status"] == "SKIP", row
+    assert report["facts"]["probe"]["document"]["shm"] is not None  # the probe ran as before, beside it
+
+
 def test_two_runs_at_once_do_not_interfere():
     runs = [
         subprocess.Popen(

@@ -28,7 +28,7 @@ from mldoctor.probe.launch import PROBE_FILE, probe_source
 from mldoctor.rules.probe import cuda_cause, kernel_support
 from mldoctor.serde import SchemaError, from_data, to_data
 from tests.unit import factories
-from tests.unit.helpers import result
+from tests.unit.helpers import result, results
 
 GIB = 1 << 30
 H100 = ProbeDevice(index=0, name="NVIDIA H100 80GB HBM3", major=9, minor=0, sm_count=132, memory_bytes=80 * GIB)
@@ -382,3 +382,41 @@ def test_a_cpu_torch_on_a_gpu_less_host_is_judged_alike_in_a_container_and_on_th
     ):
         finding = result(probe_facts(run=run, doc=doc), "probe.cuda")
         assert finding.status is Status.SKIP and "no NVIDIA GPU" in finding.summary
+
+
+class TestNetwork:
+    """probe.network: a container on the default bridge resolves a name this host resolves."""
+
+    @staticmethod
+    def judged(lookup, **sections):
+        from mldoctor.facts.probe import NameLookup
+
+        facts = probe_facts(doc=document(), **sections)
+        facts.probe.lookup = NameLookup(**lookup) if lookup is not None else None
+        return results(facts, "probe.network")
+
+    def test_a_container_that_resolves_passes(self):
+        (r,) = self.judged({"name": "pypi.org", "host_resolves": True, "resolved": True, "elapsed_s": 0.8})
+        assert (r.status, r.summary) == (Status.PASS, "a container on the default bridge resolves pypi.org (0.8 s)")
+
+    def test_one_that_cannot_while_the_host_can_warns_with_the_dns_fix(self):
+        lookup = {"name": "pypi.org", "host_resolves": True, "resolved": False, "error": "gaierror: [Errno -3] x"}
+        (r,) = self.judged(lookup)
+        assert r.status is Status.WARN and "cannot resolve pypi.org, which this host resolves" in r.summary
+        assert "gaierror" in r.summary
+        assert r.fix.startswith('add "dns": [the DNS servers of your network] to /etc/docker/daemon.json, then: ')
+
+    def test_local_only_dns_is_docker_network_s_finding_not_a_second_one(self):
+        from mldoctor.facts.docker import BridgeFacts
+
+        bridge = BridgeFacts(found=True, interface="docker0", interface_present=True, nameservers=["127.0.0.1"])
+        lookup = {"name": "pypi.org", "host_resolves": True, "resolved": False, "error": "timed out"}
+        (r,) = self.judged(lookup, docker=factories.docker(bridge=bridge))
+        assert r.status is Status.SKIP and r.blocked_by == "docker.network"
+
+    def test_no_network_on_the_host_either_is_nothing_to_judge(self):
+        (r,) = self.judged({"name": "pypi.org", "host_resolves": False})
+        assert r.status is Status.SKIP and "this host does not resolve pypi.org either" in r.summary
+
+    def test_no_lookup_no_row(self):
+        assert self.judged(None) == []
