@@ -49,6 +49,9 @@ STDOUT_LIMIT = 1 << 20
 whatever an image printed before it."""
 STDERR_TAIL = 4000
 IMAGE_ENV_PREFIXES = ("NVIDIA_", "CUDA_VERSION")
+ISOLATED = ("-I", "-S")
+"""python3's flags for a container with network: no site module, so no sitecustomize or .pth file of the image
+runs while it can reach the network; the program needs nothing but the standard library."""
 PIDS_LIMIT = 1024
 """Processes the probe container may have: the probe needs a handful (torch's thread pools are threads, not
 processes); a fork bomb in a user's image stops here."""
@@ -214,7 +217,7 @@ def run_in_container(request: LaunchRequest) -> LaunchResult:
         client.create_container(
             request.image,
             entrypoint=["python3"],
-            command=["-c", request.program or probe_source(), *request.args],
+            command=[*(ISOLATED if request.network else ()), "-c", request.program or probe_source(), *request.args],
             name=name,
             labels=owned.owner_labels(LABEL),
             environment={"PYTHONDONTWRITEBYTECODE": "1", "PYTHONUNBUFFERED": "1", **_nccl_settings()},
