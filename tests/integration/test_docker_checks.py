@@ -341,4 +341,4 @@ def test_user_in_the_group_but_not_in_this_session(portable_site):
     result = by_id(report)["docker.permission"]
     assert code == 1 and result["status"] == "FAIL"
     assert "does not carry it" in result["summary"]
-    assert result["fix"] == f"log out and back in (or run `newgrp {group}` in this shell)"
+    assert result["fix"] == f"newgrp {group}   # a shell that carries it; or log out and back in"
