@@ -552,6 +552,8 @@ def name_lookup(image: str, timeout: float, api_version: str | None) -> NameLook
         args=(LOOKUP_NAME,),
         program=LOOKUP_PROGRAM,
         network=True,
+        role="lookup",
+        removes_leftovers=False,  # the probe's run beside it does, and says so
         memory_limit="256m",
         deadline_s=LOOKUP_DEADLINE_S,
         timeout=timeout,

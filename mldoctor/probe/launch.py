@@ -82,6 +82,10 @@ class LaunchRequest:
     """Python source run instead of the probe (`args` are its arguments); None: the probe."""
     network: bool = False
     """Join the default bridge (a name lookup, docker.network's question); the probe itself runs with no network."""
+    role: str = "probe"
+    """In the container's name, `mldoctor-ROLE-xxxx`: the probe, or the name lookup beside it (`lookup`)."""
+    removes_leftovers: bool = True
+    """Remove what killed runs left first (one of two runs side by side does it, so that one reports it)."""
 
 
 @dataclass
@@ -188,13 +192,14 @@ def run_in_container(request: LaunchRequest) -> LaunchResult:
     started = time.monotonic()
     result = LaunchResult()
     endpoint = resolve_endpoint()
-    name = f"mldoctor-probe-{uuid.uuid4().hex[:12]}"
+    name = f"mldoctor-{request.role}-{uuid.uuid4().hex[:12]}"
     connected: Connected | None = None
     container: owned.Owned | None = None
     try:
         connected = open_client(endpoint, request.timeout, request.api_version)
         client = connected.client
-        result.removed_leftovers = owned.remove_leftovers(client, LABEL)
+        if request.removes_leftovers:
+            result.removed_leftovers = owned.remove_leftovers(client, LABEL)
         result.stage = "image"
         try:
             config = client.inspect_image(request.image).get("Config") or {}
