@@ -17,6 +17,15 @@ import click
 from mldoctor.fleet.options import deliver, expected_nodes, verdict_options
 
 DEFAULT_DEADLINE = 300.0
+DEFAULT_ALLREDUCE_DEADLINE = 120.0
+ALLREDUCE_ONLY = (
+    "allreduce_deadline",
+    "allreduce_image",
+    "no_container",
+    "allreduce_slow_ratio",
+    "allreduce_min_busbw",
+)
+"""The options that only mean something with --allreduce."""
 RAY_INSTALL = "python3 -m pip install 'mldoctor[ray]'"
 
 
@@ -58,6 +67,12 @@ MLDOCTOR = click.option(
 )
 
 
+def _default_slow_ratio() -> float:
+    from mldoctor.fleet.allreduce import DEFAULT_SLOW_RATIO
+
+    return DEFAULT_SLOW_RATIO
+
+
 def _report(line: str) -> None:
     click.echo(f"mldoctor: fleet run: {line}", err=True)
 
@@ -85,6 +100,42 @@ def _report(line: str) -> None:
     metavar="N",
     help="Check N Ray nodes (with --ray) [default: every alive node].",
 )
+@click.option(
+    "--allreduce",
+    is_flag=True,
+    help="Then run a torch.distributed all-reduce across the nodes (the whole set and every pair; --slurm only).",
+)
+@click.option(
+    "--allreduce-deadline",
+    type=click.FloatRange(15, 86400),
+    default=DEFAULT_ALLREDUCE_DEADLINE,
+    show_default=True,
+    metavar="SECONDS",
+    help="Stop the all-reduce then; nodes without a result are named.",
+)
+@click.option(
+    "--allreduce-image",
+    default=None,
+    metavar="IMAGE",
+    help="Run the all-reduce in this image (python3 and torch; host network) [default: mldoctor's probe image].",
+)
+@click.option(
+    "--no-container", is_flag=True, help="Run the all-reduce with the nodes' own python (torch installed there)."
+)
+@click.option(
+    "--allreduce-slow-ratio",
+    type=click.FloatRange(0.0, 1.0, min_open=True),
+    default=lambda: _default_slow_ratio(),
+    help="A pair of nodes below this share of the median pair's busbw is slow; a node in two slow pairs is suspect "
+    "[default: 0.8].",
+)
+@click.option(
+    "--allreduce-min-busbw",
+    type=click.FloatRange(0.0, 1e6),
+    default=0.0,
+    metavar="GBPS",
+    help="Expected busbw of the whole set's all-reduce, GB/s (below it: WARN) [default: not graded].",
+)
 @verdict_options
 @click.argument("engine_options", nargs=-1, type=click.UNPROCESSED, metavar="[-- SRUN_OPTIONS...]")
 @click.pass_context
@@ -96,6 +147,10 @@ def run(
     mldoctor_command: tuple[str, ...],
     ray_address: str,
     ray_nodes: int | None,
+    allreduce: bool,
+    allreduce_deadline: float,
+    allreduce_image: str | None,
+    no_container: bool,
     engine_options: tuple[str, ...],
     output_format: str,
     output: str | None,
@@ -105,13 +160,16 @@ def run(
 ) -> None:
     """Run `mldoctor check` on every node through an engine, then aggregate as `mldoctor fleet` does.
 
-    Each node's report comes back through the engine's own output: no shared filesystem, no SSH.
+    Each node's report comes back through the engine's own output: no shared filesystem, no SSH. With
+    --allreduce, a second srun step then measures an all-reduce across the nodes: the whole set's bus bandwidth,
+    every pair's, and the nodes in two or more slow pairs.
 
     \b
     mldoctor fleet run --slurm -- -N16 -p gpu        (or inside salloc/sbatch: all nodes of the allocation)
+    mldoctor fleet run --slurm --allreduce -- -N16 -p gpu
     mldoctor fleet run --ray --deadline 120
     """
-    from mldoctor.fleet.aggregate import FleetPolicy, aggregate
+    from mldoctor.fleet.aggregate import FleetPolicy, judge, read
     from mldoctor.fleet.launch import Collection, Expected, LaunchError, collect
     from mldoctor.options import check_output_path
 
@@ -119,6 +177,15 @@ def run(
         raise click.UsageError("say which engine reaches the nodes: --slurm or --ray")
     if engine == "ray" and engine_options:
         raise click.UsageError("options after -- are srun's; with --ray use --ray-address and --ray-nodes")
+    if allreduce and engine != "slurm":
+        raise click.UsageError("--allreduce runs through srun: use it with --slurm")
+    given = [
+        name for name in ALLREDUCE_ONLY if ctx.get_parameter_source(name) is click.core.ParameterSource.COMMANDLINE
+    ]
+    if given and not allreduce:
+        raise click.UsageError(f"--{given[0].replace('_', '-')} goes with --allreduce")
+    if no_container and allreduce_image:
+        raise click.UsageError("--allreduce-image and --no-container exclude each other")
     if not mldoctor_command:
         raise click.BadParameter("give a command", param_hint="'--mldoctor'")
     check_output_path(output)
@@ -135,22 +202,50 @@ def run(
         reports = ray_engine.collect(check_args, deadline, collection, ray_address, ray_nodes)
     expected = Expected(collection, expected_nodes(expect, nodes_file))
     try:
-        result = aggregate(reports, FleetPolicy(**policy), expected)
+        reading = read(reports)
     except LaunchError as exc:
         _report(str(exc))
         ctx.exit(3)
     engine_name = "srun" if engine == "slurm" else "ray"
+    _collected(engine_name, collection, deadline, "report")
+    if not reading.nodes and not reading.unreadable and not list(expected):
+        _report(f"no node reported. {engine_name} said: {collection.stderr_tail()}")
+        ctx.exit(3)
+    measured = None
+    if allreduce:
+        from mldoctor.facts.probe import DEFAULT_IMAGE
+
+        image = None if no_container else allreduce_image or DEFAULT_IMAGE
+        measured = _allreduce(mldoctor_command, engine_options, image, allreduce_deadline)
+    deliver(ctx, judge(reading, FleetPolicy(**policy), expected, measured), output_format, output)
+
+
+def _collected(engine_name: str, collection: Any, deadline: float, what: str) -> None:
+    """One line on how an engine run went; a second naming the silent nodes when it hit its deadline."""
     _report(
-        f"{engine_name}: {len(collection.started)} node(s) started, {len(collection.reported)} reported "
+        f"{engine_name}: {len(collection.started)} node(s) started, {len(collection.reported)} {what}ed "
         f"in {collection.seconds:.1f} s (exit {collection.returncode})"
     )
     if collection.timed_out:
-        _report(f"deadline of {deadline:g} s reached; stopped {engine_name}. No report from: "
+        _report(f"deadline of {deadline:g} s reached; stopped {engine_name}. No {what} from: "
                 f"{', '.join(collection.silent) or '(none named)'}")  # fmt: skip
-    if not result.rows and not result.unreadable and not result.missing:
-        _report(f"no node reported. {engine_name} said: {collection.stderr_tail()}")
-        ctx.exit(3)
-    deliver(ctx, result, output_format, output)
+
+
+def _allreduce(mldoctor: tuple[str, ...], srun_options: tuple[str, ...], image: str | None, deadline: float) -> Any:
+    """The all-reduce step: one rank per node through srun, each node's result back through srun's stdout."""
+    from mldoctor.fleet.allreduce import AllreduceRun, node_result
+    from mldoctor.fleet.launch import Collection, LaunchError, collect
+    from mldoctor.fleet.slurm import allreduce_command
+
+    command = allreduce_command(mldoctor, srun_options, image, deadline)
+    collection = Collection(command)
+    try:
+        results = tuple(node_result(document) for document in collect(command, deadline, collection))
+    except LaunchError as exc:
+        return AllreduceRun((), (), 0.0, str(exc))
+    _collected("srun (all-reduce)", collection, deadline, "report")
+    error = "" if results else f"no node sent an all-reduce result; srun said: {collection.stderr_tail()}"
+    return AllreduceRun(results, tuple(collection.nodes()), collection.seconds, error)
 
 
 @click.command("task", hidden=True)
@@ -169,6 +264,21 @@ def task(node: str | None, timeout: float | None, every: float | None, check_arg
         if every is None:
             sys.exit(code)
         time.sleep(every)
+
+
+@click.command("allreduce-task", hidden=True)
+@click.option("--deadline", type=click.FloatRange(5), default=60.0, help="Seconds for this node's part in all.")
+@click.option("--image", default=None, help="Run the all-reduce program in this image (docker run, host network).")
+@click.option("--no-container", is_flag=True, help="Run it with this python (torch installed here).")
+@click.option("--node", default=None, help="This node's name [default: $SLURMD_NODENAME, host name].")
+def allreduce_task(deadline: float, image: str | None, no_container: bool, node: str | None) -> None:
+    """On a node, as one srun task of `fleet run --slurm --allreduce`: this node's rank of the all-reduce, its
+    result printed as @mldoctor-fleet lines."""
+    from mldoctor.fleet.allreduce_task import main
+
+    if (image is None) == (not no_container):
+        raise click.UsageError("give --image IMAGE or --no-container")
+    sys.exit(main(image, deadline, node))
 
 
 @click.command("k8s-manifest")
@@ -272,4 +382,6 @@ def slurm_prolog(
     click.echo(f"wrote {output}", err=True)
 
 
-SUBCOMMANDS: dict[str, click.Command] = {c.name or "": c for c in (run, slurm_prolog, drain_reason, k8s_manifest, task)}
+SUBCOMMANDS: dict[str, click.Command] = {
+    c.name or "": c for c in (run, slurm_prolog, drain_reason, k8s_manifest, task, allreduce_task)
+}
