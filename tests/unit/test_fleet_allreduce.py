@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from purity import pure
 from test_fleet import node_report
 
@@ -174,8 +175,14 @@ def test_the_verdict_is_in_the_fleet_report_and_names_the_suspect():
     table = renderer("table")(fleet)
     assert "whole set: WARN: gloo on the CPU across 5 nodes: busbw 3.9 GB/s; suspect node: n3" in table
     assert "    n1 - n3  4 GB/s  0.40x  SLOW" in table and "suspect: n3 (in 4 slow all-reduce pairs:" in table
-    for name in ("markdown", "junit", "prometheus", "html"):
-        assert "n3" in renderer(name)(fleet)
+    markdown = renderer("markdown")(fleet)
+    assert "| n1 – n3 | 4 | 0.40 | slow |" in markdown and "- n3: in 4 slow all-reduce pairs" in markdown
+    families = {f.name: f for f in text_string_to_metric_families(renderer("prometheus")(fleet))}
+    busbw = {tuple(sorted(s.labels.items())): s.value for s in families["mldoctor_fleet_allreduce_busbw_gbps"].samples}
+    assert busbw[(("scope", "all"),)] == 3.9 and busbw[(("a", "n1"), ("b", "n3"), ("scope", "pair"))] == 4.0
+    assert [s.labels for s in families["mldoctor_fleet_allreduce_suspect"].samples] == [{"node": "n3"}]
+    for name in ("junit", "html"):  # the fleet.allreduce cell, as every fleet check's
+        assert "in 4 slow all-reduce pairs" in renderer(name)(fleet)
 
 
 def test_a_node_whose_all_reduce_failed_makes_the_fleet_incomplete():
