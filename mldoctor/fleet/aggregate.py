@@ -15,6 +15,7 @@ from mldoctor.fleet import allreduce as allreduce_check
 from mldoctor.fleet import drift, stragglers
 from mldoctor.fleet.drain import DrainLine, drain_line
 from mldoctor.fleet.node import NAME_LIMIT, CheckCell, Link, NodeSummary, ReportError, summarise
+from mldoctor.fleet.policy import FleetPolicy
 from mldoctor.fleet.sources import Document
 from mldoctor.fleet.text import bounded, natural
 from mldoctor.model import AREAS, Status
@@ -73,19 +74,6 @@ class Unreadable:
     error: str
     node: str | None = None
     """The node it was presumably for (its file name), so an expected node is not also reported missing."""
-
-
-@dataclass(frozen=True)
-class FleetPolicy:
-    straggler_ratio: float = stragglers.DEFAULT_RATIO
-    min_driver_version: str = ""
-    min_cuda_version: str = ""
-    allreduce_slow_ratio: float = allreduce_check.DEFAULT_SLOW_RATIO
-    allreduce_min_busbw: float = 0.0
-    """GB/s expected of the whole set's all-reduce (0: not graded)."""
-
-    def floors(self) -> dict[str, str]:
-        return {"driver": self.min_driver_version, "cuda_driver": self.min_cuda_version}
 
 
 @dataclass(frozen=True)

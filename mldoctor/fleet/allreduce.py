@@ -22,13 +22,12 @@ from typing import Any
 
 from mldoctor.fleet.document import Document
 from mldoctor.fleet.frames import valid_node
+from mldoctor.fleet.policy import ALLREDUCE_SLOW_RATIO
 from mldoctor.fleet.text import bounded, natural
 from mldoctor.model import Status
 
 CHECK = "fleet.allreduce"
-DEFAULT_SLOW_RATIO = 0.8
-"""A pair below this share of the median pair is slow. Pairs of a healthy fabric agree within a few percent; 0.8
-leaves room for the noise of a short run."""
+DEFAULT_SLOW_RATIO = ALLREDUCE_SLOW_RATIO
 MAX_PAIRS_PER_NODE = 1024
 TEXT = 300
 

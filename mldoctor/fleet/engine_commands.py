@@ -14,7 +14,8 @@ from typing import Any
 
 import click
 
-from mldoctor.fleet.options import deliver, expected_nodes, verdict_options
+from mldoctor.fleet.options import deliver, expected_nodes, fleet_policy, verdict_options
+from mldoctor.options import setting_option
 
 DEFAULT_DEADLINE = 300.0
 DEFAULT_ALLREDUCE_DEADLINE = 120.0
@@ -67,12 +68,6 @@ MLDOCTOR = click.option(
 )
 
 
-def _default_slow_ratio() -> float:
-    from mldoctor.fleet.allreduce import DEFAULT_SLOW_RATIO
-
-    return DEFAULT_SLOW_RATIO
-
-
 def _report(line: str) -> None:
     click.echo(f"mldoctor: fleet run: {line}", err=True)
 
@@ -122,20 +117,8 @@ def _report(line: str) -> None:
 @click.option(
     "--no-container", is_flag=True, help="Run the all-reduce with the nodes' own python (torch installed there)."
 )
-@click.option(
-    "--allreduce-slow-ratio",
-    type=click.FloatRange(0.0, 1.0, min_open=True),
-    default=lambda: _default_slow_ratio(),
-    help="A pair of nodes below this share of the median pair's busbw is slow; a node in two slow pairs is suspect "
-    "[default: 0.8].",
-)
-@click.option(
-    "--allreduce-min-busbw",
-    type=click.FloatRange(0.0, 1e6),
-    default=0.0,
-    metavar="GBPS",
-    help="Expected busbw of the whole set's all-reduce, GB/s (below it: WARN) [default: not graded].",
-)
+@setting_option("fleet.allreduce_slow_ratio")
+@setting_option("fleet.allreduce_min_busbw")
 @verdict_options
 @click.argument("engine_options", nargs=-1, type=click.UNPROCESSED, metavar="[-- SRUN_OPTIONS...]")
 @click.pass_context
@@ -156,7 +139,7 @@ def run(
     output: str | None,
     expect: tuple[str, ...],
     nodes_file: str | None,
-    **policy: Any,
+    **_settings: Any,  # the policy options: read through fleet_policy(ctx), with the policy file
 ) -> None:
     """Run `mldoctor check` on every node through an engine, then aggregate as `mldoctor fleet` does.
 
@@ -169,7 +152,7 @@ def run(
     mldoctor fleet run --slurm --allreduce -- -N16 -p gpu
     mldoctor fleet run --ray --deadline 120
     """
-    from mldoctor.fleet.aggregate import FleetPolicy, judge, read
+    from mldoctor.fleet.aggregate import judge, read
     from mldoctor.fleet.launch import Collection, Expected, LaunchError, collect
     from mldoctor.options import check_output_path
 
@@ -186,6 +169,7 @@ def run(
         raise click.UsageError(f"--{given[0].replace('_', '-')} goes with --allreduce")
     if no_container and allreduce_image:
         raise click.UsageError("--allreduce-image and --no-container exclude each other")
+    policy = fleet_policy(ctx)  # a bad policy file is a usage error before anything runs
     if not mldoctor_command:
         raise click.BadParameter("give a command", param_hint="'--mldoctor'")
     check_output_path(output)
@@ -217,7 +201,7 @@ def run(
 
         image = None if no_container else allreduce_image or DEFAULT_IMAGE
         measured = _allreduce(mldoctor_command, engine_options, image, allreduce_deadline)
-    deliver(ctx, judge(reading, FleetPolicy(**policy), expected, measured), output_format, output)
+    deliver(ctx, judge(reading, policy, expected, measured), output_format, output)
 
 
 def _collected(engine_name: str, collection: Any, deadline: float, what: str) -> None:

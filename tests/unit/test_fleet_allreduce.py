@@ -333,7 +333,7 @@ def test_without_torch_on_the_nodes_each_node_says_so_and_the_run_is_incomplete(
         (["--slurm", "--no-container"], "--no-container goes with --allreduce"),
         (["--slurm", "--allreduce-min-busbw", "40"], "--allreduce-min-busbw goes with --allreduce"),
         (["--slurm", "--allreduce", "--no-container", "--allreduce-image", "x"], "exclude each other"),
-        (["--slurm", "--allreduce", "--allreduce-slow-ratio", "1.5"], "1.5 is not in the range 0.0<x<=1.0"),
+        (["--slurm", "--allreduce", "--allreduce-slow-ratio", "1.5"], "'1.5': use a number > 0 and <= 1"),
     ],
 )
 def test_bad_usage_is_one_line_and_exit_2(args, message):
