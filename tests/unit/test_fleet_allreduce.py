@@ -9,8 +9,10 @@ from __future__ import annotations
 import ast
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -340,3 +342,57 @@ def test_bad_usage_is_one_line_and_exit_2(args, message):
     done = subprocess.run([sys.executable, "-m", "mldoctor", "fleet", "run", *args], capture_output=True, text=True,
                           cwd=REPO, timeout=60)  # fmt: skip
     assert done.returncode == 2 and message in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_program_past_the_node_deadline_is_killed_with_what_it_started():
+    started = time.monotonic()
+    command = ["bash", "-c", "sleep 60 & echo $! > /dev/null; sleep 60"]
+    with pytest.raises(allreduce_task.TaskError, match=r"^no result within the node's deadline of 1 s$"):
+        allreduce_task.run_program(command, None, 1.0, os.environ)
+    assert time.monotonic() - started < 10
+
+
+def test_only_the_tail_of_a_chatty_program_is_kept_and_its_line_is_found():
+    line = json.dumps({"schema": allreduce_program.SCHEMA, "stage": "done"})
+    script = f"import sys; sys.stdout.write('x' * (3 << 20) + '\\n{{not json\\n' + {line!r} + '\\n')"
+    result = allreduce_task.run_program([sys.executable, "-c", script], None, 30.0, os.environ)
+    assert result == json.loads(line)
+
+
+def test_a_program_with_no_result_line_says_what_it_printed_on_stderr():
+    script = "import sys; print('Traceback (most recent call last):', file=sys.stderr); sys.exit(1)"
+    with pytest.raises(allreduce_task.TaskError, match=r"exited 1 without a result: Traceback \(most recent"):
+        allreduce_task.run_program([sys.executable, "-c", script], None, 30.0, os.environ)
+
+
+FAKE_DOCKER = """#!/bin/bash
+# stand-in for the docker CLI: `run` records the container's name and hangs; `rm` records what it removes
+if [ "$1" = run ]; then
+  while [ $# -gt 0 ] && [ "$1" != --name ]; do shift; done
+  echo "run $2" >> "$FAKE_DIR/docker.log"
+  exec sleep 300
+fi
+echo "$*" >> "$FAKE_DIR/docker.log"
+"""
+
+
+def test_a_task_stopped_by_srun_removes_its_container(tmp_path):
+    """srun stops a step with SIGTERM: the task unwinds, kills `docker run` and removes the container by name."""
+    docker = tmp_path / "docker"
+    docker.write_text(FAKE_DOCKER)
+    docker.chmod(0o755)
+    env = {**os.environ, "PATH": f"{tmp_path}{os.pathsep}{os.environ['PATH']}", "FAKE_DIR": str(tmp_path),
+           "PYTHONPATH": str(REPO), "SLURM_PROCID": "0", "SLURM_NTASKS": "2", "MASTER_ADDR": "127.0.0.1",
+           "SLURMD_NODENAME": "node1"}  # fmt: skip
+    command = [sys.executable, "-m", "mldoctor", "fleet", "allreduce-task", "--deadline", "120", "--image", "img:x"]
+    task = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    log = tmp_path / "docker.log"
+    end = time.monotonic() + 30
+    while not log.exists() and time.monotonic() < end:
+        time.sleep(0.1)
+    task.send_signal(signal.SIGTERM)
+    out, _ = task.communicate(timeout=30)
+    name = log.read_text().splitlines()[0].removeprefix("run ")
+    assert name.startswith("mldoctor-allreduce-")
+    assert log.read_text().splitlines()[1:] == [f"rm -f {name}"]
+    assert task.returncode == 128 + signal.SIGTERM and "@mldoctor-fleet node1 start" in out
