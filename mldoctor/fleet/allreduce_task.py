@@ -219,27 +219,30 @@ def run_program(
 ) -> dict[str, Any]:
     """Start the program, wait at most `seconds`, and return its result line, or why there is none. A container
     that outlives its `docker run` (killed at the deadline, or this task stopped) is removed by name."""
+    process: subprocess.Popen[bytes] | None = None
+    output: Output | None = None
     try:
-        process = subprocess.Popen(
-            list(command), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=dict(env),
-            start_new_session=True,
-        )  # fmt: skip
-    except OSError as exc:
-        raise TaskError(f"cannot run {command[0]}: {exc.strerror or exc}") from None
-    output = Output(process)
-    try:
+        try:
+            process = subprocess.Popen(
+                list(command), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                env=dict(env), start_new_session=True,
+            )  # fmt: skip
+        except OSError as exc:
+            raise TaskError(f"cannot run {command[0]}: {exc.strerror or exc}") from None
+        output = Output(process)
         try:
             process.wait(seconds)
         except subprocess.TimeoutExpired:
             raise TaskError(f"no result within the node's deadline of {seconds:g} s") from None
-    finally:
-        if process.poll() is None:
+    finally:  # also when srun's SIGTERM lands mid-way, even inside Popen: the container goes by its name
+        if process is not None and process.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGKILL)
             process.wait()
         if container is not None:
             subprocess.run(["docker", "rm", "-f", container], capture_output=True, timeout=30, check=False)
-        output.join(5.0)
+        if output is not None:
+            output.join(5.0)
     result = output.result()
     if result is None:
         tail = output.stderr_tail() or "nothing on stderr"
