@@ -185,6 +185,9 @@ def test_the_verdict_is_in_the_fleet_report_and_names_the_suspect():
     assert [s.labels for s in families["mldoctor_fleet_allreduce_suspect"].samples] == [{"node": "n3"}]
     for name in ("junit", "html"):  # the fleet.allreduce cell, as every fleet check's
         assert "in 4 slow all-reduce pairs" in renderer(name)(fleet)
+    page = renderer("html")(fleet)
+    assert '<td class="WARN" title="n1-n3 4 GB/s = 0.40x the median pair">4</td>' in page
+    assert '<td class="x" title="n1-n2 10 GB/s = 1.00x the median pair">10</td>' in page
 
 
 def test_a_node_whose_all_reduce_failed_makes_the_fleet_incomplete():
