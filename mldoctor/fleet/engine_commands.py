@@ -200,7 +200,7 @@ def run(
         from mldoctor.facts.probe import DEFAULT_IMAGE
 
         image = None if no_container else allreduce_image or DEFAULT_IMAGE
-        measured = _allreduce(mldoctor_command, engine_options, image, allreduce_deadline)
+        measured = _allreduce(mldoctor_command, engine_options, image, allreduce_deadline, collection.nodes())
     deliver(ctx, judge(reading, policy, expected, measured), output_format, output)
 
 
@@ -215,13 +215,16 @@ def _collected(engine_name: str, collection: Any, deadline: float, what: str) ->
                 f"{', '.join(collection.silent) or '(none named)'}")  # fmt: skip
 
 
-def _allreduce(mldoctor: tuple[str, ...], srun_options: tuple[str, ...], image: str | None, deadline: float) -> Any:
-    """The all-reduce step: one rank per node through srun, each node's result back through srun's stdout."""
+def _allreduce(
+    mldoctor: tuple[str, ...], srun_options: tuple[str, ...], image: str | None, deadline: float, nodes: list[str]
+) -> Any:
+    """The all-reduce step on the nodes the checks ran on: one rank per node through srun, each node's result back
+    through srun's stdout."""
     from mldoctor.fleet.allreduce import AllreduceRun, node_result
     from mldoctor.fleet.launch import Collection, LaunchError, collect
     from mldoctor.fleet.slurm import allreduce_command
 
-    command = allreduce_command(mldoctor, srun_options, image, deadline)
+    command = allreduce_command(mldoctor, srun_options, image, deadline, nodes)
     collection = Collection(command)
     try:
         results = tuple(node_result(document) for document in collect(command, deadline, collection))

@@ -18,6 +18,7 @@ ALLREDUCE_TASK = ("fleet", "allreduce-task")
 TASK_MARGIN = 10.0
 """Seconds of an all-reduce step's deadline kept for srun and for the results' way back."""
 TIME_OPTIONS = ("-t", "--time")
+NODELIST_OPTIONS = ("-w", "--nodelist")
 
 
 def srun_command(
@@ -28,13 +29,21 @@ def srun_command(
 
 
 def allreduce_command(
-    mldoctor: Sequence[str], srun_options: Sequence[str], image: str | None, deadline: float
+    mldoctor: Sequence[str],
+    srun_options: Sequence[str],
+    image: str | None,
+    deadline: float,
+    nodes: Sequence[str] = (),
 ) -> list[str]:
-    """`srun ... MLDOCTOR fleet allreduce-task --deadline S (--image IMAGE | --no-container)`: one rank per node.
-    The task's own deadline is a little shorter than the launcher's, so that its result still comes back."""
+    """`srun ... [--nodelist=NODES] MLDOCTOR fleet allreduce-task --deadline S (--image IMAGE | --no-container)`: one
+    rank per node. `nodes` are those the checks ran on: outside an allocation each srun gets a job of its own, which
+    could land elsewhere (unless the options name the nodes themselves). The task's own deadline is a little shorter
+    than the launcher's, so that its result still comes back."""
     where = ["--image", image] if image else ["--no-container"]
     task_deadline = max(5.0, deadline - TASK_MARGIN)
-    return srun_step(mldoctor, srun_options, [*ALLREDUCE_TASK, "--deadline", f"{task_deadline:g}", *where], deadline)
+    named = any(o in NODELIST_OPTIONS or o.startswith(("--nodelist=", "-w")) for o in srun_options)
+    options = [*srun_options, *([f"--nodelist={','.join(nodes)}"] if nodes and not named else [])]
+    return srun_step(mldoctor, options, [*ALLREDUCE_TASK, "--deadline", f"{task_deadline:g}", *where], deadline)
 
 
 def srun_step(mldoctor: Sequence[str], srun_options: Sequence[str], words: Sequence[str], deadline: float) -> list[str]:

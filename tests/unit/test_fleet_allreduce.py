@@ -283,6 +283,10 @@ def test_the_srun_command_of_the_all_reduce_step():
         "fleet", "allreduce-task", "--deadline", "110", "--image", "img:cpu",
     ]  # fmt: skip
     assert allreduce_command(["m"], [], None, 20)[-3:] == ["--deadline", "10", "--no-container"]
+    # on the nodes the checks ran on, unless the options name the nodes themselves
+    assert "--nodelist=node1,node3" in allreduce_command(["m"], ["-N2"], None, 60, ["node1", "node3"])
+    for named in (["-w", "node[1-2]"], ["--nodelist=node[1-2]"], ["-wnode1"]):
+        assert not any(w.startswith("--nodelist=node1,") for w in allreduce_command(["m"], named, None, 60, ["node1"]))
 
 
 FAKE_SRUN = """#!/bin/bash
