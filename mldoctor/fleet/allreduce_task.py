@@ -154,8 +154,9 @@ def program_environment(environ: Mapping[str, str], node: str, where: Placement,
 def container_command(image: str, name: str, env: Mapping[str, str], source: str) -> list[str]:
     """`docker run` for the program: the host's network (the ranks reach each other and the master), GPUs when the
     node has GPU device nodes (/dev/nvidiaN), InfiniBand devices when it has them (NCCL's fast path needs them and
-    locked memory); otherwise the probe's hardening, and removed when it ends."""
-    command = ["docker", "run", "--rm", "--name", name, "--label", f"{LABEL}=1", "--network", "host",
+    locked memory); otherwise the probe's hardening, and removed when it ends. Never a pull: like the probe, the
+    image must be on the node (a pull of gigabytes would eat the deadline, and many GPU nodes reach no registry)."""
+    command = ["docker", "run", "--rm", "--pull", "never", "--name", name, "--label", f"{LABEL}=1", "--network", "host",
                "--cap-drop", "ALL", "--security-opt", "no-new-privileges", "--pids-limit", str(PIDS_LIMIT),
                "--shm-size", "1g"]  # fmt: skip
     if glob.glob("/dev/nvidia[0-9]*"):
@@ -240,7 +241,8 @@ def run_program(
                 os.killpg(process.pid, signal.SIGKILL)
             process.wait()
         if container is not None:
-            subprocess.run(["docker", "rm", "-f", container], capture_output=True, timeout=30, check=False)
+            with contextlib.suppress(OSError, subprocess.TimeoutExpired):
+                subprocess.run(["docker", "rm", "-f", container], capture_output=True, timeout=30, check=False)
         if output is not None:
             output.join(5.0)
     result = output.result()

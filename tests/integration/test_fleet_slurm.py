@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 import pytest
-from provided import TORCH_IMAGE, absent, require_images
+from provided import TORCH_IMAGE, absent, require_docker, require_images
 
 REPO = Path(__file__).parents[2]
 REMEDY = "bash scripts/ci/start-slurm.sh (then export the SLURM_CONF it prints)"
@@ -212,3 +212,16 @@ def test_a_rank_that_never_joins_ends_the_all_reduce_at_its_deadline(slurm, torc
         time.sleep(0.5)
     assert not queue.strip(), f"the step outlived the deadline: {queue}"
     wait_idle(slurm)
+
+
+@pytest.mark.docker
+def test_an_image_missing_on_the_nodes_is_named_on_each_and_never_pulled(slurm):
+    require_docker()
+    command = [sys.executable, "-m", "mldoctor", "fleet", "run", "--slurm", "--allreduce", "--allreduce-image",
+               "mldoctor-test-no-such:image", "--format", "json", "--check-args", "--no-probe --skip docker",
+               "--", "-N3"]  # fmt: skip
+    outcome = subprocess.run(command, capture_output=True, text=True, env=slurm, cwd=REPO, timeout=120)
+    data = json.loads(outcome.stdout)
+    failed = dict(data["allreduce"]["failed"])
+    assert sorted(failed) == NODES and all("No such image: mldoctor-test-no-such:image" in w for w in failed.values())
+    assert outcome.returncode == 3 and "Traceback" not in outcome.stderr

@@ -272,7 +272,7 @@ def test_the_container_gets_the_host_network_and_keeps_the_rest_of_the_hardening
     command = allreduce_task.container_command("img:cpu", "mldoctor-allreduce-x", {"A": "1"}, "print(1)")
     text = " ".join(command)
     assert "--network host" in text and "--cap-drop ALL" in text and "--security-opt no-new-privileges" in text
-    assert "--rm --name mldoctor-allreduce-x --label mldoctor.allreduce=1" in text
+    assert "--rm --pull never --name mldoctor-allreduce-x --label mldoctor.allreduce=1" in text
     assert command[-5:] == ["--entrypoint", "python3", "img:cpu", "-c", "print(1)"] and "-e A=1" in text
 
 
