@@ -117,7 +117,8 @@ class Allreduce:
     iters: int
     whole: Figure | None
     status: Status
-    """Of the whole set: PASS, WARN (below the expected figure, wrong sums, or a suspect), ERROR (not measured)."""
+    """Of the whole set: PASS, WARN (below the expected figure, wrong sums, or a suspect), ERROR (not measured),
+    SKIP (fewer than two nodes)."""
     summary: str
     min_busbw_gbps: float
     """The expected whole-set busbw (0: none given, not graded)."""
@@ -132,6 +133,8 @@ class Allreduce:
     def cells(self) -> dict[str, tuple[Status, str]]:
         """Each node's fleet.allreduce status and summary: ERROR where it could not take part, WARN for a suspect,
         else PASS."""
+        if self.status is Status.SKIP:
+            return {node: (Status.SKIP, self.summary) for node in self.nodes}
         cells: dict[str, tuple[Status, str]] = {}
         failed = dict(self.failed)
         suspects = {s.node: s for s in self.suspects}
@@ -222,6 +225,10 @@ def judge(run: AllreduceRun, slow_ratio: float = DEFAULT_SLOW_RATIO, min_busbw_g
     pair against the median pair, the suspects, and the nodes that could not take part."""
     by_node = {r.node: r for r in run.results}
     nodes = sorted(set(run.nodes) | set(by_node), key=natural)
+    if len(nodes) < 2 and not run.error:
+        summary = f"{len(nodes)} node{'' if len(nodes) == 1 else 's'}: an all-reduce across nodes needs two or more"
+        return Allreduce(tuple(nodes), "", "", 0, 0, None, Status.SKIP, summary, min_busbw_gbps, (), None, slow_ratio,
+                         (), (), run.seconds)  # fmt: skip
     failed: list[tuple[str, str]] = []
     for node in nodes:
         result = by_node.get(node)

@@ -46,6 +46,8 @@ ITERS = {"gloo": 5, "nccl": 20}
 DEFAULT_SECONDS = 60.0
 MAX_TEXT = 1000
 NAME_BYTES = 128
+MAX_BYTES, MAX_ITERS = 4 << 30, 1000
+"""What the environment may ask for (0: the backend's default)."""
 MAX_WORLD = 1024
 """Pairs grow as n^2: 1024 nodes are 523,776 pairs in 1023 rounds; beyond that, run it on subsets."""
 
@@ -80,6 +82,12 @@ def _first(environ, *names):
     return None
 
 
+def bounded(value, low, high, name):
+    if not low <= value <= high:
+        raise ValueError(f"{name}={value} is not between {low} and {high}")
+    return value
+
+
 def settings(environ):
     """The run's settings from the environment; ValueError naming what is missing or wrong."""
 
@@ -108,8 +116,8 @@ def settings(environ):
     return {
         "rank": rank, "world": world, "master": master, "port": port, "node": node[:NAME_BYTES],
         "seconds": max(1.0, number(float, "MLDOCTOR_ALLREDUCE_SECONDS", default=DEFAULT_SECONDS)),
-        "bytes": number(int, "MLDOCTOR_ALLREDUCE_BYTES", default=0),
-        "iters": number(int, "MLDOCTOR_ALLREDUCE_ITERS", default=0),
+        "bytes": bounded(number(int, "MLDOCTOR_ALLREDUCE_BYTES", default=0), 0, MAX_BYTES, "MLDOCTOR_ALLREDUCE_BYTES"),
+        "iters": bounded(number(int, "MLDOCTOR_ALLREDUCE_ITERS", default=0), 0, MAX_ITERS, "MLDOCTOR_ALLREDUCE_ITERS"),
         "local_rank": number(int, "SLURM_LOCALID", "LOCAL_RANK", default=0),
     }  # fmt: skip
 

@@ -198,9 +198,14 @@ def run(
     measured = None
     if allreduce:
         from mldoctor.facts.probe import DEFAULT_IMAGE
+        from mldoctor.fleet.allreduce import AllreduceRun
 
         image = None if no_container else allreduce_image or DEFAULT_IMAGE
-        measured = _allreduce(mldoctor_command, engine_options, image, allreduce_deadline, collection.nodes())
+        nodes = collection.nodes()
+        if len(nodes) < 2:  # nothing to reduce across: judged as such, without a second step
+            measured = AllreduceRun((), tuple(nodes))
+        else:
+            measured = _allreduce(mldoctor_command, engine_options, image, allreduce_deadline, nodes)
     deliver(ctx, judge(reading, policy, expected, measured), output_format, output)
 
 

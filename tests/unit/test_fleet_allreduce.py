@@ -403,3 +403,39 @@ def test_a_task_stopped_by_srun_removes_its_container(tmp_path):
     assert name.startswith("mldoctor-allreduce-")
     assert log.read_text().splitlines()[1:] == [f"rm -f {name}"]
     assert task.returncode == 128 + signal.SIGTERM and "@mldoctor-fleet node1 start" in out
+
+
+def test_one_node_has_nothing_to_reduce_across():
+    verdict = judge(AllreduceRun((), ("node1",)))
+    assert verdict.status is Status.SKIP and verdict.cells() == {"node1": (Status.SKIP, verdict.summary)}
+    assert verdict.summary == "1 node: an all-reduce across nodes needs two or more"
+    fleet = aggregate(
+        [Document("node1.json", node_report("node1"))], FleetPolicy(), allreduce=AllreduceRun((), ("node1",))
+    )
+    assert fleet.rows[0].state is NodeState.PASS and exit_code(fleet) == 0
+
+
+BASE = {"MLDOCTOR_ALLREDUCE_RANK": "0", "MLDOCTOR_ALLREDUCE_WORLD": "2", "MLDOCTOR_ALLREDUCE_MASTER": "10.0.0.1",
+        "MLDOCTOR_ALLREDUCE_PORT": "29500"}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("more", "message"),
+    [
+        ({"MLDOCTOR_ALLREDUCE_WORLD": "1"}, "rank 0 of 1: an all-reduce across nodes needs 2 to 1024 ranks"),
+        ({"MLDOCTOR_ALLREDUCE_BYTES": "-5"}, "MLDOCTOR_ALLREDUCE_BYTES=-5 is not between 0 and 4294967296"),
+        ({"MLDOCTOR_ALLREDUCE_ITERS": "x"}, "MLDOCTOR_ALLREDUCE_ITERS='x' is not a number"),
+        ({"MLDOCTOR_ALLREDUCE_PORT": "0"}, "port 0 is out of range"),
+        ({"MLDOCTOR_ALLREDUCE_MASTER": ""}, "MLDOCTOR_ALLREDUCE_MASTER is not set (nor MASTER_ADDR)"),
+    ],
+)
+def test_the_program_refuses_settings_it_cannot_use(more, message):
+    with pytest.raises(ValueError) as caught:
+        allreduce_program.settings({**BASE, **more})
+    assert str(caught.value) == message
+
+
+def test_the_program_takes_torchs_own_names_when_its_own_are_absent():
+    found = allreduce_program.settings({"RANK": "1", "WORLD_SIZE": "4", "MASTER_ADDR": "h0", "MASTER_PORT": "1234",
+                                        "SLURMD_NODENAME": "gpu7"})  # fmt: skip
+    assert (found["rank"], found["world"], found["master"], found["port"], found["node"]) == (1, 4, "h0", 1234, "gpu7")
