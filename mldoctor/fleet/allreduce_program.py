@@ -29,6 +29,7 @@ At the deadline a watchdog prints what was measured so far, with the stage it st
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -231,7 +232,15 @@ def measure(config, run, deadline):
                 peer = pair[1] if pair[0] == rank else pair[0]
                 figure.update(peer_rank=peer, peer_node=run.doc["nodes"][peer], round=number)
                 run.doc["pairs"].append(figure)
+                _release(dist, groups.pop(pair))
         dist.barrier()  # the next round starts together: no node is in two pairs at once
+
+
+def _release(dist, group):
+    """Free a pair's communicator once its round is over: NCCL keeps buffers per communicator on the GPU, and a rank
+    is in n-1 pairs."""
+    with contextlib.suppress(Exception):  # an older torch without subgroup teardown: the memory stays, no worse
+        dist.destroy_process_group(group)
 
 
 def _exchange(torch, dist, world, node, gpu):
