@@ -240,11 +240,12 @@ def judge(run: AllreduceRun, slow_ratio: float = DEFAULT_SLOW_RATIO, min_busbw_g
             stage = f" (stage {result.stage})" if result.stage not in ("", "task") else ""
             failed.append((node, f"{result.error}{stage}"))
     pairs, median = _pairs(by_node.values(), nodes, slow_ratio)
-    suspects = []
-    for node in nodes:
-        bad = tuple(p for p in pairs if node in (p.a, p.b) and p.bad)
-        if len(bad) >= 2:
-            suspects.append(Suspect(node, bad))
+    bad_pairs: dict[str, list[Pair]] = {}
+    for pair in pairs:
+        if pair.bad:
+            bad_pairs.setdefault(pair.a, []).append(pair)
+            bad_pairs.setdefault(pair.b, []).append(pair)
+    suspects = [Suspect(node, tuple(bad_pairs[node])) for node in nodes if len(bad_pairs.get(node, ())) >= 2]
     wholes = [r.whole for r in by_node.values() if r.whole is not None]
     whole = min(wholes, key=lambda f: f.busbw_gbps) if wholes else None
     if whole is not None:
