@@ -232,7 +232,8 @@ def _allreduce(
     command = allreduce_command(mldoctor, srun_options, image, deadline, nodes)
     collection = Collection(command)
     try:
-        results = tuple(node_result(document) for document in collect(command, deadline, collection))
+        documents = collect(command, deadline, collection)
+        results = tuple(node_result(d) for d in documents if d.name_hint)  # a line no node can be named for: dropped
     except LaunchError as exc:
         return AllreduceRun((), (), 0.0, str(exc))
     _collected("srun (all-reduce)", collection, deadline, "report")
