@@ -64,6 +64,10 @@ class Placement:
     master: str
     port: int
     nodes: tuple[str, ...] = field(default_factory=tuple)
+    peer: str = ""
+    """An address of another node, to find the interface this rank is reached on: the master's, except on the master
+    itself, where its own name may resolve to a loopback alias (Debian's `127.0.1.1 host` line in /etc/hosts) while
+    the others reach it on its real address; there, the second node's."""
 
 
 def placement(environ: Mapping[str, str], resolve: Any = None) -> Placement:
@@ -90,7 +94,11 @@ def placement(environ: Mapping[str, str], resolve: Any = None) -> Placement:
     else:
         step = _number(environ.get("SLURM_JOB_ID")) * 16 + _number(environ.get("SLURM_STEP_ID"))
         port = FIRST_PORT + step % PORTS
-    return Placement(rank, world, master, port, nodes)
+    peer = master
+    if rank == 0 and len(nodes) > 1:
+        with contextlib.suppress(TaskError):
+            peer = resolve(nodes[1])
+    return Placement(rank, world, master, port, nodes, peer)
 
 
 def _number(text: str | None) -> int:
@@ -116,7 +124,8 @@ def node_address(node: str) -> str:
 
 def interface_towards(address: str, port: int) -> str | None:
     """The name of the local interface whose address routes to `address` (gloo and NCCL pick an interface from the
-    host name otherwise, often a loopback alias or a docker bridge); None when it cannot be told."""
+    host name otherwise, often a loopback alias or a docker bridge); None when it cannot be told. `address` is
+    another node's (see Placement.peer), so that the interface is one the others reach this node on."""
     try:
         ipaddress.IPv4Address(address)
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
@@ -145,7 +154,7 @@ def program_environment(environ: Mapping[str, str], node: str, where: Placement,
         "SLURM_LOCALID": environ.get("SLURM_LOCALID", "0"), "PYTHONDONTWRITEBYTECODE": "1", "PYTHONUNBUFFERED": "1",
     })  # fmt: skip
     if "GLOO_SOCKET_IFNAME" not in env and "NCCL_SOCKET_IFNAME" not in env:
-        interface = interface_towards(where.master, where.port)
+        interface = interface_towards(where.peer or where.master, where.port)
         if interface:
             env["GLOO_SOCKET_IFNAME"] = env["NCCL_SOCKET_IFNAME"] = interface
     return env

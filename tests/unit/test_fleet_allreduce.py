@@ -237,8 +237,17 @@ def test_the_task_reads_its_rank_and_the_master_from_slurm():
     where = allreduce_task.placement(SLURM, lambda node: resolved.append(node) or "10.0.0.7")
     assert (where.rank, where.world, where.master, where.nodes) == (2, 3, "10.0.0.7", ("gpu07", "gpu08", "gpu09"))
     assert resolved == ["gpu07"] and where.port == allreduce_task.FIRST_PORT + 51 * 16 + 1
+    assert where.peer == "10.0.0.7"  # a rank finds its interface by the route to the master
     mine = allreduce_task.placement({**SLURM, "MASTER_ADDR": "10.1.1.1", "MASTER_PORT": "12345"}, pytest.fail)
     assert (mine.master, mine.port) == ("10.1.1.1", 12345)
+
+
+def test_the_master_finds_its_interface_by_another_node_not_by_its_own_name():
+    """On node 0, its own name resolves to Debian's 127.0.1.1 alias: gloo would listen on lo, out of the others'
+    reach. The route to the second node names the interface they reach it on."""
+    addresses = {"gpu07": "127.0.1.1", "gpu08": "10.0.0.8"}
+    where = allreduce_task.placement({**SLURM, "SLURM_PROCID": "0"}, addresses.__getitem__)
+    assert (where.master, where.peer) == ("127.0.1.1", "10.0.0.8")
 
 
 @pytest.mark.parametrize(
