@@ -86,6 +86,13 @@ def test_one_slow_pair_names_no_suspect():
     assert verdict.suspects == () and verdict.status is Status.PASS
 
 
+def test_a_slow_ratio_is_cut_not_rounded_where_it_is_shown():
+    pairs = {("a", "b"): 1.0, ("a", "c"): 0.797, ("b", "c"): 1.2}
+    verdict = judge(AllreduceRun(results(pairs)), slow_ratio=0.8)
+    slow = next(p for p in verdict.pairs if p.slow)
+    assert (slow.a, slow.b, slow.shown_ratio) == ("a", "c", "0.79") and "= 0.79x the median pair" in slow.describe()
+
+
 def test_three_healthy_nodes_give_three_pairs_and_the_whole_set_figure():
     pairs = {("node1", "node2"): 0.97, ("node1", "node3"): 0.81, ("node2", "node3"): 0.72}
     verdict = judge(AllreduceRun(results(pairs, whole=0.75), ("node1", "node2", "node3"), 5.5))

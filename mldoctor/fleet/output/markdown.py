@@ -99,7 +99,7 @@ def _allreduce(fleet: Fleet) -> list[str]:
     lines += ["", "| pair | busbw (GB/s) | x median | |", "|---|---|---|---|"]
     for p in measured.pairs:
         figure = f"{p.busbw_gbps:.3g}" if p.busbw_gbps is not None else "not measured"
-        ratio = f"{p.ratio:.2f}" if p.ratio is not None else ""
+        ratio = p.shown_ratio if p.ratio is not None else ""
         mark = ", ".join(word for word, on in (("slow", p.slow), ("wrong sums", not p.ok)) if on)
         lines.append(f"| {cell(p.a)} – {cell(p.b)} | {figure} | {ratio} | {mark} |")
     if measured.suspects:

@@ -102,7 +102,7 @@ def _allreduce(fleet: Fleet) -> list[str]:
         mark = "  SLOW" if pair.slow else ""
         mark += "  WRONG SUMS" if not pair.ok else ""
         figure = f"{pair.busbw_gbps:.3g} GB/s" if pair.busbw_gbps is not None else "not measured"
-        ratio = f"  {pair.ratio:.2f}x" if pair.ratio is not None else ""
+        ratio = f"  {pair.shown_ratio}x" if pair.ratio is not None else ""
         lines.append(f"    {pair.a} - {pair.b}  {figure}{ratio}{mark}")
     for suspect in measured.suspects:
         lines.append(f"suspect: {suspect.node} ({suspect.describe()})")
