@@ -77,6 +77,19 @@ def test_a_node_in_two_slow_pairs_is_the_suspect():
     assert {n: s for n, (s, _) in cells.items() if n != "n3"} == dict.fromkeys(["n1", "n2", "n4", "n5"], Status.PASS)
 
 
+def test_exactly_two_slow_pairs_make_the_suspect_and_their_other_nodes_are_not():
+    """d is slow with a and with b (its link to c happens to hold up): two slow pairs name d; a and b, in one slow
+    pair each, are not suspects."""
+    pairs = {("a", "b"): 10.0, ("a", "c"): 10.0, ("b", "c"): 10.0, ("a", "d"): 4.0, ("b", "d"): 4.0, ("c", "d"): 9.0}
+    with pure():
+        verdict = judge(AllreduceRun(results(pairs, whole=4.0), ("a", "b", "c", "d")))
+    assert verdict.median_pair_gbps == 9.5
+    assert [(p.a, p.b) for p in verdict.pairs if p.slow] == [("a", "d"), ("b", "d")]
+    assert [(s.node, len(s.pairs)) for s in verdict.suspects] == [("d", 2)]
+    assert {n: s for n, (s, _) in verdict.cells().items()} == {"a": Status.PASS, "b": Status.PASS,
+                                                                "c": Status.PASS, "d": Status.WARN}  # fmt: skip
+
+
 def test_one_slow_pair_names_no_suspect():
     """A pair alone cannot say which of its two nodes is slow: a node must be in two slow pairs."""
     pairs = all_pairs(["a", "b", "c", "d"], 10.0)
