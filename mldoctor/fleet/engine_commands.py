@@ -10,12 +10,16 @@ from __future__ import annotations
 import re
 import shlex
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from mldoctor.fleet.options import deliver, expected_nodes, fleet_policy, verdict_options
 from mldoctor.options import setting_option
+
+if TYPE_CHECKING:
+    from mldoctor.fleet.allreduce import AllreduceRun
+    from mldoctor.fleet.launch import Collection
 
 DEFAULT_DEADLINE = 300.0
 DEFAULT_ALLREDUCE_DEADLINE = 120.0
@@ -191,7 +195,7 @@ def run(
         _report(str(exc))
         ctx.exit(3)
     engine_name = "srun" if engine == "slurm" else "ray"
-    _collected(engine_name, collection, deadline, "report")
+    _collected(engine_name, collection, deadline)
     if not reading.nodes and not reading.unreadable and not list(expected):
         _report(f"no node reported. {engine_name} said: {collection.stderr_tail()}")
         ctx.exit(3)
@@ -209,20 +213,20 @@ def run(
     deliver(ctx, judge(reading, policy, expected, measured), output_format, output)
 
 
-def _collected(engine_name: str, collection: Any, deadline: float, what: str) -> None:
+def _collected(engine_name: str, collection: Collection, deadline: float) -> None:
     """One line on how an engine run went; a second naming the silent nodes when it hit its deadline."""
     _report(
-        f"{engine_name}: {len(collection.started)} node(s) started, {len(collection.reported)} {what}ed "
+        f"{engine_name}: {len(collection.started)} node(s) started, {len(collection.reported)} reported "
         f"in {collection.seconds:.1f} s (exit {collection.returncode})"
     )
     if collection.timed_out:
-        _report(f"deadline of {deadline:g} s reached; stopped {engine_name}. No {what} from: "
+        _report(f"deadline of {deadline:g} s reached; stopped {engine_name}. No report from: "
                 f"{', '.join(collection.silent) or '(none named)'}")  # fmt: skip
 
 
 def _allreduce(
     mldoctor: tuple[str, ...], srun_options: tuple[str, ...], image: str | None, deadline: float, nodes: list[str]
-) -> Any:
+) -> AllreduceRun:
     """The all-reduce step on the nodes the checks ran on: one rank per node through srun, each node's result back
     through srun's stdout."""
     from mldoctor.fleet.allreduce import AllreduceRun, node_result
@@ -234,11 +238,11 @@ def _allreduce(
     try:
         documents = collect(command, deadline, collection)
         results = tuple(node_result(d) for d in documents if d.name_hint)  # a line no node can be named for: dropped
-    except LaunchError as exc:
-        return AllreduceRun((), (), 0.0, str(exc))
-    _collected("srun (all-reduce)", collection, deadline, "report")
+    except LaunchError as exc:  # every node the checks ran on is then without a result, and says why
+        return AllreduceRun((), tuple(nodes), 0.0, str(exc))
+    _collected("srun (all-reduce)", collection, deadline)
     error = "" if results else f"no node sent an all-reduce result; srun said: {collection.stderr_tail()}"
-    return AllreduceRun(results, tuple(collection.nodes()), collection.seconds, error)
+    return AllreduceRun(results, (*nodes, *collection.nodes()), collection.seconds, error)
 
 
 @click.command("task", hidden=True)

@@ -320,6 +320,9 @@ def test_the_srun_command_of_the_all_reduce_step():
 
 FAKE_SRUN = """#!/bin/bash
 # stand-in for srun: drop srun's options, run the command once per node, with the rank variables srun sets
+case "$*" in *allreduce-task*) if [ -n "${FAKE_REFUSE_ALLREDUCE:-}" ]; then
+  echo "srun: error: Unable to allocate resources: Requested node configuration is not available" >&2; exit 1
+fi;; esac
 while [ $# -gt 0 ] && [ "${1#-}" != "$1" ]; do shift; done
 rank=0
 for node in node1 node2 node3; do
@@ -331,11 +334,11 @@ wait
 """
 
 
-def fleet_run(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+def fleet_run(tmp_path: Path, *args: str, **more_env: str) -> subprocess.CompletedProcess:
     srun = tmp_path / "srun"
     srun.write_text(FAKE_SRUN)
     srun.chmod(0o755)
-    env = {**os.environ, "PATH": f"{tmp_path}{os.pathsep}{os.environ['PATH']}", "PYTHONPATH": str(REPO)}
+    env = {**os.environ, "PATH": f"{tmp_path}{os.pathsep}{os.environ['PATH']}", "PYTHONPATH": str(REPO), **more_env}
     command = [sys.executable, "-m", "mldoctor", "fleet", "run", "--slurm", *args]
     return subprocess.run(command, capture_output=True, text=True, env=env, cwd=REPO, timeout=180)
 
@@ -362,6 +365,18 @@ def test_without_torch_on_the_nodes_each_node_says_so_and_the_run_is_incomplete(
     ), failed
     assert {n["node"]: n["checks"][ALLREDUCE_CHECK] for n in data["nodes"]} == dict.fromkeys(failed, "ERROR")
     assert "srun (all-reduce): 3 node(s) started, 3 reported" in outcome.stderr
+
+
+def test_an_all_reduce_step_srun_refuses_is_an_error_on_every_node_the_checks_ran_on(tmp_path):
+    outcome = fleet_run(tmp_path, "--allreduce", "--format", "json", "--check-args", "--no-probe --skip docker",
+                        FAKE_REFUSE_ALLREDUCE="1")  # fmt: skip
+    assert outcome.returncode == 3, outcome.stderr
+    data = json.loads(outcome.stdout)
+    failed = dict(data["allreduce"]["failed"])
+    assert sorted(failed) == ["node1", "node2", "node3"]
+    assert all(why.startswith("no node sent an all-reduce result; srun said: srun: error: Unable to allocate")
+               for why in failed.values()), failed  # fmt: skip
+    assert {n["node"]: n["state"] for n in data["nodes"]} == dict.fromkeys(failed, "incomplete")
 
 
 @pytest.mark.parametrize(
