@@ -16,6 +16,10 @@ file, the key, what was given and what is allowed (exit 2).
     [probe]
     image = "registry.example.com/team/train:latest"
     duration = 20
+
+    [fleet]                       # mldoctor fleet (with min_driver_version and min_cuda_version above)
+    straggler_ratio = 0.85
+    allreduce_min_busbw = 40
 """
 
 from __future__ import annotations
@@ -31,6 +35,8 @@ from mldoctor.serde import SchemaError, from_data
 from mldoctor.settings import PAIRS, settings
 
 FILE_NAMES = ("mldoctor.toml", "pyproject.toml")
+TABLES = ("probe", "fleet")
+"""Tables whose keys are settings of their own: [probe] for the probe, [fleet] for `mldoctor fleet`."""
 
 
 class ConfigError(ValueError):
@@ -97,12 +103,12 @@ def load(path: str | None = None, cwd: str = ".") -> Loaded:
 
 
 def _flatten(data: dict[str, Any]) -> dict[str, Any]:
-    """{"probe": {"image": x}} -> {"probe.image": x}; other tables (bands, expect_tflops) stay values."""
+    """{"probe": {"image": x}} -> {"probe.image": x} (and [fleet]); other tables (bands, expect_tflops) stay values."""
     flat = {}
     for name, value in data.items():
         name = name.replace("-", "_")
-        if name == "probe" and isinstance(value, dict):
-            flat.update({f"probe.{k.replace('-', '_')}": v for k, v in value.items()})
+        if name in TABLES and isinstance(value, dict):
+            flat.update({f"{name}.{k.replace('-', '_')}": v for k, v in value.items()})
         else:
             flat[name] = value
     return flat

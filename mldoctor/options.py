@@ -63,7 +63,7 @@ def _validated(setting: Setting) -> Callable[[click.Context, click.Parameter, An
 
 
 def _shown(value: Any) -> str:
-    if isinstance(value, bool) or value in (None, [], {}, ()):
+    if isinstance(value, bool) or value in (None, "", [], {}, ()):
         return ""
     return f" [default: {value:g}]" if isinstance(value, float) else f" [default: {value}]"
 

@@ -112,6 +112,8 @@ POLICY_HELP: dict[str, tuple[str, str]] = {
     "disk_warn_gib": ("--disk-warn-gib", "WARN on a disk with less free space, in GiB"),
     "require_gpus": ("--require-gpus", "FAIL unless this host has at least N NVIDIA GPUs (0: a GPU-less host skips)"),
     "expect_tflops": ("--expect-tflops", "Expected matmul TFLOP/s for a GPU the spec table lacks, e.g. bf16=700"),
+    "min_driver_version": ("--min-driver-version", "FAIL an NVIDIA driver older than this (mldoctor fleet: per node)"),
+    "min_cuda_version": ("--min-cuda-version", "FAIL a driver that supports an older CUDA (mldoctor fleet: per node)"),
 }
 """The policy fields that also have a flag, with that flag and its help; the others are set in the file."""
 
@@ -134,7 +136,9 @@ def _policy_settings() -> list[Setting]:
         elif kind is Band:
             setting = Setting(f.name, Band, default, text, flag, _band)
         elif kind is str:
-            setting = Setting(f.name, str, default, text, flag, _version if f.name.endswith("_version") else None)
+            version = f.name.endswith("_version")
+            setting = Setting(f.name, str, default, text, flag, _version if version else None,
+                              metavar="VERSION" if version else None)  # fmt: skip
         elif kind == tuple[str, ...]:
             setting = Setting(f.name, list[str], list(default), text, flag, parse=_words, repeatable=True)
         elif kind in (int, float):
@@ -143,6 +147,24 @@ def _policy_settings() -> list[Setting]:
             setting = Setting(f.name, float, default, text, flag, number(0, 1e6), metavar="N")
         table.append(setting)
     return table
+
+
+def _fleet_settings() -> list[Setting]:
+    """The `[fleet]` table: what `mldoctor fleet` judges with besides the version floors (its own flags)."""
+    from mldoctor.fleet.policy import FleetPolicy
+
+    fleet = FleetPolicy()
+    ratio = number(0, 1, inclusive=False)
+    return [
+        Setting("fleet.straggler_ratio", float, fleet.straggler_ratio, "A GPU below this share of its model's fleet "
+                "median is a straggler.", "--straggler-ratio", ratio),
+        Setting("fleet.allreduce_slow_ratio", float, fleet.allreduce_slow_ratio, "A pair of nodes below this share "
+                "of the median pair's all-reduce busbw is slow; a node in two slow pairs is suspect.",
+                "--allreduce-slow-ratio", ratio),
+        Setting("fleet.allreduce_min_busbw", float, fleet.allreduce_min_busbw, "Expected busbw of the whole set's "
+                "all-reduce across nodes, GB/s (below it: WARN; 0: not graded).", "--allreduce-min-busbw",
+                number(0, 1e6), metavar="GBPS"),
+    ]  # fmt: skip
 
 
 def _table() -> list[Setting]:
@@ -172,6 +194,7 @@ def _table() -> list[Setting]:
                 "[default: all the GPU supports].", "--dtypes", _dtypes, _words, True, "LIST"),
         Setting("probe.timeout", float, probe.timeout, "Seconds the probe may take besides its benchmarks; then "
                 "its container is killed and removed.", "--probe-timeout", number(1, 3600)),
+        *_fleet_settings(),
     ]  # fmt: skip
 
 

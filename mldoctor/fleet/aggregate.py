@@ -7,20 +7,22 @@ the Fleet that comes out is everything a renderer needs.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import Enum
 
+from mldoctor.fleet import allreduce as allreduce_check
 from mldoctor.fleet import drift, stragglers
 from mldoctor.fleet.drain import DrainLine, drain_line
 from mldoctor.fleet.node import NAME_LIMIT, CheckCell, Link, NodeSummary, ReportError, summarise
+from mldoctor.fleet.policy import FleetPolicy
 from mldoctor.fleet.sources import Document
-from mldoctor.fleet.text import bounded
+from mldoctor.fleet.text import bounded, natural
 from mldoctor.model import AREAS, Status
 
 STRAGGLER_CHECK = "fleet.straggler"
 DRIFT_CHECK = "fleet.drift"
+ALLREDUCE_CHECK = allreduce_check.CHECK
 EXIT_OK, EXIT_FAIL, EXIT_INCOMPLETE = 0, 1, 3
 """2 (usage) comes from click, before any report is read."""
 
@@ -75,16 +77,6 @@ class Unreadable:
 
 
 @dataclass(frozen=True)
-class FleetPolicy:
-    straggler_ratio: float = stragglers.DEFAULT_RATIO
-    min_driver_version: str = ""
-    min_cuda_version: str = ""
-
-    def floors(self) -> dict[str, str]:
-        return {"driver": self.min_driver_version, "cuda_driver": self.min_cuda_version}
-
-
-@dataclass(frozen=True)
 class Fleet:
     policy: FleetPolicy
     rows: tuple[NodeRow, ...]
@@ -99,6 +91,8 @@ class Fleet:
     stragglers: tuple[stragglers.Straggler, ...]
     drift: tuple[drift.Drift, ...]
     drain: tuple[DrainLine, ...]
+    allreduce: allreduce_check.Allreduce | None = None
+    """The all-reduce across the nodes, when the run measured it (`fleet run --slurm --allreduce`)."""
 
     def count(self, state: NodeState) -> int:
         if state is NodeState.UNREADABLE:
@@ -114,6 +108,7 @@ class Fleet:
             f"{len(self.stragglers)} straggler figure{'s' if len(self.stragglers) != 1 else ''}, "
             f"{len(self.drift)} drifted version{'s' if len(self.drift) != 1 else ''}, "
             f"{len(self.drain)} node{'s' if len(self.drain) != 1 else ''} to drain"
+            + (f"; all-reduce {self.allreduce.status.value}" if self.allreduce else "")
         )
 
 
@@ -127,12 +122,17 @@ def exit_code(fleet: Fleet) -> int:
     return EXIT_OK
 
 
-def natural(name: str) -> tuple[tuple[int, int | str], ...]:
-    """node2 before node10."""
-    return tuple((0, int(part)) if part.isdigit() else (1, part) for part in re.split(r"(\d+)", name) if part)
+@dataclass(frozen=True)
+class Reading:
+    """The reports, read: one summary per node, what could not be read, and the nodes with several reports."""
+
+    nodes: dict[str, NodeSummary]
+    unreadable: list[Unreadable]
+    duplicates: set[str]
 
 
-def _read(documents: Iterable[Document]) -> tuple[dict[str, NodeSummary], list[Unreadable], set[str]]:
+def read(documents: Iterable[Document]) -> Reading:
+    """Read `documents` one at a time into summaries (each report is dropped once its summary is taken)."""
     nodes: dict[str, NodeSummary] = {}
     unreadable: list[Unreadable] = []
     duplicates: set[str] = set()
@@ -151,7 +151,7 @@ def _read(documents: Iterable[Document]) -> tuple[dict[str, NodeSummary], list[U
             if previous.created > summary.created:
                 continue
         nodes[summary.node] = summary
-    return nodes, unreadable, duplicates
+    return Reading(nodes, unreadable, duplicates)
 
 
 def _columns(nodes: Iterable[NodeSummary], fleet_checks: Iterable[str]) -> tuple[str, ...]:
@@ -198,7 +198,7 @@ def _row(summary: NodeSummary, fleet_cells: tuple[CheckCell, ...], fleet_link: L
     link = summary.link or fleet_link
     if link is not None:
         state = NodeState.FAIL
-    elif summary.has(Status.ERROR):
+    elif summary.has(Status.ERROR) or any(cell.status is Status.ERROR for cell in fleet_cells):
         state = NodeState.INCOMPLETE
     elif any(cell.status is Status.WARN for cell in (*summary.checks, *fleet_cells)):
         state = NodeState.WARN
@@ -210,14 +210,34 @@ def _row(summary: NodeSummary, fleet_cells: tuple[CheckCell, ...], fleet_link: L
 ORDER = (NodeState.FAIL, NodeState.INCOMPLETE, NodeState.WARN, NodeState.PASS)
 
 
-def aggregate(documents: Iterable[Document], policy: FleetPolicy | None = None, expected: Iterable[str] = ()) -> Fleet:
+def aggregate(
+    documents: Iterable[Document],
+    policy: FleetPolicy | None = None,
+    expected: Iterable[str] = (),
+    allreduce: allreduce_check.AllreduceRun | None = None,
+) -> Fleet:
     """Read `documents` one at a time into summaries, then judge the fleet; `expected` names the nodes that should
-    have reported (those that did not are "no report")."""
+    have reported (those that did not are "no report"); `allreduce` is what the nodes measured together, if any."""
+    return judge(read(documents), policy, expected, allreduce)
+
+
+def judge(
+    reading: Reading,
+    policy: FleetPolicy | None = None,
+    expected: Iterable[str] = (),
+    allreduce: allreduce_check.AllreduceRun | None = None,
+) -> Fleet:
+    """The fleet verdict on reports already read (pure): states, stragglers, drift, the all-reduce, the drain list."""
     policy = policy or FleetPolicy()
-    nodes, unreadable, duplicates = _read(documents)
+    nodes, unreadable, duplicates = reading.nodes, reading.unreadable, reading.duplicates
     groups, slow = stragglers.find(nodes.values(), policy.straggler_ratio)
     drifts = drift.find(nodes.values(), policy.floors())
     cells, links = _fleet_findings(slow, drifts)
+    measured = None
+    if allreduce is not None:
+        measured = allreduce_check.judge(allreduce, policy.allreduce_slow_ratio, policy.allreduce_min_busbw)
+        for node, (status, summary) in measured.cells().items():
+            cells.setdefault(node, []).append(CheckCell(ALLREDUCE_CHECK, status, summary))
     rows = sorted(
         (_row(summary, tuple(cells.get(name, ())), links.get(name)) for name, summary in nodes.items()),
         key=lambda row: (ORDER.index(row.state), natural(row.node)),
@@ -225,7 +245,7 @@ def aggregate(documents: Iterable[Document], policy: FleetPolicy | None = None, 
     accounted = set(nodes) | {u.node for u in unreadable if u.node}
     missing = sorted({n for n in expected if n not in accounted}, key=natural)
     found_ids = {cell.id for node_cells in cells.values() for cell in node_cells}
-    fleet_checks = [check for check in (STRAGGLER_CHECK, DRIFT_CHECK) if check in found_ids]
+    fleet_checks = [check for check in (STRAGGLER_CHECK, DRIFT_CHECK, ALLREDUCE_CHECK) if check in found_ids]
     return Fleet(
         policy=policy,
         rows=tuple(rows),
@@ -237,4 +257,5 @@ def aggregate(documents: Iterable[Document], policy: FleetPolicy | None = None, 
         stragglers=tuple(slow),
         drift=tuple(drifts),
         drain=tuple(drain_line(row.node, row.link) for row in rows if row.state is NodeState.FAIL and row.link),
+        allreduce=measured,
     )

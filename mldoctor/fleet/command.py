@@ -17,7 +17,7 @@ from typing import Any
 import click
 
 from mldoctor.fleet.engine_commands import SUBCOMMANDS
-from mldoctor.fleet.options import deliver, expected_nodes, verdict_options
+from mldoctor.fleet.options import deliver, expected_nodes, fleet_policy, verdict_options
 
 
 class FleetCommand(click.Command):
@@ -66,7 +66,7 @@ def fleet(
     output: str | None,
     expect: tuple[str, ...],
     nodes_file: str | None,
-    **policy: Any,
+    **_settings: Any,  # the policy options: read through fleet_policy(ctx), with the policy file
 ) -> None:
     """Aggregate per-node reports: nodes x checks, stragglers, version drift, nodes to drain.
 
@@ -77,14 +77,15 @@ def fleet(
     Exit codes: 0 no node failed, 1 some node failed, 2 usage error, 3 some node could not be checked (its run
     hit an ERROR, its report is unreadable or missing) and none failed.
     """
-    from mldoctor.fleet.aggregate import FleetPolicy, aggregate
+    from mldoctor.fleet.aggregate import aggregate
     from mldoctor.fleet.sources import documents
     from mldoctor.options import check_output_path
 
     check_output_path(output)
+    policy = fleet_policy(ctx)
     expected = expected_nodes(expect, nodes_file)
     stdin = sys.stdin if "-" in reports else None
-    result = aggregate(documents(reports, stdin), FleetPolicy(**policy), expected)
+    result = aggregate(documents(reports, stdin), policy, expected)
     if not result.rows and not result.unreadable and not result.missing:
         raise click.UsageError(f"no mldoctor report found in {', '.join(reports)}")
     deliver(ctx, result, output_format, output)

@@ -10,13 +10,27 @@ from __future__ import annotations
 import re
 import shlex
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from mldoctor.fleet.options import deliver, expected_nodes, verdict_options
+from mldoctor.fleet.options import deliver, expected_nodes, fleet_policy, verdict_options
+from mldoctor.options import setting_option
+
+if TYPE_CHECKING:
+    from mldoctor.fleet.allreduce import AllreduceRun
+    from mldoctor.fleet.launch import Collection
 
 DEFAULT_DEADLINE = 300.0
+DEFAULT_ALLREDUCE_DEADLINE = 120.0
+ALLREDUCE_ONLY = (
+    "allreduce_deadline",
+    "allreduce_image",
+    "no_container",
+    "allreduce_slow_ratio",
+    "allreduce_min_busbw",
+)
+"""The options that only mean something with --allreduce."""
 RAY_INSTALL = "python3 -m pip install 'mldoctor[ray]'"
 
 
@@ -85,6 +99,30 @@ def _report(line: str) -> None:
     metavar="N",
     help="Check N Ray nodes (with --ray) [default: every alive node].",
 )
+@click.option(
+    "--allreduce",
+    is_flag=True,
+    help="Then run a torch.distributed all-reduce across the nodes (the whole set and every pair; --slurm only).",
+)
+@click.option(
+    "--allreduce-deadline",
+    type=click.FloatRange(15, 86400),
+    default=DEFAULT_ALLREDUCE_DEADLINE,
+    show_default=True,
+    metavar="SECONDS",
+    help="Stop the all-reduce then; nodes without a result are named.",
+)
+@click.option(
+    "--allreduce-image",
+    default=None,
+    metavar="IMAGE",
+    help="Run the all-reduce in this image (python3 and torch; host network) [default: mldoctor's probe image].",
+)
+@click.option(
+    "--no-container", is_flag=True, help="Run the all-reduce with the nodes' own python (torch installed there)."
+)
+@setting_option("fleet.allreduce_slow_ratio")
+@setting_option("fleet.allreduce_min_busbw")
 @verdict_options
 @click.argument("engine_options", nargs=-1, type=click.UNPROCESSED, metavar="[-- SRUN_OPTIONS...]")
 @click.pass_context
@@ -96,22 +134,29 @@ def run(
     mldoctor_command: tuple[str, ...],
     ray_address: str,
     ray_nodes: int | None,
+    allreduce: bool,
+    allreduce_deadline: float,
+    allreduce_image: str | None,
+    no_container: bool,
     engine_options: tuple[str, ...],
     output_format: str,
     output: str | None,
     expect: tuple[str, ...],
     nodes_file: str | None,
-    **policy: Any,
+    **_settings: Any,  # the policy options: read through fleet_policy(ctx), with the policy file
 ) -> None:
     """Run `mldoctor check` on every node through an engine, then aggregate as `mldoctor fleet` does.
 
-    Each node's report comes back through the engine's own output: no shared filesystem, no SSH.
+    Each node's report comes back through the engine's own output: no shared filesystem, no SSH. With
+    --allreduce, a second srun step then measures an all-reduce across the nodes: the whole set's bus bandwidth,
+    every pair's, and the nodes in two or more slow pairs.
 
     \b
     mldoctor fleet run --slurm -- -N16 -p gpu        (or inside salloc/sbatch: all nodes of the allocation)
+    mldoctor fleet run --slurm --allreduce -- -N16 -p gpu
     mldoctor fleet run --ray --deadline 120
     """
-    from mldoctor.fleet.aggregate import FleetPolicy, aggregate
+    from mldoctor.fleet.aggregate import judge, read
     from mldoctor.fleet.launch import Collection, Expected, LaunchError, collect
     from mldoctor.options import check_output_path
 
@@ -119,6 +164,16 @@ def run(
         raise click.UsageError("say which engine reaches the nodes: --slurm or --ray")
     if engine == "ray" and engine_options:
         raise click.UsageError("options after -- are srun's; with --ray use --ray-address and --ray-nodes")
+    if allreduce and engine != "slurm":
+        raise click.UsageError("--allreduce runs through srun: use it with --slurm")
+    given = [
+        name for name in ALLREDUCE_ONLY if ctx.get_parameter_source(name) is click.core.ParameterSource.COMMANDLINE
+    ]
+    if given and not allreduce:
+        raise click.UsageError(f"--{given[0].replace('_', '-')} goes with --allreduce")
+    if no_container and allreduce_image:
+        raise click.UsageError("--allreduce-image and --no-container exclude each other")
+    policy = fleet_policy(ctx)  # a bad policy file is a usage error before anything runs
     if not mldoctor_command:
         raise click.BadParameter("give a command", param_hint="'--mldoctor'")
     check_output_path(output)
@@ -135,11 +190,31 @@ def run(
         reports = ray_engine.collect(check_args, deadline, collection, ray_address, ray_nodes)
     expected = Expected(collection, expected_nodes(expect, nodes_file))
     try:
-        result = aggregate(reports, FleetPolicy(**policy), expected)
+        reading = read(reports)
     except LaunchError as exc:
         _report(str(exc))
         ctx.exit(3)
     engine_name = "srun" if engine == "slurm" else "ray"
+    _collected(engine_name, collection, deadline)
+    if not reading.nodes and not reading.unreadable and not list(expected):
+        _report(f"no node reported. {engine_name} said: {collection.stderr_tail()}")
+        ctx.exit(3)
+    measured = None
+    if allreduce:
+        from mldoctor.facts.probe import DEFAULT_IMAGE
+        from mldoctor.fleet.allreduce import AllreduceRun
+
+        image = None if no_container else allreduce_image or DEFAULT_IMAGE
+        nodes = collection.nodes()
+        if len(nodes) < 2:  # nothing to reduce across: judged as such, without a second step
+            measured = AllreduceRun((), tuple(nodes))
+        else:
+            measured = _allreduce(mldoctor_command, engine_options, image, allreduce_deadline, nodes)
+    deliver(ctx, judge(reading, policy, expected, measured), output_format, output)
+
+
+def _collected(engine_name: str, collection: Collection, deadline: float) -> None:
+    """One line on how an engine run went; a second naming the silent nodes when it hit its deadline."""
     _report(
         f"{engine_name}: {len(collection.started)} node(s) started, {len(collection.reported)} reported "
         f"in {collection.seconds:.1f} s (exit {collection.returncode})"
@@ -147,10 +222,27 @@ def run(
     if collection.timed_out:
         _report(f"deadline of {deadline:g} s reached; stopped {engine_name}. No report from: "
                 f"{', '.join(collection.silent) or '(none named)'}")  # fmt: skip
-    if not result.rows and not result.unreadable and not result.missing:
-        _report(f"no node reported. {engine_name} said: {collection.stderr_tail()}")
-        ctx.exit(3)
-    deliver(ctx, result, output_format, output)
+
+
+def _allreduce(
+    mldoctor: tuple[str, ...], srun_options: tuple[str, ...], image: str | None, deadline: float, nodes: list[str]
+) -> AllreduceRun:
+    """The all-reduce step on the nodes the checks ran on: one rank per node through srun, each node's result back
+    through srun's stdout."""
+    from mldoctor.fleet.allreduce import AllreduceRun, node_result
+    from mldoctor.fleet.launch import Collection, LaunchError, collect
+    from mldoctor.fleet.slurm import allreduce_command
+
+    command = allreduce_command(mldoctor, srun_options, image, deadline, nodes)
+    collection = Collection(command)
+    try:
+        documents = collect(command, deadline, collection)
+        results = tuple(node_result(d) for d in documents if d.name_hint)  # a line no node can be named for: dropped
+    except LaunchError as exc:  # every node the checks ran on is then without a result, and says why
+        return AllreduceRun((), tuple(nodes), 0.0, str(exc))
+    _collected("srun (all-reduce)", collection, deadline)
+    error = "" if results else f"no node sent an all-reduce result; srun said: {collection.stderr_tail()}"
+    return AllreduceRun(results, (*nodes, *collection.nodes()), collection.seconds, error)
 
 
 @click.command("task", hidden=True)
@@ -169,6 +261,21 @@ def task(node: str | None, timeout: float | None, every: float | None, check_arg
         if every is None:
             sys.exit(code)
         time.sleep(every)
+
+
+@click.command("allreduce-task", hidden=True)
+@click.option("--deadline", type=click.FloatRange(5), default=60.0, help="Seconds for this node's part in all.")
+@click.option("--image", default=None, help="Run the all-reduce program in this image (docker run, host network).")
+@click.option("--no-container", is_flag=True, help="Run it with this python (torch installed here).")
+@click.option("--node", default=None, help="This node's name [default: $SLURMD_NODENAME, host name].")
+def allreduce_task(deadline: float, image: str | None, no_container: bool, node: str | None) -> None:
+    """On a node, as one srun task of `fleet run --slurm --allreduce`: this node's rank of the all-reduce, its
+    result printed as @mldoctor-fleet lines."""
+    from mldoctor.fleet.allreduce_task import main
+
+    if (image is None) == (not no_container):
+        raise click.UsageError("give --image IMAGE or --no-container")
+    sys.exit(main(image, deadline, node))
 
 
 @click.command("k8s-manifest")
@@ -272,4 +379,6 @@ def slurm_prolog(
     click.echo(f"wrote {output}", err=True)
 
 
-SUBCOMMANDS: dict[str, click.Command] = {c.name or "": c for c in (run, slurm_prolog, drain_reason, k8s_manifest, task)}
+SUBCOMMANDS: dict[str, click.Command] = {
+    c.name or "": c for c in (run, slurm_prolog, drain_reason, k8s_manifest, task, allreduce_task)
+}

@@ -105,7 +105,7 @@ class Assembler:
             data = json.loads(_inflate("".join(chunks[i] for i in range(len(chunks)))))
         except (ValueError, binascii.Error, zlib.error, UnicodeDecodeError) as exc:
             return Document(origin, error=f"a report that cannot be decoded: {bounded(exc, 200)}", name_hint=node)
-        if isinstance(data, dict) and "results" not in data and isinstance(data.get("error"), str):
+        if isinstance(data, dict) and set(data) <= {"node", "error"} and isinstance(data.get("error"), str):
             return Document(origin, error=f"on the node: {bounded(data['error'], 500)}", name_hint=node)
         return Document(origin, data, name_hint=node)
 

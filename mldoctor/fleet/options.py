@@ -1,21 +1,24 @@
 """The options every fleet verdict takes (output, expected nodes, policy), shared by `mldoctor fleet REPORT...`
 and `mldoctor fleet run`, and the one way a verdict is delivered (rendered, written, exit code).
 
-Only click is imported at the top: the CLI registers these commands without loading the aggregator.
+Only click and the settings table are imported at the top: the CLI registers these commands without loading the
+aggregator. The policy options are the settings table's (`mldoctor.settings`), so the policy file's `[fleet]` table
+and version floors, and `mldoctor config show`, agree with the flags.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from mldoctor.fleet.output import FORMATS
+from mldoctor.options import CONFIG_OPTION, setting_option
 
 if TYPE_CHECKING:
     from mldoctor.fleet.aggregate import Fleet
+    from mldoctor.fleet.policy import FleetPolicy
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -38,12 +41,6 @@ def expected_nodes(expect: Iterable[str], nodes_path: str | None) -> list[str]:
     return names(expect) + (nodes_file(nodes_path) if nodes_path else [])
 
 
-def _version(ctx: click.Context, param: click.Parameter, value: str) -> str:
-    if value and not re.fullmatch(r"\d+(\.\d+)*", value):
-        raise click.BadParameter(f'{value!r}: give a version such as "550.54" or "12.4"')
-    return value
-
-
 VERDICT_OPTIONS = (
     click.option("--format", "output_format", type=click.Choice(FORMATS), default="table", show_default=True),
     click.option(
@@ -60,27 +57,10 @@ VERDICT_OPTIONS = (
         type=click.Path(exists=True, dir_okay=False, readable=True),
         help="Expected nodes, one per line, e.g. from `scontrol show hostnames $SLURM_JOB_NODELIST`.",
     ),
-    click.option(
-        "--straggler-ratio",
-        type=click.FloatRange(0.0, 1.0, min_open=True),
-        default=0.9,
-        show_default=True,
-        help="A GPU below this share of its model's fleet median is a straggler.",
-    ),
-    click.option(
-        "--min-driver-version",
-        default="",
-        metavar="VERSION",
-        callback=_version,
-        help="Nodes on an older NVIDIA driver FAIL.",
-    ),
-    click.option(
-        "--min-cuda-version",
-        default="",
-        metavar="VERSION",
-        callback=_version,
-        help="Nodes whose driver supports an older CUDA FAIL.",
-    ),
+    CONFIG_OPTION,
+    setting_option("fleet.straggler_ratio"),
+    setting_option("min_driver_version"),
+    setting_option("min_cuda_version"),
 )
 
 
@@ -88,6 +68,15 @@ def verdict_options(function: F) -> F:
     for option in reversed(VERDICT_OPTIONS):
         function = option(function)
     return function
+
+
+def fleet_policy(ctx: click.Context) -> FleetPolicy:
+    """The fleet's policy: defaults < the policy file (`--config FILE`, else the nearest mldoctor.toml or
+    [tool.mldoctor], as `mldoctor check` finds it) < the flags; resolved through the one settings table."""
+    from mldoctor.fleet.policy import FleetPolicy
+    from mldoctor.options import settings
+
+    return FleetPolicy.from_settings(settings(ctx).effective.values)
 
 
 def deliver(ctx: click.Context, result: Fleet, output_format: str, output: str | None) -> None:

@@ -14,21 +14,47 @@ import shlex
 from collections.abc import Sequence
 
 TASK = ("fleet", "task")
+ALLREDUCE_TASK = ("fleet", "allreduce-task")
+TASK_MARGIN = 10.0
+"""Seconds of an all-reduce step's deadline kept for srun and for the results' way back."""
 TIME_OPTIONS = ("-t", "--time")
+NODELIST_OPTIONS = ("-w", "--nodelist")
 
 
 def srun_command(
     mldoctor: Sequence[str], srun_options: Sequence[str], check_args: Sequence[str], deadline: float
 ) -> list[str]:
-    """`srun --ntasks-per-node=1 [--time] OPTIONS MLDOCTOR fleet task -- CHECK ARGS`.
+    """`srun --ntasks-per-node=1 [--time] OPTIONS MLDOCTOR fleet task -- CHECK ARGS`."""
+    return srun_step(mldoctor, srun_options, [*TASK, "--", *check_args], deadline)
+
+
+def allreduce_command(
+    mldoctor: Sequence[str],
+    srun_options: Sequence[str],
+    image: str | None,
+    deadline: float,
+    nodes: Sequence[str] = (),
+) -> list[str]:
+    """`srun ... [--nodelist=NODES] MLDOCTOR fleet allreduce-task --deadline S (--image IMAGE | --no-container)`: one
+    rank per node. `nodes` are those the checks ran on: outside an allocation each srun gets a job of its own, which
+    could land elsewhere (unless the options name the nodes themselves). The task's own deadline is a little shorter
+    than the launcher's, so that its result still comes back."""
+    where = ["--image", image] if image else ["--no-container"]
+    task_deadline = max(5.0, deadline - TASK_MARGIN)
+    named = any(o in NODELIST_OPTIONS or o.startswith(("--nodelist=", "-w")) for o in srun_options)
+    options = [*srun_options, *([f"--nodelist={','.join(nodes)}"] if nodes and not named else [])]
+    return srun_step(mldoctor, options, [*ALLREDUCE_TASK, "--deadline", f"{task_deadline:g}", *where], deadline)
+
+
+def srun_step(mldoctor: Sequence[str], srun_options: Sequence[str], words: Sequence[str], deadline: float) -> list[str]:
+    """`srun --ntasks-per-node=1 [--time] OPTIONS MLDOCTOR WORDS`: one task per node.
 
     A time limit a minute past the deadline is added unless the options give one, so that Slurm itself ends a step
     whose srun was killed (a hung node must not hold its allocation forever)."""
     options = list(srun_options)
     has_time = any(o in TIME_OPTIONS or o.startswith(("--time=", "-t")) for o in options)
     limit = [] if has_time else [f"--time={math.ceil(deadline / 60) + 1}"]
-    return ["srun", "--ntasks-per-node=1", "--kill-on-bad-exit=0", *limit, *options, *mldoctor, *TASK, "--",
-            *check_args]  # fmt: skip
+    return ["srun", "--ntasks-per-node=1", "--kill-on-bad-exit=0", *limit, *options, *mldoctor, *words]
 
 
 def _word(argument: str) -> str:

@@ -12,8 +12,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from mldoctor.fleet.node import GpuModel, NodeSummary
+from mldoctor.fleet.policy import STRAGGLER_RATIO
 
-DEFAULT_RATIO = 0.90
+DEFAULT_RATIO = STRAGGLER_RATIO
 BINS = tuple(round(0.5 + 0.05 * i, 2) for i in range(15))
 """Lower edges of the ratio histogram (0.50, 0.55 ... 1.20); the last bin takes everything above."""
 

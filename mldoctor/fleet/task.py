@@ -73,10 +73,10 @@ def announce(node: str) -> None:
     """The start line, printed before the check runs: it names the step's nodes, so the launcher knows which
     nodes to wait for even when some never print anything."""
     nodelist = next((os.environ[v] for v in NODELIST_VARIABLES if os.environ.get(v)), "")
-    _print([frames.start_line(node, nodelist if " " not in nodelist else "")])
+    emit([frames.start_line(node, nodelist if " " not in nodelist else "")])
 
 
-def _print(lines: list[str]) -> None:
+def emit(lines: list[str]) -> None:
     for line in lines:
         sys.stdout.write(line + "\n")
         sys.stdout.flush()  # one write per line: each reaches the engine whole
@@ -88,5 +88,5 @@ def main(check_args: Sequence[str], node: str | None = None, timeout: float | No
     name = node_name(node)
     announce(name)
     report, _code = run_check(check_args, name, timeout)
-    _print(frames.encode(name, report))
+    emit(frames.encode(name, report))
     return 0

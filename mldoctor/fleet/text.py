@@ -44,3 +44,8 @@ def token(text: str, limit: int = 63, fallback: str = "unknown") -> str:
     """A label-safe token (letters, digits, `.`, `_`, `-`), such as a Kubernetes taint value or a check id."""
     value = _NOT_IN_TOKEN.sub("-", text)[:limit].strip("._-")
     return value or fallback
+
+
+def natural(name: str) -> tuple[tuple[int, int | str], ...]:
+    """A sort key: node2 before node10."""
+    return tuple((0, int(part)) if part.isdigit() else (1, part) for part in re.split(r"(\d+)", name) if part)

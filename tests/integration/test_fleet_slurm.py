@@ -4,6 +4,9 @@ host, started by scripts/ci/start-slurm.sh (.ci/run starts it and stops it at th
 node2 gets a policy it fails (`require_gpus = 1`, chosen by the node's own name through `{node}` in the check
 arguments): the fleet verdict names it, its first broken link (nvidia.gpu) and the drain command; then the prolog
 really drains it (`sinfo` shows it drained with mldoctor's reason) and the test returns it to service.
+
+`--allreduce` runs the real gloo all-reduce across the three nodes in the CPU probe image
+(scripts/ci/build-test-images.sh), one container per node on the host's network.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import time
 from pathlib import Path
 
 import pytest
-from provided import absent
+from provided import TORCH_IMAGE, absent, require_docker, require_images
 
 REPO = Path(__file__).parents[2]
 REMEDY = "bash scripts/ci/start-slurm.sh (then export the SLURM_CONF it prints)"
@@ -136,3 +139,89 @@ def test_the_prolog_drains_the_failing_node_with_the_reason(slurm, policies, tmp
         subprocess.run(["scontrol", "update", "nodename=node2", "state=resume"], env=slurm, capture_output=True)
     wait_idle(slurm)
     assert states(slurm)["node2"] == ("idle", "none")
+
+
+def allreduce_containers() -> set[str]:
+    import docker
+
+    client = docker.from_env(timeout=10)
+    try:
+        return {c.name for c in client.containers.list(all=True, filters={"label": "mldoctor.allreduce"})}
+    finally:
+        client.close()
+
+
+@pytest.fixture
+def torch_image(slurm):
+    require_images(TORCH_IMAGE)
+    before = allreduce_containers()
+    yield
+    assert allreduce_containers() - before == set(), "an all-reduce container outlived its run"
+
+
+def fleet_allreduce(env: dict[str, str], *more: str, timeout: float = 300) -> tuple[subprocess.CompletedProcess, float]:
+    command = [sys.executable, "-m", "mldoctor", "fleet", "run", "--slurm", "--allreduce", "--allreduce-image",
+               TORCH_IMAGE, "--format", "json", "--check-args", "--no-probe --skip docker", *more,
+               "--", "-N3"]  # fmt: skip
+    began = time.monotonic()
+    outcome = subprocess.run(command, capture_output=True, text=True, env=env, cwd=REPO, timeout=timeout)
+    return outcome, time.monotonic() - began
+
+
+@pytest.mark.docker
+def test_the_gloo_all_reduce_runs_across_the_three_slurm_nodes(slurm, torch_image):
+    outcome, seconds = fleet_allreduce(slurm, "--allreduce-deadline", "120")
+    assert "Traceback" not in outcome.stderr, outcome.stderr
+    data = json.loads(outcome.stdout)
+    measured = data["allreduce"]
+    assert measured["failed"] == [], measured["failed"]
+    assert (measured["backend"], measured["device"], measured["nodes"]) == ("gloo", "cpu", NODES)
+    assert measured["whole"]["busbw_gbps"] > 0 and measured["whole"]["ok"]
+    pairs = {(p["a"], p["b"]): p["busbw_gbps"] for p in measured["pairs"]}
+    assert sorted(pairs) == [("node1", "node2"), ("node1", "node3"), ("node2", "node3")]
+    assert all(figure > 0 for figure in pairs.values())
+    assert measured["suspects"] == []  # three pairs: at most one is below 0.8x the median
+    assert {n["node"]: n["checks"]["fleet.allreduce"] for n in data["nodes"]} == dict.fromkeys(NODES, "PASS")
+    assert outcome.returncode == 0, outcome.stderr
+    assert "srun (all-reduce): 3 node(s) started, 3 reported" in outcome.stderr
+    figures = ", ".join(f"{a}-{b} {v:.3f}" for (a, b), v in pairs.items())
+    print(f"fleet run --slurm --allreduce, 3 nodes: whole set busbw {measured['whole']['busbw_gbps']:.3f} GB/s; "
+          f"pairs {figures} GB/s; all-reduce step {measured['seconds']:.1f} s, {seconds:.1f} s in all")  # fmt: skip
+
+
+@pytest.mark.docker
+def test_a_rank_that_never_joins_ends_the_all_reduce_at_its_deadline(slurm, torch_image):
+    """node3's all-reduce task sleeps instead of starting: the other two wait for it at the rendezvous until their
+    deadline, say so, and leave no container; node3 is named as the node with no result."""
+    hang = ('case "$*" in *allreduce-task*) [ "$SLURMD_NODENAME" = node3 ] && exec sleep 300;; esac; '
+            'exec "$0" -m mldoctor "$@"')  # fmt: skip
+    mldoctor = shlex.join(["bash", "-c", hang, sys.executable])
+    outcome, seconds = fleet_allreduce(slurm, "--allreduce-deadline", "30", "--mldoctor", mldoctor)
+    data = json.loads(outcome.stdout)
+    failed = dict(data["allreduce"]["failed"])
+    assert failed["node3"] == "no result came (the task hung or never started)", outcome.stderr
+    assert sorted(failed) == NODES and all("stage init" in failed[n] for n in ("node1", "node2")), failed
+    assert data["allreduce"]["status"] == "ERROR" and outcome.returncode == 3
+    assert seconds < 90, f"the run took {seconds:.0f} s with an all-reduce deadline of 30 s"
+    assert "deadline of 30 s reached; stopped srun (all-reduce). No report from: node3" in outcome.stderr
+    end = time.monotonic() + 30
+    while time.monotonic() < end:
+        queue = subprocess.run(["squeue", "-h"], capture_output=True, text=True, env=slurm, timeout=30).stdout
+        if not queue.strip():
+            break
+        time.sleep(0.5)
+    assert not queue.strip(), f"the step outlived the deadline: {queue}"
+    wait_idle(slurm)
+
+
+@pytest.mark.docker
+def test_an_image_missing_on_the_nodes_is_named_on_each_and_never_pulled(slurm):
+    require_docker()
+    command = [sys.executable, "-m", "mldoctor", "fleet", "run", "--slurm", "--allreduce", "--allreduce-image",
+               "mldoctor-test-no-such:image", "--format", "json", "--check-args", "--no-probe --skip docker",
+               "--", "-N3"]  # fmt: skip
+    outcome = subprocess.run(command, capture_output=True, text=True, env=slurm, cwd=REPO, timeout=120)
+    data = json.loads(outcome.stdout)
+    failed = dict(data["allreduce"]["failed"])
+    assert sorted(failed) == NODES and all("No such image: mldoctor-test-no-such:image" in w for w in failed.values())
+    assert outcome.returncode == 3 and "Traceback" not in outcome.stderr

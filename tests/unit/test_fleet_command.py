@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -102,3 +104,42 @@ def test_the_same_reports_on_stdin_have_only_the_host_name_to_go_by():
     data = json.loads(outcome.output)
     assert [n["node"] for n in data["nodes"]] == ["vm"]
     assert data["duplicates"] == ["vm"]
+
+
+def test_the_policy_file_gives_the_fleet_its_ratios_and_floors_and_a_flag_wins(sweep, tmp_path, monkeypatch):
+    """One settings table: [fleet] and the version floors from the file, a typed flag over the file."""
+    policy = tmp_path / "policy.toml"
+    policy.write_text('min_driver_version = "999.1"\n\n[fleet]\nstraggler_ratio = 0.75\nallreduce-slow-ratio = 0.6\n')
+    monkeypatch.chdir(tmp_path)
+    data = json.loads(run(str(sweep), "--config", str(policy), "--format", "json").output)
+    assert data["policy"] == {"straggler_ratio": 0.75, "min_driver_version": "999.1", "min_cuda_version": "",
+                              "allreduce_slow_ratio": 0.6, "allreduce_min_busbw": 0.0}  # fmt: skip
+    assert {n["node"]: n["state"] for n in data["nodes"]}["node1"] == "fail"  # below the file's floor
+    flagged = json.loads(
+        run(str(sweep), "--config", str(policy), "--straggler-ratio", "0.95", "--format", "json").output
+    )
+    assert flagged["policy"]["straggler_ratio"] == 0.95 and flagged["policy"]["min_driver_version"] == "999.1"
+
+
+def test_the_nearest_policy_file_is_found_as_mldoctor_check_finds_it(sweep, tmp_path, monkeypatch):
+    (tmp_path / "mldoctor.toml").write_text("[fleet]\nallreduce_min_busbw = 40\n")
+    monkeypatch.chdir(tmp_path)
+    data = json.loads(run(str(sweep), "--format", "json").output)
+    assert data["policy"]["allreduce_min_busbw"] == 40.0
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[fleet]\nstraggler_ratio = 1.5\n", "fleet.straggler_ratio = 1.5 is not allowed: use a number > 0 and <= 1"),
+        ("[fleet]\nslow_ratio = 0.5\n", "unknown key 'fleet.slow_ratio'; did you mean 'fleet.allreduce_slow_ratio'?"),
+        ('[fleet]\nallreduce_min_busbw = "fast"\n', 'fleet.allreduce_min_busbw = "fast" is not allowed: use a number'),
+    ],
+)
+def test_a_bad_fleet_key_is_one_line_and_exit_2(sweep, tmp_path, text, message):
+    policy = tmp_path / "policy.toml"
+    policy.write_text(text)
+    outcome = subprocess.run([sys.executable, "-m", "mldoctor", "fleet", str(sweep), "--config", str(policy)],
+                             capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert outcome.returncode == 2 and message in outcome.stderr and "Traceback" not in outcome.stderr
+    assert outcome.stderr.count("\n") == 1 and outcome.stdout == ""

@@ -1,5 +1,6 @@
 """A self-contained HTML page for the fleet (no script, no external resource): the drain list, a heatmap of
-nodes x checks, a ratio histogram per GPU model with the stragglers listed, and the drift table.
+nodes x checks, a ratio histogram per GPU model with the stragglers listed, the drift table, and the all-reduce's
+pair matrix.
 
 Every piece of report text goes through `esc` (html.escape with quotes), in element text and attributes alike.
 """
@@ -125,6 +126,45 @@ def _drift(fleet: Fleet) -> list[str]:
     return [*out, "</table>"]
 
 
+MATRIX_NODES = 64
+"""Above this many nodes the pair matrix would be too large to read: only the slow pairs are listed."""
+
+
+def _allreduce(fleet: Fleet) -> list[str]:
+    measured = fleet.allreduce
+    if measured is None:
+        return []
+    out = ["<h2>All-reduce across nodes</h2>", f'<p class="{esc(measured.status.value.lower())}">'
+           f"{esc(measured.status.value)}: {esc(measured.summary)}</p>"]  # fmt: skip
+    median = measured.median_pair_gbps
+    out.append(
+        f"<p>busbw = algbw x 2(n-1)/n per pair of nodes, GB/s; median pair {median or 0:.3g}; "
+        f"slow (amber) below {measured.slow_ratio:g}x the median.</p>"
+    )
+    pairs = {frozenset((p.a, p.b)): p for p in measured.pairs}
+    if len(measured.nodes) <= MATRIX_NODES:
+        out.append("<table><tr><th></th>" + "".join(f"<th>{esc(n)}</th>" for n in measured.nodes) + "</tr>")
+        for a in measured.nodes:
+            tds = []
+            for b in measured.nodes:
+                pair = pairs.get(frozenset((a, b)))
+                if pair is None or pair.busbw_gbps is None:
+                    tds.append('<td class="x"></td>' if a == b else '<td class="SKIP" title="not measured"></td>')
+                    continue
+                kind = "WARN" if pair.bad else "x"
+                tds.append(f'<td class="{kind}" title="{esc(pair.describe())}">{pair.busbw_gbps:.3g}</td>')
+            out.append(f"<tr><th>{esc(a)}</th>{''.join(tds)}</tr>")
+        out.append("</table>")
+    else:
+        out += ["<ul>", *(f"<li>{esc(p.describe())}</li>" for p in measured.pairs if p.bad), "</ul>"]
+    if measured.suspects:
+        out += ["<ul>", *(f'<li class="warn">suspect {esc(s.node)}: {esc(s.describe())}</li>'
+                          for s in measured.suspects), "</ul>"]  # fmt: skip
+    if measured.failed:
+        out += ["<ul>", *(f"<li>no result: {esc(node)}: {esc(why)}</li>" for node, why in measured.failed), "</ul>"]
+    return out
+
+
 def _others(fleet: Fleet) -> list[str]:
     out = []
     incomplete = [row for row in fleet.rows if row.state is NodeState.INCOMPLETE]
@@ -143,7 +183,7 @@ def _others(fleet: Fleet) -> list[str]:
 
 def render(fleet: Fleet) -> str:
     body = [f"<h1>mldoctor fleet</h1><p>{esc(fleet.summary_line())}</p>"]
-    for section in (_drain, _others, _heatmap, _stragglers, _drift):
+    for section in (_drain, _others, _heatmap, _stragglers, _drift, _allreduce):
         body += section(fleet)
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'

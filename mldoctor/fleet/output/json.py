@@ -45,5 +45,6 @@ def render(fleet: Fleet) -> str:
         "models": to_data(fleet.groups),
         "drift": to_data(fleet.drift),
         "drain": [{**to_data(line), "commands": list(line.commands)} for line in fleet.drain],
+        "allreduce": to_data(fleet.allreduce),
     }
     return json.dumps(data, indent=2, ensure_ascii=False) + "\n"

@@ -91,8 +91,27 @@ def _drift(fleet: Fleet) -> list[str]:
     return lines
 
 
+def _allreduce(fleet: Fleet) -> list[str]:
+    measured = fleet.allreduce
+    if measured is None:
+        return []
+    lines = ["", "### All-reduce across nodes", "", f"{measured.status.value}: {cell(measured.summary)}"]
+    lines += ["", "| pair | busbw (GB/s) | x median | |", "|---|---|---|---|"]
+    for p in measured.pairs:
+        figure = f"{p.busbw_gbps:.3g}" if p.busbw_gbps is not None else "not measured"
+        ratio = p.shown_ratio if p.ratio is not None else ""
+        mark = ", ".join(word for word, on in (("slow", p.slow), ("wrong sums", not p.ok)) if on)
+        lines.append(f"| {cell(p.a)} – {cell(p.b)} | {figure} | {ratio} | {mark} |")
+    if measured.suspects:
+        lines += ["", "Suspect nodes (in two or more slow pairs):", ""]
+        lines += [f"- {cell(s.node)}: {cell(s.describe())}" for s in measured.suspects]
+    if measured.failed:
+        lines += ["", "No result:", ""] + [f"- {cell(node)}: {cell(why)}" for node, why in measured.failed]
+    return lines
+
+
 def render(fleet: Fleet) -> str:
     lines = ["## mldoctor fleet", "", cell(fleet.summary_line())]
-    for section in (_drain, _others, _stragglers, _drift, _matrix):
+    for section in (_drain, _others, _stragglers, _drift, _allreduce, _matrix):
         lines += section(fleet)
     return "\n".join(lines) + "\n"

@@ -9,6 +9,7 @@ a fleet of 10,000 nodes would otherwise write five samples per check per node.
 from __future__ import annotations
 
 from mldoctor.fleet.aggregate import Fleet, NodeState
+from mldoctor.fleet.allreduce import Allreduce
 
 
 def label(value: str) -> str:
@@ -21,6 +22,19 @@ def _labels(**labels: str) -> str:
 
 def _metric(lines: list[str], name: str, help_text: str) -> None:
     lines += [f"# HELP {name} {help_text}", f"# TYPE {name} gauge"]
+
+
+def _allreduce(lines: list[str], measured: Allreduce) -> None:
+    _metric(
+        lines, "mldoctor_fleet_allreduce_busbw_gbps", "All-reduce bus bandwidth across nodes: the whole set, each pair."
+    )
+    if measured.whole is not None:
+        lines.append(f"mldoctor_fleet_allreduce_busbw_gbps{_labels(scope='all')} {measured.whole.busbw_gbps:.6g}")
+    for p in measured.pairs:
+        if p.busbw_gbps is not None:
+            lines.append(f"mldoctor_fleet_allreduce_busbw_gbps{_labels(scope='pair', a=p.a, b=p.b)} {p.busbw_gbps:.6g}")
+    _metric(lines, "mldoctor_fleet_allreduce_suspect", "A node in two or more slow all-reduce pairs.")
+    lines += [f"mldoctor_fleet_allreduce_suspect{_labels(node=s.node)} 1" for s in measured.suspects]
 
 
 def render(fleet: Fleet) -> str:
@@ -50,6 +64,8 @@ def render(fleet: Fleet) -> str:
             lines.append(f"mldoctor_fleet_version_drift{labels} 1")
     _metric(lines, "mldoctor_fleet_drain", "A node to drain, with its first broken link.")
     lines += [f"mldoctor_fleet_drain{_labels(node=d.node, check=d.check)} 1" for d in fleet.drain]
+    if fleet.allreduce is not None:
+        _allreduce(lines, fleet.allreduce)
     _metric(lines, "mldoctor_fleet_unreadable_reports", "Reports that could not be read.")
     lines.append(f"mldoctor_fleet_unreadable_reports {len(fleet.unreadable)}")
     return "\n".join(lines) + "\n"

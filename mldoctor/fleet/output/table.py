@@ -89,8 +89,30 @@ def _drift(fleet: Fleet) -> list[str]:
     return lines
 
 
+def _allreduce(fleet: Fleet) -> list[str]:
+    measured = fleet.allreduce
+    if measured is None:
+        return []
+    size = f"{measured.bytes / (1 << 20):g} MiB x {measured.iters}" if measured.bytes else "not measured"
+    lines = ["", f"All-reduce across nodes ({size}, {measured.seconds:.1f} s; busbw = algbw x 2(n-1)/n):"]
+    lines.append(f"whole set: {measured.status.value}: {measured.summary}")
+    median = f"{measured.median_pair_gbps:.3g} GB/s" if measured.median_pair_gbps is not None else "none"
+    lines.append(f"pairs ({len(measured.pairs)}; median {median}; slow below {measured.slow_ratio:g}x the median):")
+    for pair in measured.pairs:
+        mark = "  SLOW" if pair.slow else ""
+        mark += "  WRONG SUMS" if not pair.ok else ""
+        figure = f"{pair.busbw_gbps:.3g} GB/s" if pair.busbw_gbps is not None else "not measured"
+        ratio = f"  {pair.shown_ratio}x" if pair.ratio is not None else ""
+        lines.append(f"    {pair.a} - {pair.b}  {figure}{ratio}{mark}")
+    for suspect in measured.suspects:
+        lines.append(f"suspect: {suspect.node} ({suspect.describe()})")
+    for node, why in measured.failed:
+        lines.append(f"no result: {node}: {why}")
+    return lines
+
+
 def render(fleet: Fleet) -> str:
     lines = [f"mldoctor fleet: {fleet.summary_line()}"]
-    for section in (_matrix, _drain, _not_judged, _stragglers, _drift):
+    for section in (_matrix, _drain, _not_judged, _stragglers, _drift, _allreduce):
         lines += section(fleet)
     return "\n".join(lines) + "\n"
