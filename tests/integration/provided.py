@@ -37,6 +37,19 @@ HANG_IMAGE = "mldoctor-test-hang:latest"
 TEST_IMAGES = (TORCH_IMAGE, BASE_IMAGE, BUSYBOX_IMAGE, GARBAGE_IMAGE, HANG_IMAGE)
 
 
+def labelled_containers(label: str) -> set[str]:
+    """The names of the containers carrying `label`, from one listing: the SDK's `containers.list` inspects each
+    container it listed, and a short-lived one (the name lookup's) is gone by then (404, a race in the test)."""
+    import docker
+
+    client = docker.APIClient(base_url=os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock"), timeout=10)
+    try:
+        listed = client.containers(all=True, filters={"label": label})
+    finally:
+        client.close()
+    return {(c.get("Names") or ["/" + c["Id"][:12]])[0].lstrip("/") for c in listed}
+
+
 def in_ci() -> bool:
     return os.environ.get("CI") == "true"
 

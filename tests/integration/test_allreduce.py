@@ -12,7 +12,7 @@ import sys
 import time
 
 import pytest
-from provided import TORCH_IMAGE, require_images
+from provided import TORCH_IMAGE, labelled_containers, require_images
 
 from mldoctor.facts import Facts
 from mldoctor.facts.probe import ProbeRun, facts_of
@@ -35,7 +35,7 @@ def _docker():
 
 
 def probe_containers() -> set[str]:
-    return {c.name for c in _docker().containers.list(all=True, filters={"label": LABEL})}
+    return labelled_containers(LABEL)
 
 
 @pytest.fixture(autouse=True)

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 import pytest
-from provided import TORCH_IMAGE, absent, require_docker, require_images
+from provided import TORCH_IMAGE, absent, labelled_containers, require_docker, require_images
 
 REPO = Path(__file__).parents[2]
 REMEDY = "bash scripts/ci/start-slurm.sh (then export the SLURM_CONF it prints)"
@@ -142,13 +142,7 @@ def test_the_prolog_drains_the_failing_node_with_the_reason(slurm, policies, tmp
 
 
 def allreduce_containers() -> set[str]:
-    import docker
-
-    client = docker.from_env(timeout=10)
-    try:
-        return {c.name for c in client.containers.list(all=True, filters={"label": "mldoctor.allreduce"})}
-    finally:
-        client.close()
+    return labelled_containers("mldoctor.allreduce")
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ import sys
 import time
 
 import pytest
-from provided import require_images
+from provided import labelled_containers, require_images
 
 pytestmark = pytest.mark.docker
 
@@ -40,7 +40,7 @@ def images() -> None:
 
 def probe_containers() -> list[str]:
     """Every container mldoctor's probe runs create: the probe's and the name lookup's beside it."""
-    return [c.name for c in _docker().containers.list(all=True, filters={"label": LABEL})]
+    return sorted(labelled_containers(LABEL))
 
 
 def the_probe(names: set[str]) -> set[str]:
