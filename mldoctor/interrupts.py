@@ -49,10 +49,18 @@ class Undo:
 
 _pending: dict[str, Undo] = {}
 _lock = threading.Lock()
+_closing = threading.Event()
+
+
+class Closing(RuntimeError):
+    """The run is being undone: nothing new may start (a thread still running would start what no one undoes)."""
 
 
 def register(key: str, undo: Undo) -> None:
+    """Before starting what `undo` undoes; refused (Closing) once the interrupt path has begun."""
     with _lock:
+        if _closing.is_set():
+            raise Closing(f"not started: mldoctor is ending ({undo.what})")
         _pending[key] = undo
 
 
@@ -68,6 +76,7 @@ def undo_all(deadline_s: float = UNDO_DEADLINE_S) -> list[Undo]:
     running then are named on stderr, with the command that finishes them by hand, and returned; their threads are
     left to the process's end."""
     with _lock:
+        _closing.set()
         pending = list(_pending.values())
         _pending.clear()
     failures: dict[int, str] = {}

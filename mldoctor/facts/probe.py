@@ -463,9 +463,16 @@ def gather(options: ProbeOptions, docker: DockerFacts | None, nvidia: NvidiaFact
         image = run.image or DEFAULT_IMAGE
         then, usual = plan(gpus)
 
+        lookup: list[NameLookup] = []
+        asker = threading.Thread(
+            target=lambda: lookup.append(name_lookup(image, timeout, request.api_version)), name="lookup", daemon=True
+        )
+
         def stage(reached: str) -> None:
             if reached == "wait":
                 say(f"waiting for the probe in {image}: it imports torch{then}", extra=usual)
+                if _bridge_usable(docker):  # the image is there and a container starts: ask beside the probe
+                    asker.start()
             elif reached.startswith("step:"):  # what the probe says it is doing: importing torch, GPU 3/8 bf16
                 say(f"the probe in {image}: {reached.removeprefix('step:')}", extra=usual)
 
@@ -481,12 +488,6 @@ def gather(options: ProbeOptions, docker: DockerFacts | None, nvidia: NvidiaFact
             progress=stage,
         )
         say(f"starting the probe container in {image} (GPUs: {gpus})")
-        lookup: list[NameLookup] = []
-        asker = threading.Thread(
-            target=lambda: lookup.append(name_lookup(image, timeout, request.api_version)), name="lookup", daemon=True
-        )
-        if _bridge_usable(docker):
-            asker.start()  # side by side with the probe: it costs no wall time
         result = launch.run_in_container(request)
         if asker.ident is not None:
             asker.join(LOOKUP_DEADLINE_S + 3 * timeout)

@@ -100,3 +100,11 @@ def test_sigterm_raises_terminated_inside_and_the_previous_handler_comes_back():
         time.sleep(5)
     assert signal.getsignal(signal.SIGTERM) is previous
     assert interrupts.Terminated.code == 143
+
+
+def test_nothing_new_is_registered_once_the_run_is_being_undone():
+    """A gatherer thread still running after Ctrl-C must not start a container no one will remove."""
+    interrupts.undo_all(deadline_s=1)
+    with pytest.raises(interrupts.Closing):
+        interrupts.register("late", interrupts.Undo("container late", "docker rm -f late", lambda: None))
+    assert interrupts.undo_all(deadline_s=1) == []
