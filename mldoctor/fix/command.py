@@ -108,7 +108,7 @@ def apply(check_id: str, fixer: Fixer, yes: bool, restart: bool, timeout: float)
     if not os.path.isabs(path):
         raise CouldNot(f"the daemon's configuration file is not known here ({docker.flavour})")
     edit = fixer.edit(path, read(path))
-    say(f"{judged}: {result.summary}")
+    say(f"{check_id}: {result.summary}" if judged == check_id else f"{check_id}, by {judged}: {result.summary}")
     say(f"fix: {fixer.what}, in {path} (the configuration file of the daemon at {docker.endpoint.url})")
     if not edit.changed:
         say(f"nothing to change in {path}")
