@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import sys
 import threading
@@ -66,6 +67,19 @@ def _shown(value: Any) -> str:
     if isinstance(value, bool) or value in (None, "", [], {}, ()):
         return ""
     return f" [default: {value:g}]" if isinstance(value, float) else f" [default: {value}]"
+
+
+class Seconds(click.FloatRange):
+    """A number of seconds within bounds, for the options outside the settings table: click's FloatRange refuses
+    inf by its bounds but lets nan through (every comparison with nan is false), which then crashes a deadline."""
+
+    name = "seconds"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        seconds = super().convert(value, param, ctx)
+        if math.isnan(seconds):
+            self.fail(f"{value!r} is not a number of seconds", param, ctx)
+        return seconds
 
 
 def setting_option(name: str, flag: str | None = None) -> Callable[[Any], Any]:

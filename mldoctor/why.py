@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from mldoctor import catalogue
+from mldoctor import catalogue, options
 from mldoctor.text import one_line
 
 LOG_LINES = 20
@@ -199,7 +199,7 @@ def render(c: ContainerFacts, d: Diagnosis) -> str:
 @click.command("why")
 @click.argument("container")
 @click.option("-f", "--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
-@click.option("--timeout", type=click.FloatRange(0.1, 600), default=10.0, show_default=True, help="Seconds per call.")
+@click.option("--timeout", type=options.Seconds(0.1, 600), default=10.0, show_default=True, help="Seconds per call.")
 def command(container: str, fmt: str, timeout: float) -> int:
     """Why did CONTAINER stop, or never start: exit code, signal, OOM, the last log lines, and the check that
     explains it. Exit 0 when it runs or exited 0, 1 otherwise."""

@@ -22,6 +22,7 @@ from typing import Any
 
 import click
 
+from mldoctor import options
 from mldoctor.fix.merge import SHM_SIZE, Edit, Refused, logging_edit, shm_edit
 
 EXIT_OK, EXIT_COULD_NOT, EXIT_USAGE = 0, 1, 2
@@ -64,7 +65,13 @@ def fail(text: str, code: int) -> None:
 @click.argument("check_id")
 @click.option("--yes", is_flag=True, help="Apply the change (without it: show the diff only).")
 @click.option("--restart", is_flag=True, help="Then restart the daemon the way it was started, and wait for it.")
-@click.option("--timeout", type=float, default=5.0, show_default=True, help="Seconds for each call to the daemon.")
+@click.option(
+    "--timeout",
+    type=options.Seconds(0.1, 600),
+    default=5.0,
+    show_default=True,
+    help="Seconds for each call to the daemon.",
+)
 def command(check_id: str, yes: bool, restart: bool, timeout: float) -> None:
     """Apply the fix for CHECK_ID, if mldoctor can apply it safely (dry run unless --yes)."""
     fixer = FIXERS.get(check_id)

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from mldoctor.fleet.options import deliver, expected_nodes, fleet_policy, verdict_options
-from mldoctor.options import setting_option
+from mldoctor.options import Seconds, setting_option
 
 if TYPE_CHECKING:
     from mldoctor.fleet.allreduce import AllreduceRun
@@ -81,7 +81,7 @@ def _report(line: str) -> None:
 @click.option("--ray", "engine", flag_value="ray", help="Through a Ray STRICT_SPREAD placement group (mldoctor[ray]).")
 @click.option(
     "--deadline",
-    type=click.FloatRange(1, 86400),
+    type=Seconds(1, 86400),
     default=DEFAULT_DEADLINE,
     show_default=True,
     metavar="SECONDS",
@@ -106,7 +106,7 @@ def _report(line: str) -> None:
 )
 @click.option(
     "--allreduce-deadline",
-    type=click.FloatRange(15, 86400),
+    type=Seconds(15, 86400),
     default=DEFAULT_ALLREDUCE_DEADLINE,
     show_default=True,
     metavar="SECONDS",
@@ -247,8 +247,8 @@ def _allreduce(
 
 @click.command("task", hidden=True)
 @click.option("--node", default=None, help="This node's name [default: $SLURMD_NODENAME, $NODE_NAME, host name].")
-@click.option("--timeout", type=click.FloatRange(1), default=None, help="Give up on the check after N seconds.")
-@click.option("--every", type=click.FloatRange(1), default=None, help="Check again every N seconds (a DaemonSet).")
+@click.option("--timeout", type=Seconds(1, 86400), default=None, help="Give up on the check after N seconds.")
+@click.option("--every", type=Seconds(1, 86400), default=None, help="Check again every N seconds (a DaemonSet).")
 @click.argument("check_args", nargs=-1, type=click.UNPROCESSED)
 def task(node: str | None, timeout: float | None, every: float | None, check_args: tuple[str, ...]) -> None:
     """On a node: run `mldoctor check --format json CHECK_ARGS` and print its report as @mldoctor-fleet lines."""
@@ -264,7 +264,7 @@ def task(node: str | None, timeout: float | None, every: float | None, check_arg
 
 
 @click.command("allreduce-task", hidden=True)
-@click.option("--deadline", type=click.FloatRange(5), default=60.0, help="Seconds for this node's part in all.")
+@click.option("--deadline", type=Seconds(5, 86400), default=60.0, help="Seconds for this node's part in all.")
 @click.option("--image", default=None, help="Run the all-reduce program in this image (docker run, host network).")
 @click.option("--no-container", is_flag=True, help="Run it with this python (torch installed here).")
 @click.option("--node", default=None, help="This node's name [default: $SLURMD_NODENAME, host name].")

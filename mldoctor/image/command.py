@@ -65,7 +65,7 @@ def _is_archive(ref: str) -> bool:
     default=None,
     help="GitHub Actions annotations and step summary [default: on when GITHUB_ACTIONS=true].",
 )
-@click.option("--timeout", type=click.FloatRange(0.5, 300), default=10.0, show_default=True, help="Per daemon call.")
+@click.option("--timeout", type=options.Seconds(0.5, 300), default=10.0, show_default=True, help="Per daemon call.")
 @click.pass_context
 def check(
     ctx: click.Context,

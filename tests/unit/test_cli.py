@@ -62,6 +62,12 @@ def test_version_and_module_entry_point():
         (["check", "--facts", "/nonexistent.json"], "does not exist"),
         (["check", "--disk-fail-gib", "50", "--disk-warn-gib", "10"], "warn must be >= fail"),
         (["chekc"], "No such command"),
+        (["fix", "probe.shm", "--timeout", "nan"], "'nan' is not a number of seconds"),  # FloatRange lets nan by
+        (["fix", "probe.shm", "--timeout", "inf"], "--timeout"),
+        (["why", "x", "--timeout", "nan"], "'nan' is not a number of seconds"),
+        (["image", "check", "x", "--timeout", "nan"], "'nan' is not a number of seconds"),
+        (["fleet", "run", "--slurm", "--deadline", "nan"], "'nan' is not a number of seconds"),
+        (["fleet", "task", "--timeout", "inf"], "--timeout"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(capsys, argv, message):
