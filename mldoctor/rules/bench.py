@@ -424,12 +424,6 @@ def _hang(result: AllreduceResults) -> Finding:
     )
 
 
-def _no_result(doc: ProbeDocument) -> Finding | None:
-    if doc.bench is None:
-        return Finding.skip("skipped: the probe ran no benchmarks (--duration 0)")
-    return None
-
-
 @check(
     "bench.allreduce",
     "All-reduce across the GPUs",
@@ -439,13 +433,10 @@ def _no_result(doc: ProbeDocument) -> Finding | None:
 )
 def bench_allreduce(facts: Facts, policy: Policy) -> Finding:
     """busbw at the largest size against the figure for this system; a hang FAILs naming ACS/IOMMU (nvidia.p2p)."""
-    doc = facts.probe.document
-    if doc is None:
-        return Finding.skip("skipped: no probe document")
-    skipped = _no_result(doc)
-    if skipped is not None:
-        return skipped
-    result = doc.bench.allreduce if doc.bench else None
+    doc = _probe_bench(facts)
+    if isinstance(doc, Finding):
+        return doc
+    result = doc.bench.allreduce
     if result is None:
         return Finding.skip("skipped: the probe ran no all-reduce (an older probe, or --no-allreduce)")
     if result.hung:
@@ -525,15 +516,12 @@ def _allreduce_line(row: BenchRow) -> str:
 def bench_p2p(facts: Facts, policy: Policy) -> Finding:
     """The peer-access matrix: a pair that cannot reach the other is a FAIL on an NVLink board (SXM), a WARN on
     PCIe; copy bandwidth per pair is information, with a pair far below the node's median flagged."""
-    doc = facts.probe.document
-    if doc is None:
-        return Finding.skip("skipped: no probe document")
-    skipped = _no_result(doc)
-    if skipped is not None:
-        return skipped
+    doc = _probe_bench(facts)
+    if isinstance(doc, Finding):
+        return doc
     if len(doc.devices) < 2:
         return Finding.skip(f"{plural(len(doc.devices), 'GPU')}: no peers, so no peer-to-peer to check")
-    p2p = doc.bench.p2p if doc.bench else None
+    p2p = doc.bench.p2p
     if p2p is None:
         return Finding.skip("skipped: the probe recorded no peer access (an older probe)")
     if p2p.error:

@@ -108,14 +108,7 @@ def test_a_hung_node_is_no_report_at_the_deadline_and_the_step_is_ended(slurm):
     assert data["missing"] == ["node3"], outcome.stderr
     assert sorted(n["node"] for n in data["nodes"]) == ["node1", "node2"]
     assert outcome.returncode == 3
-    end = time.monotonic() + 30
-    while time.monotonic() < end:
-        queue = subprocess.run(["squeue", "-h"], capture_output=True, text=True, env=slurm, timeout=30).stdout
-        if not queue.strip():
-            break
-        time.sleep(0.5)
-    assert not queue.strip(), f"the step outlived the deadline: {queue}"
-    wait_idle(slurm)
+    assert_no_step_left(slurm)
 
 
 def test_the_prolog_drains_the_failing_node_with_the_reason(slurm, policies, tmp_path):
@@ -139,6 +132,18 @@ def test_the_prolog_drains_the_failing_node_with_the_reason(slurm, policies, tmp
         subprocess.run(["scontrol", "update", "nodename=node2", "state=resume"], env=slurm, capture_output=True)
     wait_idle(slurm)
     assert states(slurm)["node2"] == ("idle", "none")
+
+
+def assert_no_step_left(slurm) -> None:
+    """The launcher ended its srun at the deadline: the queue empties within 30 s, and the nodes are idle again."""
+    end = time.monotonic() + 30
+    while time.monotonic() < end:
+        queue = subprocess.run(["squeue", "-h"], capture_output=True, text=True, env=slurm, timeout=30).stdout
+        if not queue.strip():
+            break
+        time.sleep(0.5)
+    assert not queue.strip(), f"the step outlived the deadline: {queue}"
+    wait_idle(slurm)
 
 
 def allreduce_containers() -> set[str]:
@@ -198,14 +203,7 @@ def test_a_rank_that_never_joins_ends_the_all_reduce_at_its_deadline(slurm, torc
     assert data["allreduce"]["status"] == "ERROR" and outcome.returncode == 3
     assert seconds < 90, f"the run took {seconds:.0f} s with an all-reduce deadline of 30 s"
     assert "deadline of 30 s reached; stopped srun (all-reduce). No report from: node3" in outcome.stderr
-    end = time.monotonic() + 30
-    while time.monotonic() < end:
-        queue = subprocess.run(["squeue", "-h"], capture_output=True, text=True, env=slurm, timeout=30).stdout
-        if not queue.strip():
-            break
-        time.sleep(0.5)
-    assert not queue.strip(), f"the step outlived the deadline: {queue}"
-    wait_idle(slurm)
+    assert_no_step_left(slurm)
 
 
 @pytest.mark.docker
