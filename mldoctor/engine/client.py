@@ -12,20 +12,22 @@ MIN_API = "1.24"  # the oldest API docker-py speaks; the daemon is asked for its
 
 @dataclass
 class Connected:
-    """An open client and the daemon's `/version` answer, which connecting needed anyway (asked once per run)."""
+    """An open client speaking the daemon's API version."""
 
     client: Any
-    version: dict[str, Any]
 
     def close(self) -> None:
         self.client.close()
 
 
 def open_client(endpoint: Endpoint, timeout: float, api_version: str | None = None) -> Connected:
-    """Connect: one unversioned `/version` call, then a client of the daemon's API version (or straight away with
-    `api_version`, when this run asked the daemon already: its `version` is then empty).
+    """Connect at the daemon's API version, learnt as the docker CLI learns it: the `API-Version` header of one
+    `/_ping` (under a millisecond; `/version` makes the daemon run runc and docker-init, several), or straight away
+    with `api_version` when this run asked the daemon already. A daemon whose ping carries no such header is asked
+    `/version` instead.
 
-    Every failure to reach the daemon surfaces here as the raw requests/OS exception, for `classify_error`.
+    Every failure to reach the daemon surfaces here as the raw requests/OS exception (or docker-py's APIError for
+    an error status), for `classify_error`.
     """
     from docker import APIClient
     from docker.context import ContextAPI
@@ -38,11 +40,33 @@ def open_client(endpoint: Endpoint, timeout: float, api_version: str | None = No
         kwargs = {"base_url": context.Host, "tls": context.TLSConfig or False}
     else:
         kwargs = {"base_url": endpoint.url}
-    if api_version:
-        return Connected(APIClient(version=api_version, timeout=timeout, **kwargs), {})
-    probe = APIClient(version=MIN_API, timeout=timeout, **kwargs)
+    if not api_version:
+        probe = _client(APIClient, endpoint, MIN_API, timeout, kwargs)
+        try:
+            api_version = _pinged_api_version(probe, timeout) or probe.version(api_version=False)["ApiVersion"]
+        finally:
+            probe.close()
+    return Connected(_client(APIClient, endpoint, api_version, timeout, kwargs))
+
+
+def _client(api_client: Any, endpoint: Endpoint, version: str, timeout: float, kwargs: dict[str, Any]) -> Any:
+    """A client; on a unix socket it skips what requests reads from the environment for every request (proxy
+    variables and ~/.netrc), which a socket never uses: docker-py's own unix adapter ignores proxies."""
+    client = api_client(version=version, timeout=timeout, **kwargs)
+    if endpoint.socket_path is not None:
+        client.trust_env = False
+    return client
+
+
+def _pinged_api_version(client: Any, timeout: float) -> str | None:
+    """The `API-Version` header of the daemon's `/_ping` (docker-py's `ping()` returns only the body). The client is
+    a requests session, so the request goes through its adapters (unix socket, TLS, ssh) like any other."""
+    from docker.errors import create_api_error_from_http_exception
+    from requests.exceptions import HTTPError
+
+    response = client.get(f"{client.base_url}/_ping", timeout=timeout)
     try:
-        version = probe.version(api_version=False)
-    finally:
-        probe.close()
-    return Connected(APIClient(version=version["ApiVersion"], timeout=timeout, **kwargs), version)
+        response.raise_for_status()
+    except HTTPError as exc:  # the same APIError docker-py raises for an error status
+        raise create_api_error_from_http_exception(exc) from exc
+    return response.headers.get("API-Version") or None

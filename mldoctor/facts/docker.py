@@ -27,6 +27,9 @@ __all__ = ["DEFAULT_SOCKET", "DaemonProcess", "DockerFacts", "Endpoint", "gather
 
 @dataclass
 class CliFacts:
+    """What `docker --version` and Compose report about the client side: the CLI's path and version, and the
+    versions of the Compose plugin and the standalone `docker-compose`."""
+
     path: str | None = None
     version: str | None = None
     compose_plugin: str | None = None
@@ -35,6 +38,9 @@ class CliFacts:
 
 @dataclass
 class SocketFacts:
+    """The unix socket of the endpoint in use: whether it is there, its mode and owner, and whether this process
+    may use it."""
+
     path: str
     exists: bool = False
     is_socket: bool = False
@@ -47,6 +53,8 @@ class SocketFacts:
 
 @dataclass
 class Connection:
+    """Whether the daemon answered and how long it took; when it did not, why, as a kind the rules name a fix for."""
+
     ok: bool = False
     error_kind: str | None = None
     """missing_socket, refused, timeout, permission, tls, ssh_no_paramiko, bad_host, context_missing,
@@ -57,6 +65,9 @@ class Connection:
 
 @dataclass
 class DaemonInfo:
+    """The daemon's `/version` and `/info` answers that rules read: versions, OS, drivers, runtimes, CDI spec
+    directories and the daemon's own warnings."""
+
     server_version: str = ""
     api_version: str = ""
     min_api_version: str = ""
@@ -129,6 +140,9 @@ class Reclaimable:
 
 @dataclass
 class DockerFacts:
+    """The Docker section of the facts: the CLI, the endpoint and its socket, the daemon, its process, configuration
+    file and disk, and the default bridge network."""
+
     cli: CliFacts
     endpoint: Endpoint
     connection: Connection
@@ -210,8 +224,9 @@ def gather(timeout: float) -> DockerFacts:
 
 
 def _connect(endpoint: Endpoint, timeout: float, facts: DockerFacts) -> tuple[Connection, DaemonInfo | None]:
-    """Ask the daemon: one `/version`, then `/info`, `/system/df` (for the disk fix) and the bridge network side by
-    side (they do not depend on each other)."""
+    """Ask the daemon: one `/_ping` for its API version, then `/version`, `/info`, `/system/df` (for the disk fix)
+    and the bridge network side by side (they do not depend on each other, and the daemon answers the first two
+    only after running runc and docker-init)."""
     from mldoctor.engine.client import open_client
     from mldoctor.engine.errors import classify_error, describe
 
@@ -221,10 +236,12 @@ def _connect(endpoint: Endpoint, timeout: float, facts: DockerFacts) -> tuple[Co
     try:
         connected = open_client(endpoint, timeout)
         try:
-            with ThreadPoolExecutor(max_workers=2) as pool:
+            with ThreadPoolExecutor(max_workers=3) as pool:
+                version_future = pool.submit(connected.client.version)
                 df_future = pool.submit(_reclaimable, connected.client) if endpoint.socket_path is not None else None
                 bridge_future = pool.submit(_bridge, connected.client)
-                daemon = _daemon_info(connected.version, connected.client.info())
+                info = connected.client.info()
+                daemon = _daemon_info(version_future.result(), info)
                 facts.bridge = bridge_future.result()
                 reclaimable = df_future.result() if df_future is not None else None
             if endpoint.socket_path is not None and daemon.docker_root_dir and "Desktop" not in daemon.operating_system:
@@ -455,24 +472,60 @@ def _socket(path: str) -> SocketFacts:
 
 
 def _cli(timeout: float) -> CliFacts:
+    """The CLI's version and Compose's: the plugin asked directly where the CLI would find it, the standalone
+    binary on PATH; only the programs that exist are run."""
     import shutil
 
     path = shutil.which("docker")
-    commands = {"standalone": ["docker-compose", "version", "--short"]}
-    if path:
-        commands |= {"version": [path, "--version"], "plugin": [path, "compose", "version", "--short"]}
-    with ThreadPoolExecutor(max_workers=len(commands)) as pool:
+    commands = {
+        name: [program, *argv]
+        for name, program, argv in (
+            ("version", path, ["--version"]),
+            ("plugin", _compose_plugin() if path else None, ["version", "--short"]),
+            ("standalone", shutil.which("docker-compose"), ["version", "--short"]),
+        )
+        if program
+    }
+    with ThreadPoolExecutor(max_workers=max(1, len(commands))) as pool:
         outputs = dict(zip(commands, pool.map(lambda argv: run_command(argv, timeout), commands.values()), strict=True))
     return CliFacts(
         path=path,
-        version=_version_of(outputs["version"], prefix="Docker version ") if path else None,
-        compose_plugin=_version_of(outputs["plugin"]) if path else None,
-        compose_standalone=_version_of(outputs["standalone"]),
+        version=_version_of(outputs.get("version"), prefix="Docker version "),
+        compose_plugin=_version_of(outputs.get("plugin")),
+        compose_standalone=_version_of(outputs.get("standalone")),
     )
 
 
-def _version_of(output: CommandOutput, prefix: str = "") -> str | None:
-    if not output.ok or not output.stdout:
+CLI_PLUGIN_DIRS = (
+    "/usr/local/lib/docker/cli-plugins",
+    "/usr/local/libexec/docker/cli-plugins",
+    "/usr/lib/docker/cli-plugins",
+    "/usr/libexec/docker/cli-plugins",
+)
+"""Where the docker CLI looks for plugins after its config directory's `cli-plugins` and config.json's
+`cliPluginsExtraDirs` (docker/cli, cli-plugins/manager), in its order of preference."""
+
+
+def _compose_plugin() -> str | None:
+    """The `docker-compose` plugin binary `docker compose` would run, found the way the CLI finds it. It is asked
+    for its version directly: `docker compose version` costs a CLI start and a metadata call more, and with no
+    plugin installed nothing runs at all."""
+    config_dir = os.environ.get("DOCKER_CONFIG") or os.path.join(os.path.expanduser("~"), ".docker")
+    try:
+        config = json.loads(read_text(os.path.join(config_dir, "config.json")) or "{}")
+    except ValueError:  # the CLI itself would complain; the default directories still count
+        config = {}
+    extra = config.get("cliPluginsExtraDirs") if isinstance(config, dict) else None
+    extra_dirs = [d for d in extra if isinstance(d, str)] if isinstance(extra, list) else []
+    for directory in [os.path.join(config_dir, "cli-plugins"), *extra_dirs, *CLI_PLUGIN_DIRS]:
+        candidate = os.path.join(directory, "docker-compose")
+        if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+            return candidate
+    return None
+
+
+def _version_of(output: CommandOutput | None, prefix: str = "") -> str | None:
+    if output is None or not output.ok or not output.stdout:
         return None
     line = output.stdout.splitlines()[0]
     if prefix and line.startswith(prefix):

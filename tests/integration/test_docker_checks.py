@@ -247,6 +247,36 @@ def test_current_context_made_by_the_real_cli(tmp_path):
     assert result["fix"].startswith("unset DOCKER_CONTEXT; docker context use default")
 
 
+COMPOSE_PLUGIN = """#!/bin/sh
+# a Compose plugin as the docker CLI runs it (metadata, then `compose ...`) and as mldoctor runs it (`version ...`)
+case "$1" in
+  docker-cli-plugin-metadata) echo '{"SchemaVersion":"0.1.0","Vendor":"mldoctor tests","Version":"2.29.1"}' ;;
+  compose) echo 2.29.1 ;;
+  version) echo 2.29.1 ;;
+  *) exit 2 ;;
+esac
+"""
+
+
+@pytest.mark.parametrize("where", ["config directory", "cliPluginsExtraDirs"])
+def test_compose_plugin_found_where_the_real_cli_finds_it(tmp_path, where):
+    """The Compose plugin is asked for its version where the docker CLI would find it, and the CLI agrees."""
+    plugins = tmp_path / "cli-plugins" if where == "config directory" else tmp_path / "elsewhere"
+    plugins.mkdir()
+    (plugins / "docker-compose").write_text(COMPOSE_PLUGIN)
+    (plugins / "docker-compose").chmod(0o755)
+    if where == "cliPluginsExtraDirs":
+        (tmp_path / "config.json").write_text(json.dumps({"cliPluginsExtraDirs": [str(plugins)]}))
+    env = {"DOCKER_CONFIG": str(tmp_path)}
+    real = subprocess.run(
+        ["docker", "compose", "version", "--short"], env={**os.environ, **env}, capture_output=True, text=True
+    )
+    assert real.stdout.strip() == "2.29.1", real.stderr
+    code, report, err = mldoctor("--only", "docker.compose", env=env)
+    assert report["facts"]["docker"]["cli"]["compose_plugin"] == "2.29.1", err
+    assert by_id(report)["docker.compose"]["summary"] == "docker compose 2.29.1 (plugin)" and code == 0
+
+
 def test_missing_context():
     code, report, _ = mldoctor("--only", "docker.daemon", env={"DOCKER_CONTEXT": "no-such-context", "DOCKER_HOST": ""})
     result = by_id(report)["docker.daemon"]
