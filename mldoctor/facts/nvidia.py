@@ -13,7 +13,6 @@ other facts must still come back. Every NVML field may be "not supported" on som
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import glob
 import os
 import platform
@@ -44,6 +43,9 @@ VERSION = re.compile(r"\d+\.\d+(?:\.\d+)?(?:[-~+][\w.]+)?")
 
 @dataclass
 class PciDevice:
+    """One NVIDIA PCI function from sysfs: it is there whether or not a driver works, so it says whether there is
+    NVIDIA hardware at all."""
+
     address: str
     device_id: str
     """PCI device id, e.g. 0x2330 (H100 SXM5 80GB)."""
@@ -56,6 +58,8 @@ class PciDevice:
 
 @dataclass
 class DeviceNode:
+    """One /dev/nvidia* node: its owner and mode, and whether this process can open it."""
+
     path: str
     mode: int
     owner: str
@@ -70,6 +74,9 @@ class DeviceNode:
 
 @dataclass
 class KernelFacts:
+    """The kernel side of the driver: the loaded modules and their version, the kernels they were built for,
+    Secure Boot and the /dev nodes."""
+
     running_kernel: str
     version_text: str | None = None
     """First line of /proc/driver/nvidia/version; None when the nvidia module is not loaded."""
@@ -87,6 +94,8 @@ class KernelFacts:
 
 @dataclass
 class GpuProcess:
+    """A compute process on a GPU, as NVML lists it, with the GPU memory it holds."""
+
     pid: int
     name: str | None = None
     used_memory_bytes: int | None = None
@@ -156,6 +165,9 @@ class GpuFacts:
 
 @dataclass
 class NvmlFacts:
+    """What NVML (the driver's user-space library) reports: the driver and CUDA versions and every GPU;
+    or why it could not be asked."""
+
     ok: bool = False
     error_kind: str | None = None
     """no_bindings, library_not_found, driver_not_loaded, no_permission, version_mismatch, timeout or other."""
@@ -172,6 +184,8 @@ class NvmlFacts:
 
 @dataclass
 class ToolBinary:
+    """One NVIDIA Container Toolkit program: where it is on PATH, its version, and when it was installed."""
+
     name: str
     path: str | None = None
     version: str | None = None
@@ -182,6 +196,9 @@ class ToolBinary:
 
 @dataclass
 class CdiSpec:
+    """A CDI spec file from /etc/cdi or /var/run/cdi, and what it was generated for: a spec older than the driver
+    names libraries that no longer exist."""
+
     path: str
     driver_version: str | None = None
     """The driver version the spec was generated for (from the versioned library paths it mounts)."""
@@ -192,6 +209,9 @@ class CdiSpec:
 
 @dataclass
 class ToolkitFacts:
+    """The NVIDIA Container Toolkit: its programs, its config.toml, the CDI specs, and when dockerd started (the hook
+    must predate it to be registered)."""
+
     binaries: list[ToolBinary] = field(default_factory=list)
     config_path: str = "/" + TOOLKIT_CONFIG
     config_found: bool = False
@@ -215,6 +235,8 @@ class ToolkitFacts:
 
 @dataclass
 class FabricManagerFacts:
+    """NVIDIA Fabric Manager, which NVSwitch systems need before CUDA can start: installed, its version, running."""
+
     path: str | None = None
     version: str | None = None
     running: bool = False
@@ -268,6 +290,9 @@ class TopologyFacts:
 
 @dataclass
 class NvidiaFacts:
+    """The NVIDIA section of the facts: PCI hardware, the kernel driver, NVML, the container toolkit, Fabric
+    Manager, the kernel log's Xids and the topology, each link read on its own."""
+
     kernel: KernelFacts
     nvml: NvmlFacts
     toolkit: ToolkitFacts
@@ -734,6 +759,8 @@ def _fabric(pynvml: Any, get: Callable[..., Any]) -> tuple[str | None, str | Non
     """The GPU's NVLink fabric registration: its state, and the error it finished with. NVML's `status` is
     meaningful only once the state is completed, and a completed registration can still have failed: then CUDA
     fails with error 802 exactly as if fabric manager had never run."""
+    import ctypes  # here, not at the top: only a host with an NVIDIA driver gets this far (pynvml loaded it)
+
     info_type = getattr(pynvml, "c_nvmlGpuFabricInfo_t", None)
     if info_type is None:
         return None, None

@@ -6,8 +6,8 @@ gives), the fix names both sides.
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
 
-from mldoctor import catalogue
 from mldoctor.data.gpus import min_driver_for_cuda
 from mldoctor.facts import Facts
 from mldoctor.facts.probe import ProbeDocument, ProbeFacts, ProbeRun
@@ -20,6 +20,9 @@ from mldoctor.rules import nvidia as _nvidia  # noqa: F401  (registers nvidia.dr
 from mldoctor.rules.docker import only_local_dns
 from mldoctor.rules.registry import check
 from mldoctor.text import gib, plural
+
+if TYPE_CHECKING:
+    from mldoctor.catalogue import KnownError
 
 TORCH_WHEELS = "https://pytorch.org/get-started/locally/"
 NO_PYTHON = re.compile(r'exec: "python3": executable file not found|"python3": no such file|python3: not found', re.I)
@@ -64,7 +67,7 @@ def _rerun(run: ProbeRun) -> str:
     return f"mldoctor gpu-bench --image {run.image}" if run.mode == "container" else "mldoctor gpu-bench --no-container"
 
 
-def _known_start_failure(facts: Facts, run: ProbeRun, known: catalogue.KnownError) -> Finding:
+def _known_start_failure(facts: Facts, run: ProbeRun, known: KnownError) -> Finding:
     """The container could not start for a reason the catalogue knows (the hook's error families): its cause,
     and the fix tailored to this host where mldoctor can; the check that detects it named for the details."""
     tailored = {
@@ -144,9 +147,12 @@ def probe_container(facts: Facts, policy: Policy) -> Finding:
     wanted = CUDA_REQUIREMENT.search(error + run.stderr_tail)
     if wanted:
         return _cuda_requirement(facts, run, wanted.group(1))
-    known = catalogue.match(error) if run.stage in ("start", "create") else []
-    if known:
-        return _known_start_failure(facts, run, known[0])
+    if run.stage in ("start", "create"):
+        from mldoctor import catalogue  # its ~30 patterns compile only for a container that failed to start
+
+        known = catalogue.match(error)
+        if known:
+            return _known_start_failure(facts, run, known[0])
     if run.stage == "start" and not _no_python(run):
         return Finding.fail(
             f"the daemon could not start a container from {run.image}",
