@@ -14,6 +14,9 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class KnownError:
+    """One failure users report: the text that identifies it, its cause, the check that detects it, the fix, and
+    the public threads it comes from."""
+
     id: str
     pattern: re.Pattern[str]
     example: str

@@ -45,6 +45,8 @@ class ConfigError(ValueError):
 
 @dataclass
 class Loaded:
+    """The policy file as read: its path (None when there is none) and the values it sets, already checked."""
+
     path: str | None
     values: dict[str, Any]
     """Checked values by key name, only those the file sets."""

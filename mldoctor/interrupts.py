@@ -40,6 +40,8 @@ class Terminated(BaseException):
 
 @dataclass(frozen=True)
 class Undo:
+    """How to undo what a run started outside itself, and what to tell the user when it is not undone in time."""
+
     what: str
     """What is left if this never runs: `probe container mldoctor-probe-1a2b`."""
     by_hand: str

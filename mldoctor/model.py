@@ -163,6 +163,9 @@ first, a CI job that must not restart a shared daemon)."""
 
 @dataclass
 class CheckResult:
+    """One row of a report: a check's finding with its id, title, area and docs link, and its fix written for the
+    host the facts came from."""
+
     id: str
     title: str
     area: str
@@ -210,6 +213,9 @@ class BenchRow:
 
 @dataclass
 class Report:
+    """One run's outcome: the facts, every check's result and the graded benchmarks. `--format json` writes it, and
+    `check --facts` reads it back to judge again."""
+
     schema_version: int
     tool_version: str
     created: str

@@ -24,6 +24,9 @@ class Band:
 
 @dataclass(frozen=True)
 class Policy:
+    """The thresholds the rules judge by: disk, memory, CPU and GPU floors, versions, and the benchmark bands.
+    Defaults here; the policy file and flags override them."""
+
     disk_fail_gib: float = 5.0
     disk_fail_pct: float = 5.0
     disk_warn_gib: float = 20.0

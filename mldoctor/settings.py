@@ -26,6 +26,8 @@ Check = Callable[[Any], "str | None"]
 
 @dataclass(frozen=True)
 class Setting:
+    """One row of the settings table: its policy-file key, type, default, allowed values, help and command-line flag."""
+
     name: str
     """As written in the policy file: `disk_fail_gib`, or `probe.image` for a key in the [probe] table."""
     type: Any

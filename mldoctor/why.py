@@ -24,6 +24,8 @@ SIGNALS = {1: "SIGHUP", 2: "SIGINT", 6: "SIGABRT", 7: "SIGBUS", 9: "SIGKILL", 11
 
 @dataclass
 class ContainerFacts:
+    """What `mldoctor why` reads of a container: its state, exit code, limits, command and last log lines."""
+
     name: str
     image: str = ""
     status: str = ""
@@ -43,6 +45,8 @@ class ContainerFacts:
 
 @dataclass
 class Diagnosis:
+    """Why the container stopped, in one line, and the check and fix that explain it when one does."""
+
     summary: str
     check: str | None = None
     """The mldoctor check that explains it, when one does."""

@@ -50,6 +50,8 @@ class Unavailable(Exception):
 
 @dataclass(frozen=True)
 class Collected:
+    """One file of raw/ as collected: its text (None when not collected) and the note the manifest records for it."""
+
     name: str
     text: str | None
     note: str
@@ -58,6 +60,8 @@ class Collected:
 
 @dataclass(frozen=True)
 class Source:
+    """One file of raw/ and how to read it: a command, a file, or a view of the facts already gathered."""
+
     name: str
     read: Callable[[Facts, float], str]
     """Facts and the per-command timeout -> the file's text; raises Unavailable."""

@@ -19,6 +19,9 @@ GIB = 1 << 30
 
 @dataclass(frozen=True)
 class GpuSpec:
+    """One SKU of gpus.json: its datasheet peaks and expected figures, and the name pattern, SM count and memory
+    that tell it apart from SKUs sharing its name."""
+
     sku: str
     klass: str
     peak_tflops: dict[str, float]

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class Xid:
+    """What one Xid code means, what to do about it, and whether the hardware is to blame."""
+
     meaning: str
     action: str
     hardware: bool

@@ -12,6 +12,9 @@ from dataclasses import dataclass, field
 
 @dataclass
 class DaemonProcess:
+    """The dockerd behind the socket in use: its command line, when it started (to tell whether an edited config is
+    applied) and how it was started, so a fix restarts it the same way."""
+
     pid: int | None = None
     command_line: list[str] = field(default_factory=list)
     started_at: float | None = None

@@ -12,6 +12,9 @@ DEFAULT_SOCKET = "/var/run/docker.sock"
 
 @dataclass
 class Endpoint:
+    """Where the docker CLI would connect and what chose it (DOCKER_HOST, a context, the default); `error` says why
+    it could not be resolved."""
+
     url: str = ""
     source: str = "default"
     """DOCKER_HOST, context or default."""

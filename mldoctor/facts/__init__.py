@@ -42,6 +42,9 @@ class Origin:
 
 @dataclass
 class Facts:
+    """Everything the rules judge, by section: gathered by this run or loaded from a saved report (`origin`), with
+    what could not be gathered and how long each section took."""
+
     host: HostFacts | None = None
     docker: DockerFacts | None = None
     nvidia: NvidiaFacts | None = None

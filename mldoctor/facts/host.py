@@ -17,6 +17,8 @@ from mldoctor.facts.common import DiskUsage, disk_usage, isolated, read_text
 
 @dataclass
 class OsRelease:
+    """The distribution, from /etc/os-release: fixes pick their package commands by `id` and `id_like`."""
+
     id: str = ""
     id_like: list[str] = field(default_factory=list)
     version_id: str = ""
@@ -25,6 +27,9 @@ class OsRelease:
 
 @dataclass
 class UserFacts:
+    """Who runs mldoctor, and the groups that decide whether the Docker socket is theirs to use: now, or after
+    a new login."""
+
     uid: int
     name: str
     active_groups: list[str] = field(default_factory=list)
@@ -35,6 +40,8 @@ class UserFacts:
 
 @dataclass
 class CpuFacts:
+    """The CPUs: how many the host has, how many this process may use, their model and the 1-minute load average."""
+
     logical: int
     usable: float
     """CPUs this process may use: the affinity mask, capped by a cgroup quota."""
@@ -44,6 +51,8 @@ class CpuFacts:
 
 @dataclass
 class MemoryFacts:
+    """Memory from /proc/meminfo, and the cgroup limit and usage that may leave less of it to allocate."""
+
     total_bytes: int
     available_bytes: int
     swap_total_bytes: int = 0
@@ -62,6 +71,8 @@ class MemoryFacts:
 
 @dataclass
 class PortFacts:
+    """One port given with --port: free to bind, or why not and, where it can be found, the process that holds it."""
+
     port: int
     free: bool
     error: str | None = None
@@ -107,6 +118,9 @@ NCCL_VARIABLES = (
 
 @dataclass
 class HostFacts:
+    """The host section of the facts: OS, user, CPU, memory, /dev/shm, disks, ports, limits and NCCL environment,
+    and what fixes need to know to be typed right here (systemd, sudo)."""
+
     hostname: str
     kernel: str
     arch: str

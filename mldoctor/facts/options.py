@@ -13,6 +13,9 @@ ALLREDUCE_S, PEER_COPIES_S, GLOO_S = 60.0, 10.0, 10.0
 
 @dataclass(frozen=True)
 class ProbeOptions:
+    """How to run the probe: in a container or on the host, the image, the GPUs and /dev/shm it gets, its deadlines
+    and what it benchmarks."""
+
     image: str | None = None
     """None: mldoctor's default probe image."""
     gpus: str = "auto"
@@ -44,6 +47,9 @@ class ProbeOptions:
 
 @dataclass(frozen=True)
 class GatherOptions:
+    """How to gather the facts: the per-call deadline, the ports to try, the policy, where to read the NVIDIA facts,
+    and the probe's options."""
+
     timeout: float = 5.0
     """Deadline for each call to the outside world (a docker API call, a helper command)."""
     ports: tuple[int, ...] = ()

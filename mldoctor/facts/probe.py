@@ -33,6 +33,8 @@ PROBE_SCHEMA_VERSION = 1
 
 @dataclass
 class ProbePython:
+    """The Python that ran the probe."""
+
     version: str = ""
     implementation: str = ""
     executable: str = ""
@@ -40,6 +42,8 @@ class ProbePython:
 
 @dataclass
 class ProbeSystem:
+    """The probe's user (uid, gid), the machine, the CPUs it saw and may use, and whether it ran in a container."""
+
     uid: int = 0
     gid: int = 0
     user: str | None = None
@@ -51,6 +55,8 @@ class ProbeSystem:
 
 @dataclass
 class ProbeShm:
+    """/dev/shm as the probe saw it (DataLoader workers pass tensors through it), or why it could not be read."""
+
     total_bytes: int = 0
     free_bytes: int = 0
     error: str | None = None
@@ -58,12 +64,17 @@ class ProbeShm:
 
 @dataclass
 class ProbeCgroup:
+    """The memory and CPU limits of the probe's cgroup (v2, else v1); None means unlimited."""
+
     memory_limit_bytes: int | None = None
     cpu_limit: float | None = None
 
 
 @dataclass
 class ProbeTorch:
+    """torch as imported in the probe: its version and the CUDA, cuDNN and NCCL it was built with;
+    or why the import failed."""
+
     found: bool = False
     error: str | None = None
     version: str | None = None
@@ -77,6 +88,9 @@ class ProbeTorch:
 
 @dataclass
 class ProbeCuda:
+    """Whether CUDA works in the probe (torch's error when not), how many GPUs it sees, the architectures torch was
+    built for, and the CUDA driver version."""
+
     available: bool = False
     device_count: int = 0
     error: str | None = None
@@ -87,6 +101,8 @@ class ProbeCuda:
 
 @dataclass
 class PcieLink:
+    """A GPU's PCIe link from sysfs: links train down at idle, so the maximum is what is graded."""
+
     max_gen: int | None = None
     max_width: int | None = None
     cur_gen: int | None = None
@@ -95,6 +111,8 @@ class PcieLink:
 
 @dataclass
 class ProbeDevice:
+    """One GPU as torch sees it in the probe: its name, compute capability, SMs, memory and PCIe link."""
+
     index: int = 0
     name: str = ""
     major: int = 0
@@ -113,12 +131,18 @@ class ProbeDevice:
 
 @dataclass
 class Warmup:
+    """How long a GPU was kept busy before its benchmarks, and whether its matmul rate stopped rising
+    (the clocks settled) in that time."""
+
     seconds: float = 0.0
     settled: bool = False
 
 
 @dataclass
 class MatmulResult:
+    """One dtype's matmul benchmark on one GPU: its rate and timings, whether the result was correct, or why it
+    could not be measured."""
+
     dtype: str = ""
     shape: list[int] = field(default_factory=list)
     tflops: float = 0.0
@@ -137,6 +161,9 @@ class MatmulResult:
 
 @dataclass
 class CopyResult:
+    """One copy benchmark on one GPU (device to device, host to device or device to host): its bandwidth, timings
+    and whether the bytes arrived intact."""
+
     bytes: int = 0
     gbps: float = 0.0
     """d2d counts the bytes read plus written (2x, as bandwidthTest); h2d and d2h count them once."""
@@ -150,6 +177,8 @@ class CopyResult:
 
 @dataclass
 class GpuBench:
+    """One GPU's benchmarks: the warm-up, a matmul per dtype, the three copies, and what could not be measured."""
+
     index: int = 0
     warmup: Warmup | None = None
     matmul: list[MatmulResult] = field(default_factory=list)
@@ -161,6 +190,9 @@ class GpuBench:
 
 @dataclass
 class CpuBench:
+    """The fp32 matmul on the CPU when there is no usable GPU, so the whole pipeline (probe, parsing, grading)
+    still runs."""
+
     dtype: str = "fp32"
     shape: list[int] = field(default_factory=list)
     gflops: float = 0.0
@@ -174,6 +206,8 @@ class CpuBench:
 
 @dataclass
 class PeerCopy:
+    """A copy from one GPU to another: its bandwidth and whether the bytes arrived intact."""
+
     src: int = 0
     dst: int = 0
     gbps: float = 0.0
@@ -200,6 +234,8 @@ class PeerResults:
 
 @dataclass
 class AllreduceSize:
+    """The all-reduce at one message size: its time, bandwidths and whether the sums were right."""
+
     bytes: int = 0
     median_ms: float = 0.0
     """The slowest rank's median time of one all-reduce."""
@@ -213,6 +249,8 @@ class AllreduceSize:
 
 @dataclass
 class AllreduceRank:
+    """One rank of the all-reduce: how far it got and how it ended, so a hang names the rank that stalled."""
+
     rank: int = 0
     stage: str = ""
     """Where the rank was last: not started, started, stalled, init, joined, allreduce, done or error."""
@@ -248,6 +286,8 @@ class AllreduceResults:
 
 @dataclass
 class BenchResults:
+    """Everything the probe benchmarked: each GPU (or the CPU), peer-to-peer copies and the all-reduce."""
+
     duration_s: float = 0.0
     elapsed_s: float = 0.0
     gpus: list[GpuBench] = field(default_factory=list)
@@ -330,6 +370,9 @@ class NameLookup:
 
 @dataclass
 class ProbeFacts:
+    """The probe section of the facts: how the run went, the document it printed (None when it printed none), and
+    the name lookup from a container."""
+
     run: ProbeRun
     document: ProbeDocument | None = None
     lookup: NameLookup | None = None

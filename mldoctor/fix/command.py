@@ -30,6 +30,8 @@ EXIT_OK, EXIT_COULD_NOT, EXIT_USAGE = 0, 1, 2
 
 @dataclass(frozen=True)
 class Fixer:
+    """A fix `mldoctor fix` applies itself: what it does, and the edit it makes to the daemon's configuration file."""
+
     what: str
     """What the fix does, in words."""
     edit: Callable[[str, str | None], Edit]

@@ -26,6 +26,8 @@ class Refused(ValueError):
 
 @dataclass
 class Edit:
+    """A configuration file's text before and after a merge: whether anything changes, and the diff to show first."""
+
     path: str
     before: str | None
     """The file's text; None when it does not exist."""

@@ -26,6 +26,9 @@ _EFFECTS = {
 
 @dataclass(frozen=True)
 class PlannedFix:
+    """A fix as this host's user types it: its text, one step per line, and what applying it does beyond its lines
+    (keys of model.EFFECTS)."""
+
     text: str
     steps: list[Step]
     effects: list[str]

@@ -42,6 +42,8 @@ class NodeState(str, Enum):
 
 @dataclass(frozen=True, slots=True)
 class NodeRow:
+    """One node's row of the fleet matrix: its summary, its state, and what the fleet found about it."""
+
     summary: NodeSummary
     state: NodeState
     link: Link | None
@@ -70,6 +72,8 @@ class NodeRow:
 
 @dataclass(frozen=True, slots=True)
 class Unreadable:
+    """A report that came but could not be read: where it came from, and why."""
+
     origin: str
     error: str
     node: str | None = None
@@ -78,6 +82,9 @@ class Unreadable:
 
 @dataclass(frozen=True)
 class Fleet:
+    """The fleet, judged: a row per node, the matrix's columns, the reports unreadable or missing, and the fleet-wide
+    findings (stragglers, drift, nodes to drain, the all-reduce); everything a renderer needs."""
+
     policy: FleetPolicy
     rows: tuple[NodeRow, ...]
     """Worst first (FAIL, INCOMPLETE, WARN, PASS), then by node name."""

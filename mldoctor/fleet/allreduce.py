@@ -72,6 +72,9 @@ class AllreduceRun:
 
 @dataclass(frozen=True, slots=True)
 class Pair:
+    """Two nodes' all-reduce bus bandwidth against the median pair: a bad pair says one of its nodes is at
+    fault, not which."""
+
     a: str
     b: str
     busbw_gbps: float | None
@@ -104,6 +107,8 @@ class Pair:
 
 @dataclass(frozen=True, slots=True)
 class Suspect:
+    """A node in two or more bad pairs: the likely culprit, which no single pair can name."""
+
     node: str
     pairs: tuple[Pair, ...]
     """Its bad pairs (two or more)."""

@@ -14,6 +14,9 @@ MAX_DOCUMENT = 64 << 20
 
 @dataclass(frozen=True, slots=True)
 class Document:
+    """One document as read from a source (a file, an engine's output): the parsed report, or why it could
+    not be read."""
+
     origin: str
     data: Any = None
     error: str | None = None

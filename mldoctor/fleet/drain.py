@@ -19,6 +19,9 @@ REASON_LIMIT = 100
 
 @dataclass(frozen=True, slots=True)
 class DrainLine:
+    """One failing node to drain: its first broken link and the commands that keep jobs off it (Slurm, kubectl
+    cordon and taint), made safe to paste."""
+
     node: str
     check: str
     summary: str

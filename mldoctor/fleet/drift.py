@@ -18,6 +18,8 @@ from mldoctor.model import Status
 
 @dataclass(frozen=True, slots=True)
 class Deviation:
+    """A node whose value differs from the fleet's most common one, or is below the policy floor."""
+
     node: str
     value: str
     status: Status
@@ -26,6 +28,9 @@ class Deviation:
 
 @dataclass(frozen=True, slots=True)
 class Drift:
+    """One version (driver, kernel, NCCL, ...) that differs across the fleet: the mode, how many nodes have it, the
+    policy floor, and the nodes that deviate."""
+
     field: str
     label: str
     mode: str

@@ -27,6 +27,9 @@ DEFAULT_CHECK_ARGS = ("--skip", "docker", "--no-container")
 
 @dataclass(frozen=True)
 class ManifestOptions:
+    """What the Kubernetes manifests (the sweep's Job, the DaemonSet) are made from: the image, names, sizes,
+    the check's arguments and where the pods may run."""
+
     image: str
     name: str = "mldoctor"
     namespace: str = "default"

@@ -76,6 +76,8 @@ class GpuModel:
 
 @dataclass(frozen=True, slots=True)
 class GpuSummary:
+    """One GPU of a node: its index, UUID, model, and the matmul rates it measured."""
+
     index: str
     uuid: str | None
     model: GpuModel
@@ -85,6 +87,9 @@ class GpuSummary:
 
 @dataclass(frozen=True, slots=True)
 class NodeSummary:
+    """What the fleet keeps of one node's report (bounded, the rest dropped): its checks, its first broken link, its
+    versions and its GPUs."""
+
     node: str
     host: str
     origin: str

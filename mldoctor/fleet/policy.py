@@ -28,6 +28,8 @@ own check reads too (`min_driver_version`, `min_cuda_version` at the top level).
 
 @dataclass(frozen=True)
 class FleetPolicy:
+    """What the fleet is judged by: the straggler and slow-pair ratios, the version floors, the all-reduce minimum."""
+
     straggler_ratio: float = STRAGGLER_RATIO
     min_driver_version: str = ""
     min_cuda_version: str = ""

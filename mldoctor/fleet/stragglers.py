@@ -33,6 +33,9 @@ class ModelGroup:
 
 @dataclass(frozen=True, slots=True)
 class Straggler:
+    """A GPU slower than the fleet's median for its model and dtype: a power cap, old firmware or a hot rack
+    shows only there."""
+
     node: str
     gpu: str
     """The GPU's index on its node."""

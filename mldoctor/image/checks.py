@@ -30,6 +30,8 @@ Judgement = Callable[[ImageFacts, Targets], "Finding | Iterable[Finding] | None"
 
 @dataclass(frozen=True)
 class ImageCheck:
+    """An image check (`image.*`): a pure judgement of an image's facts against the targets."""
+
     id: str
     title: str
     judge: Judgement

@@ -31,6 +31,8 @@ WHEEL_ARCH_LISTS: dict[str, tuple[tuple[str, str, str], ...]] = {
 
 @dataclass(frozen=True)
 class GpuModel:
+    """A GPU family matched by name: its compute capability and whether it is a consumer (GeForce) card."""
+
     pattern: str
     compute_capability: str
     """"major.minor", or "" when only the class is known (a GeForce card of an unknown generation)."""

@@ -30,6 +30,8 @@ class DockerfileError(ValueError):
 
 @dataclass(frozen=True)
 class Instruction:
+    """One Dockerfile instruction, continuations joined, with the line it starts on (for a finding's location)."""
+
     line: int
     """1-based line where it starts."""
     keyword: str
@@ -94,6 +96,8 @@ def _substitute(text: str, args: dict[str, str]) -> str:
 
 @dataclass(frozen=True)
 class Lint:
+    """One Dockerfile finding: the rule, the line, its status, what is wrong and the fix."""
+
     rule: str
     """The hadolint id (DL3002) or mldoctor's own: MLD001 a CUDA base, MLD002 a torch wheel, for a CUDA the target
     driver does not run."""

@@ -58,6 +58,9 @@ class TorchFacts:
 
 @dataclass
 class ImageFacts:
+    """An image as read from a daemon, a `docker save` tarball or an OCI layout: its config, history and the few
+    files that decide whether it runs on a GPU host. Untrusted text, bounded when read."""
+
     ref: str
     """What was asked for: a name, an id, or a file."""
     source: str = "daemon"

@@ -21,6 +21,8 @@ DRIVER = re.compile(r"\d{3}(\.\d{1,3}){0,2}")
 
 @dataclass(frozen=True)
 class TargetGpu:
+    """A GPU model the image must run on: its name, and its compute capability and class where the table knows them."""
+
     name: str
     compute_capability: str = ""
     """"major.minor"; "" when the model is unknown (its architecture is then not judged)."""
@@ -29,6 +31,8 @@ class TargetGpu:
 
 @dataclass(frozen=True)
 class Targets:
+    """The driver (hence the highest CUDA it runs) and GPU models the image must run on, and where they came from."""
+
     driver: str = ""
     """e.g. 550.90.07; "" when unknown."""
     driver_cuda: str = ""

@@ -24,6 +24,9 @@ Rule = Callable[..., RuleResult]
 
 @dataclass(frozen=True)
 class Check:
+    """A registered check: its rule, the facts it reads, the checks that must pass first (`requires`), and those
+    whose failure explains its own (`after`)."""
+
     id: str
     title: str
     rule: Rule
