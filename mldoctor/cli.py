@@ -436,8 +436,11 @@ class Interrupted(SystemExit):
 
 
 def entry() -> None:
-    """The `mldoctor` command and `python -m mldoctor`: `main`, ended at once after an interrupt (`interrupts.end`)."""
+    """The `mldoctor` command and `python -m mldoctor`: `main`, ended at once after an interrupt (`interrupts.end`),
+    and without the interpreter's teardown once it finished with nothing left running (`interrupts.finish`)."""
     try:
         main()
     except Interrupted as exc:
         interrupts.end(int(exc.code))
+    except SystemExit as exc:
+        interrupts.finish(int(exc.code or 0))

@@ -11,6 +11,10 @@ ends the process with `end`:
   logging handlers that the abandoned gatherer threads may still hold, for as long as their daemon calls take.
 An undo that does not finish in time is named on stderr with the command that finishes it by hand. The atexit hook
 runs whatever is still pending on any other way out (an exception inside a library, a test calling `main`).
+
+A run that ends normally ends through `finish`: once it has nothing left to undo and no other thread is still
+working, the process ends at once too, without the interpreter's teardown (freeing every module of docker-py,
+requests and click one by one: about 25 ms, a sixth of a `check`, for nothing a finished run needs).
 """
 
 from __future__ import annotations
@@ -129,6 +133,17 @@ def sigterm_raises() -> Iterator[None]:
 
 def _raise(signum: int, frame: Any) -> None:
     raise Terminated
+
+
+def finish(code: int) -> NoReturn:
+    """End a run that finished (exit `code`): what it left pending is undone first, normally nothing. With no other
+    thread still working, the process ends now (`end`); a thread still working (a helper command that outlived its
+    section's deadline) is waited for by the usual interpreter exit, as it kills its command at its own timeout."""
+    undo_all()
+    main = threading.main_thread()
+    if any(t is not main and not t.daemon and t.is_alive() for t in threading.enumerate()):
+        sys.exit(code)
+    end(code)
 
 
 def end(code: int) -> NoReturn:

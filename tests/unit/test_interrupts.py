@@ -108,3 +108,27 @@ def test_nothing_new_is_registered_once_the_run_is_being_undone():
     with pytest.raises(interrupts.Closing):
         interrupts.register("late", interrupts.Undo("container late", "docker rm -f late", lambda: None))
     assert interrupts.undo_all(deadline_s=1) == []
+
+
+FINISH = """
+import atexit, sys, threading, time
+from mldoctor import interrupts
+
+atexit.register(lambda: print("teardown", flush=True))
+interrupts.register("x", interrupts.Undo("marker", "true", lambda: print("undone", file=sys.stderr, flush=True)))
+if sys.argv[1] == "working":  # a thread still doing work that a normal exit waits for
+    threading.Thread(target=lambda: (time.sleep(0.5), print("work done", flush=True))).start()
+print("report", end="")  # buffered: `finish` must flush it
+interrupts.finish(5)
+"""
+
+
+@pytest.mark.parametrize(
+    ("threads", "printed"),
+    [("none", "report"), ("working", "reportwork done\nteardown\n")],
+)
+def test_a_finished_run_ends_without_the_teardown_unless_a_thread_is_still_working(threads, printed):
+    """With nothing left running, `finish` undoes what is pending, flushes, and skips the interpreter's teardown
+    (the atexit hook does not run); a thread still working is waited for by the normal exit, teardown and all."""
+    proc = subprocess.run([sys.executable, "-c", FINISH, threads], capture_output=True, text=True, timeout=30)
+    assert (proc.returncode, proc.stdout, proc.stderr) == (5, printed, "undone\n")
