@@ -15,7 +15,7 @@ from mldoctor.data.nvml_errors import plain_error
 from mldoctor.facts.common import DiskUsage
 from mldoctor.facts.host import LimitsFacts
 from mldoctor.facts.nvidia import GpuFacts, NvidiaFacts, NvmlFacts
-from mldoctor.facts.probe import ProbeTorch
+from mldoctor.facts.probe_document import ProbeTorch
 from mldoctor.model import EFFECTS, BenchRow, CheckResult, Report, Status, areas_of
 from mldoctor.output.table import summary_line
 from mldoctor.text import plural

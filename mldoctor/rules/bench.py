@@ -10,6 +10,7 @@ and `mldoctor gpu-bench` prints the rows themselves.
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 from mldoctor.data.gpus import (
     AllreduceSpec,
@@ -22,12 +23,21 @@ from mldoctor.data.gpus import (
     pcie_gbps,
 )
 from mldoctor.facts import Facts
-from mldoctor.facts.probe import AllreduceResults, CopyResult, GpuBench, PeerResults, ProbeDevice, ProbeDocument
 from mldoctor.model import BenchRow, Finding, Status, worst
 from mldoctor.policy import Band, Policy
 from mldoctor.rules import probe as _probe  # noqa: F401  (registers probe.arch and probe.torch, required below)
 from mldoctor.rules.registry import check
 from mldoctor.text import plural
+
+if TYPE_CHECKING:  # the probe's document is loaded only with a document (a run whose probe printed none never is)
+    from mldoctor.facts.probe_document import (
+        AllreduceResults,
+        CopyResult,
+        GpuBench,
+        PeerResults,
+        ProbeDevice,
+        ProbeDocument,
+    )
 
 GRADE = {"pass": Status.PASS, "warn": Status.WARN, "fail": Status.FAIL}
 
@@ -83,6 +93,8 @@ def host_link_gbps(device: ProbeDevice, spec: GpuSpec | None) -> float | None:
 
 def bench_rows(doc: ProbeDocument, policy: Policy) -> list[BenchRow]:
     """Every benchmark measurement of the probe, graded."""
+    from mldoctor.facts.probe_document import ProbeDevice  # loaded with `doc` already: a run without one never is
+
     if doc.bench is None:
         return []
     rows = []
@@ -317,7 +329,7 @@ def p2p_rows(doc: ProbeDocument, p2p: PeerResults, policy: Policy) -> list[Bench
     for src in dict.fromkeys(c.src for c in p2p.copies):
         copies = [c for c in p2p.copies if c.src == src]
         slowest = min(copies, key=lambda c: c.gbps)
-        name = devices.get(src, ProbeDevice(index=src, name="?")).name
+        name = devices[src].name if src in devices else "?"
         note = f"to {len(copies)} GPUs, slowest to GPU {slowest.dst}; fastest {_figure(max(c.gbps for c in copies))}"
         status = Status.PASS
         if any(not c.ok for c in copies):

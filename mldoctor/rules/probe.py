@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING
 
 from mldoctor.data.gpus import min_driver_for_cuda
 from mldoctor.facts import Facts
-from mldoctor.facts.probe import ProbeDocument, ProbeFacts, ProbeRun
 from mldoctor.fixes import nvidia as nvidia_fixes
 from mldoctor.fixes.docker import DEFAULT_SHM_SIZE, docker_service, mldoctor_fix
 from mldoctor.fixes.host import restart_service
@@ -23,6 +22,8 @@ from mldoctor.text import gib, plural
 
 if TYPE_CHECKING:
     from mldoctor.catalogue import KnownError
+    from mldoctor.facts.probe import ProbeFacts, ProbeRun
+    from mldoctor.facts.probe_document import ProbeDocument
 
 TORCH_WHEELS = "https://pytorch.org/get-started/locally/"
 NO_PYTHON = re.compile(r'exec: "python3": executable file not found|"python3": no such file|python3: not found', re.I)

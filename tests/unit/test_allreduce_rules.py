@@ -10,7 +10,8 @@ import time
 import pytest
 
 from mldoctor.data.gpus import allreduce_expected, allreduce_pass_ratio
-from mldoctor.facts.probe import ProbeRun, parse_document
+from mldoctor.facts.probe import ProbeRun
+from mldoctor.facts.probe_document import parse_document
 from mldoctor.model import Status
 from mldoctor.policy import Policy
 from mldoctor.probe import launch

@@ -7,7 +7,8 @@ from dataclasses import replace
 import pytest
 
 from mldoctor.data.gpus import gpu_specs, match_gpu, min_driver_for_cuda
-from mldoctor.facts.probe import (
+from mldoctor.facts.probe import ProbeRun
+from mldoctor.facts.probe_document import (
     BenchResults,
     CopyResult,
     CpuBench,
@@ -15,7 +16,6 @@ from mldoctor.facts.probe import (
     MatmulResult,
     PcieLink,
     ProbeDevice,
-    ProbeRun,
 )
 from mldoctor.model import Status
 from mldoctor.policy import Policy

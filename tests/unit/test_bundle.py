@@ -31,7 +31,8 @@ from mldoctor.bundle.redact import Redactor, for_facts
 from mldoctor.cli import main
 from mldoctor.facts.docker import DaemonConfig, Endpoint
 from mldoctor.facts.host import UserFacts
-from mldoctor.facts.probe import (
+from mldoctor.facts.probe import ProbeFacts, ProbeRun
+from mldoctor.facts.probe_document import (
     BenchResults,
     CopyResult,
     GpuBench,
@@ -40,9 +41,7 @@ from mldoctor.facts.probe import (
     ProbeCuda,
     ProbeDevice,
     ProbeDocument,
-    ProbeFacts,
     ProbePython,
-    ProbeRun,
     ProbeSystem,
     ProbeTorch,
     Warmup,

@@ -29,7 +29,8 @@ from test_probe_rules import document, probe_facts
 from mldoctor.bundle import html
 from mldoctor.bundle.redact import for_facts
 from mldoctor.data import nvml_errors
-from mldoctor.facts.probe import BenchResults, CpuBench, ProbeCuda, ProbeRun, ProbeTorch
+from mldoctor.facts.probe import ProbeRun
+from mldoctor.facts.probe_document import BenchResults, CpuBench, ProbeCuda, ProbeTorch
 from mldoctor.model import Report
 from mldoctor.policy import Policy
 from mldoctor.runner import build_report, select
@@ -475,7 +476,7 @@ def test_the_peer_matrix_and_the_all_reduce_by_size():
     """Issue 16: the page shows who reaches whom peer to peer (a hole in red) and one busbw chart over sizes."""
     from dataclasses import replace
 
-    from mldoctor.facts.probe import AllreduceResults, AllreduceSize, PeerCopy, PeerResults
+    from mldoctor.facts.probe_document import AllreduceResults, AllreduceSize, PeerCopy, PeerResults
 
     report = gpu_report()
     doc = report.facts.probe.document

@@ -26,7 +26,8 @@ from mldoctor.facts.nvidia import (
     ToolBinary,
     ToolkitFacts,
 )
-from mldoctor.facts.probe import ProbeDevice, ProbeDocument, ProbeFacts, ProbeRun, ProbeTorch
+from mldoctor.facts.probe import ProbeFacts, ProbeRun
+from mldoctor.facts.probe_document import ProbeDevice, ProbeDocument, ProbeTorch
 from mldoctor.fleet.aggregate import DRIFT_CHECK, STRAGGLER_CHECK, FleetPolicy, NodeState, aggregate, exit_code
 from mldoctor.fleet.sources import Document, documents
 from mldoctor.model import SCHEMA_VERSION, BenchRow, CheckResult, Report, Status

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from importlib import metadata
 
-from mldoctor.facts.probe import parse_document
+from mldoctor.facts.probe_document import parse_document
 from mldoctor.probe import probe
 from mldoctor.probe.launch import PROBE_FILE
 

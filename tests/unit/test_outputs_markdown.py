@@ -11,7 +11,8 @@ import pytest
 from factories import daemon, docker, down, facts
 from test_bundle import gpu_facts
 
-from mldoctor.facts.probe import ProbeDocument, ProbeFacts, ProbePython, ProbeRun, ProbeTorch
+from mldoctor.facts.probe import ProbeFacts, ProbeRun
+from mldoctor.facts.probe_document import ProbeDocument, ProbePython, ProbeTorch
 from mldoctor.model import CheckResult, Status
 from mldoctor.output import markdown
 from mldoctor.policy import Policy

@@ -10,17 +10,14 @@ from dataclasses import replace
 
 import pytest
 
-from mldoctor.facts.probe import (
+from mldoctor.facts.probe import ProbeFacts, ProbeOptions, ProbeRun, decide_gpus
+from mldoctor.facts.probe_document import (
     ProbeCuda,
     ProbeDevice,
     ProbeDocument,
-    ProbeFacts,
-    ProbeOptions,
     ProbePython,
-    ProbeRun,
     ProbeShm,
     ProbeTorch,
-    decide_gpus,
     parse_document,
 )
 from mldoctor.model import Status
