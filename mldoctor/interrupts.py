@@ -28,7 +28,10 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future
 
 UNDO_DEADLINE_S = 15.0
 """All undos together, from the interrupt: removing a container takes well under a second on a daemon that answers;
@@ -144,6 +147,34 @@ def finish(code: int) -> NoReturn:
     if any(t is not main and not t.daemon and t.is_alive() for t in threading.enumerate()):
         sys.exit(code)
     end(code)
+
+
+WAKE_S = 0.2
+"""How long the main thread sleeps at most in one wait (`join`, `wait`)."""
+
+
+def join(thread: threading.Thread, timeout: float) -> None:
+    """`thread.join(timeout)` for the main thread, in slices of WAKE_S. Python runs signal handlers in the main
+    thread only, and a wait there is cut short only by a signal the kernel delivers to that thread; the kernel may
+    deliver SIGTERM or SIGINT to any thread, and one delivered to a gatherer left Ctrl-C waiting for the whole
+    timeout (the probe's: over a minute). Each slice ends with a bytecode, where a pending handler runs."""
+    _in_slices(thread.is_alive, thread.join, timeout)
+
+
+def wait(future: Future[Any], timeout: float) -> None:
+    """`concurrent.futures.wait([future], timeout)` for the main thread, in slices of WAKE_S (see `join`)."""
+    from concurrent.futures import wait as wait_for
+
+    _in_slices(lambda: not future.done(), lambda seconds: wait_for([future], seconds), timeout)
+
+
+def _in_slices(pending: Callable[[], bool], wait_at_most: Callable[[float], object], timeout: float) -> None:
+    ends = time.monotonic() + timeout
+    while pending():
+        remaining = ends - time.monotonic()
+        if remaining <= 0:
+            return
+        wait_at_most(min(remaining, WAKE_S))
 
 
 def end(code: int) -> NoReturn:

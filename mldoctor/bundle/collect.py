@@ -27,6 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FuturesTimeout
 from dataclasses import dataclass
 
+from mldoctor import interrupts
 from mldoctor.bundle.redact import relevant_environment
 from mldoctor.facts import Facts
 from mldoctor.facts.common import CommandOutput
@@ -366,8 +367,9 @@ def collect(facts: Facts, timeout: float, sources: tuple[Source, ...] | None = N
         futures = [pool.submit(_collect_one, source, facts, timeout) for source in sources]
         collected = []
         for source, future in zip(sources, futures, strict=True):
+            interrupts.wait(future, deadline - time.monotonic())  # Ctrl-C is not held up by a slow source
             try:
-                collected.append(future.result(max(0.0, deadline - time.monotonic())))
+                collected.append(future.result(0))
             except FuturesTimeout:  # a source that ignores its deadline does not hold the bundle back
                 collected.append(Collected(source.name, None, f"not collected: no answer within {budget:g} s"))
         return collected

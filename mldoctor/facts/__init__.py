@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from mldoctor import interrupts
 from mldoctor.facts.options import GatherOptions, ProbeOptions
 
 if TYPE_CHECKING:  # imported when gathered or loaded, not on every run (`check --only host` needs none of them)
@@ -155,7 +156,7 @@ def gather(sections: set[str], options: GatherOptions) -> Facts:
     for name, thread in threads.items():
         deadline = section_deadline(name, options)
         waited = max((section_deadline(s, options) for s in waits_for[name]), default=0.0)
-        thread.join(max(0.0, started + waited + deadline - time.monotonic()))
+        interrupts.join(thread, started + waited + deadline - time.monotonic())
         outcome = results.get(name)
         if name in began:  # a section given up on while it waited for others took no time of its own
             facts.timings[name] = round(ended.get(name, time.monotonic()) - began[name], 3)

@@ -194,12 +194,7 @@ def test_an_interrupted_run_removes_its_container(signum):
             assert proc.poll() is None, proc.stderr.read()
             time.sleep(0.1)
         proc.send_signal(signum)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:  # a hang: SIGABRT makes faulthandler print every thread's stack
-            proc.send_signal(signal.SIGABRT)
-            proc.wait(timeout=10)
-            pytest.fail(f"no exit within 30 s of signal {signum}; its threads:\n{proc.stderr.read()[-8000:]}")
+        _ended(proc, signum)
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -440,13 +435,26 @@ def test_the_gpu_benchmark_code_runs_on_real_torch():
         assert bench[name]["ok"] and bench[name]["gbps"] > 0 and bench[name]["iters"] >= 10, name
 
 
+def _ended(proc: subprocess.Popen, signum: int) -> None:
+    """Wait for a run sent `signum` to end; a hang fails with every thread's stack (SIGABRT makes faulthandler,
+    switched on by PYTHONFAULTHANDLER, print them on its stderr)."""
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGABRT)
+        proc.wait(timeout=10)
+        pytest.fail(f"no exit within 30 s of signal {signum}; its threads:\n{proc.stderr.read()[-8000:]}")
+
+
 def _start_hanging_run() -> tuple[subprocess.Popen, str]:
     """An mldoctor run whose probe never finishes, and the name of its container once it exists."""
     before = set(probe_containers())
     proc = subprocess.Popen(
         [sys.executable, "-m", "mldoctor", "gpu-bench", "--image", HANG_IMAGE, "--timeout", "60"],
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONFAULTHANDLER": "1"},
     )
     deadline = time.monotonic() + 30
     while not (mine := the_probe(set(probe_containers()) - before)):
@@ -461,7 +469,7 @@ def test_the_probe_container_has_pids_and_memory_limits():
         host_config = _docker().api.inspect_container(name)["HostConfig"]
     finally:
         proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=30)
+        _ended(proc, signal.SIGTERM)
     assert host_config["PidsLimit"] == 1024
     assert 0 < host_config["Memory"] <= 16 << 30
     assert host_config["NetworkMode"] == "none" and host_config["CapDrop"] == ["ALL"]

@@ -132,3 +132,52 @@ def test_a_finished_run_ends_without_the_teardown_unless_a_thread_is_still_worki
     (the atexit hook does not run); a thread still working is waited for by the normal exit, teardown and all."""
     proc = subprocess.run([sys.executable, "-c", FINISH, threads], capture_output=True, text=True, timeout=30)
     assert (proc.returncode, proc.stdout, proc.stderr) == (5, printed, "undone\n")
+
+
+GATHER_SIGNALLED = """
+import signal, threading, time
+from mldoctor import facts, interrupts
+
+blocked = threading.Event()
+
+def hangs(options, earlier, errors):  # a gatherer waiting on something that does not answer
+    blocked.set()
+    threading.Event().wait(60)
+
+facts.GATHERERS["host"] = hangs
+def signal_the_gatherer():  # the kernel may hand a process's SIGTERM to any of its threads: here, the gatherer's
+    blocked.wait(10)
+    time.sleep(0.5)  # the main thread is waiting for the gatherers by now
+    worker = next(t for t in threading.enumerate() if t.name == "gather-host")
+    signal.pthread_kill(worker.ident, signal.SIGTERM)
+
+threading.Thread(target=signal_the_gatherer, daemon=True).start()
+started = time.monotonic()
+with interrupts.sigterm_raises():
+    try:
+        facts.gather({"host"}, facts.GatherOptions(timeout=30))
+        print("gathered")
+    except interrupts.Terminated:
+        print(f"terminated after {time.monotonic() - started:.1f} s")
+"""
+
+
+def test_sigterm_delivered_to_a_gatherer_thread_still_ends_the_wait_at_once():
+    """The main thread's wait for the gatherers wakes in slices, so a SIGTERM the kernel delivered to another thread
+    takes effect within a fraction of a second, not at the section's deadline (61 s here)."""
+    proc = subprocess.run([sys.executable, "-c", GATHER_SIGNALLED], capture_output=True, text=True, timeout=90)
+    words = proc.stdout.split()
+    assert words[:2] == ["terminated", "after"], proc.stdout + proc.stderr
+    assert float(words[2]) < 5
+
+
+def test_waiting_for_a_future_in_slices_ends_when_it_is_done_or_at_the_timeout():
+    from concurrent.futures import Future
+
+    never, done = Future(), Future()
+    done.set_result(1)
+    started = time.monotonic()
+    interrupts.wait(done, 5)
+    assert time.monotonic() - started < 0.1
+    interrupts.wait(never, 0.5)
+    assert 0.5 <= time.monotonic() - started < 1.5 and not never.done()
