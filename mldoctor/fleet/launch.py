@@ -20,6 +20,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import IO
 
+from mldoctor import interrupts
 from mldoctor.fleet import frames, hostlist
 from mldoctor.fleet.document import MAX_DOCUMENT, Document
 from mldoctor.fleet.text import bounded
@@ -133,7 +134,7 @@ def collect(command: Sequence[str], deadline: float, collection: Collection) -> 
                 collection.timed_out = True
                 break
             try:
-                tag, line = lines.get(timeout=left)
+                tag, line = lines.get(timeout=min(left, interrupts.WAKE_S))  # Ctrl-C acts at once (see join)
             except queue.Empty:
                 continue
             if line is None:
