@@ -26,7 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from mldoctor.facts.common import read_text, run_command
+from mldoctor.facts.common import CommandOutput, read_text, run_command
 
 NVIDIA_VENDOR = "0x10de"
 PCI_CLASS_KIND = {"0x0300": "gpu", "0x0302": "gpu", "0x0680": "nvswitch"}
@@ -790,17 +790,15 @@ def _pids_named(root: Root, name: str) -> list[str]:
 def _toolkit(root: Root, timeout: float) -> ToolkitFacts:
     facts = ToolkitFacts(config_path=root.host_path(root.path(TOOLKIT_CONFIG)))
     paths = {name: shutil.which(name) for name in TOOLKIT_BINARIES}
-    with ThreadPoolExecutor(max_workers=len(paths)) as pool:
-        outputs = dict(
-            zip(
-                paths,
-                pool.map(lambda p: run_command([p, "--version"], timeout) if p else None, paths.values()),
-                strict=True,
-            )
-        )
+    installed = {name: path for name, path in paths.items() if path}
+    outputs: dict[str, CommandOutput] = {}
+    if installed:  # each one's --version side by side; no threads where the toolkit is not installed
+        with ThreadPoolExecutor(max_workers=len(installed)) as pool:
+            versions = pool.map(lambda path: run_command([path, "--version"], timeout), installed.values())
+            outputs = dict(zip(installed, versions, strict=True))
     for name, path in paths.items():
         binary = ToolBinary(name=name, path=path)
-        output = outputs[name]
+        output = outputs.get(name)
         if output is not None and output.ok:
             match = VERSION.search(output.stdout.splitlines()[0] if output.stdout else "")
             binary.version = match.group(0) if match else None
