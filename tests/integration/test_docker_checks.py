@@ -8,7 +8,6 @@ import importlib.util
 import json
 import os
 import pwd
-import re
 import shutil
 import socket
 import subprocess
@@ -18,6 +17,7 @@ import threading
 import time
 
 import pytest
+from daemon_proxy import HeaderProxy
 
 pytestmark = pytest.mark.docker
 
@@ -108,48 +108,6 @@ def test_daemon_that_never_answers_is_a_timeout_within_the_deadline(hung_socket)
     assert result["status"] == "FAIL" and "did not answer" in result["summary"]
     assert report["facts"]["docker"]["connection"]["error_kind"] == "timeout"
     assert elapsed < 2 + 8, f"the 2 s deadline was not kept: {elapsed:.1f} s"
-
-
-class HeaderProxy:
-    """A unix socket in front of the real daemon that logs each request line and, when `strip` is set, removes the
-    `API-Version` header from its answers: a daemon whose `/_ping` does not say its API version."""
-
-    def __init__(self, directory: str, strip: bool) -> None:
-        self.path, self.strip, self.requests = os.path.join(directory, "docker.sock"), strip, []
-        self.upstream = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock").removeprefix("unix://")
-        self.server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.server.bind(self.path)
-        self.server.listen(16)
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self.server.accept()
-            except OSError:
-                return
-            upstream = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            upstream.connect(self.upstream)
-            threading.Thread(target=self._pump, args=(client, upstream, self._requests), daemon=True).start()
-            threading.Thread(target=self._pump, args=(upstream, client, self._answers), daemon=True).start()
-
-    def _requests(self, data: bytes) -> bytes:
-        self.requests += re.findall(rb"^(?:GET|POST|HEAD|DELETE) (\S+) HTTP", data, re.MULTILINE)
-        return data
-
-    def _answers(self, data: bytes) -> bytes:
-        return re.sub(rb"\r\nApi-Version: [^\r]*", b"", data, flags=re.IGNORECASE) if self.strip else data
-
-    @staticmethod
-    def _pump(source: socket.socket, target: socket.socket, change) -> None:
-        with contextlib.suppress(OSError):
-            while data := source.recv(65536):
-                target.sendall(change(data))
-        with contextlib.suppress(OSError):
-            target.shutdown(socket.SHUT_WR)
-
-    def close(self) -> None:
-        self.server.close()
 
 
 @pytest.mark.parametrize("strip", [False, True])

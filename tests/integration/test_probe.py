@@ -15,6 +15,7 @@ import sys
 import time
 
 import pytest
+from daemon_proxy import DaemonProxy
 from provided import labelled_containers, require_images
 
 pytestmark = pytest.mark.docker
@@ -236,59 +237,12 @@ def test_an_interrupt_mid_request_leaves_the_client_alone_and_the_exit_hook_remo
     assert not created & set(probe_containers())
 
 
-class FreezableProxy:
-    """A unix socket in front of the real daemon that forwards both ways until frozen; then it answers nothing,
-    to new connections or old ones, the way a daemon that hangs mid-run does."""
-
-    def __init__(self, directory: str) -> None:
-        import socket
-        import threading
-
-        self.path = os.path.join(directory, "docker.sock")
-        self.upstream = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock").removeprefix("unix://")
-        self.frozen = threading.Event()
-        self.server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.server.bind(self.path)
-        self.server.listen(64)
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        import socket
-        import threading
-
-        while True:
-            try:
-                client, _ = self.server.accept()
-            except OSError:
-                return
-            upstream = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            upstream.connect(self.upstream)
-            for source, target in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pump, args=(source, target), daemon=True).start()
-
-    def _pump(self, source, target) -> None:
-        while not self.frozen.is_set():
-            try:
-                data = source.recv(65536)
-            except OSError:
-                return
-            if not data or self.frozen.is_set():
-                return  # frozen: what arrives is never passed on, and nothing is closed
-            try:
-                target.sendall(data)
-            except OSError:  # the other side closed: so does this direction
-                return
-
-    def close(self) -> None:
-        self.server.close()
-
-
 def test_an_interrupt_while_the_daemon_stops_answering_ends_within_the_undo_deadline(tmp_path):
     """The undo is bounded as a whole, not by --timeout per call: a hung daemon costs at most UNDO_DEADLINE_S, and
     the container left is named with the command that removes it."""
     from mldoctor.interrupts import UNDO_DEADLINE_S
 
-    proxy = FreezableProxy(str(tmp_path))
+    proxy = DaemonProxy(str(tmp_path))
     before = set(probe_containers())
     proc = subprocess.Popen(
         [sys.executable, "-m", "mldoctor", "gpu-bench", "--image", HANG_IMAGE, "--timeout", "60"],
